@@ -1,0 +1,326 @@
+"""Gambit ``.nfg`` files: reading both versions of the format, and writing.
+
+The format is specified in Gambit's documentation (doc/formats.nfgpay.rst and
+doc/formats.nfgout.rst). A file starts with a header::
+
+    NFG 1 R "title" { "Player 1" "Player 2" } <strategies>
+    "optional comment"
+
+``R`` (rational) and ``D`` (decimal) are both accepted. ``<strategies>`` is either
+
+- ``{ 3 2 }``: the number of strategies of each player. This is the *payoff version*: the
+  body lists, for each pure profile, the payoff of every player in turn; or
+- ``{ { "s1" "s2" "s3" } { "t1" "t2" } }``: strategy labels. This is the *outcome
+  version*: the body is a list of outcomes ``{ "name" u_1, u_2 }`` followed by one outcome
+  number per profile (1-based; 0 is the null outcome, paying 0 to everyone).
+
+Profiles are enumerated with player 1's strategy changing fastest. Numbers may be
+integers, decimals (``.80``, ``1e-3``) or rationals (``99/100``). Whitespace is not
+significant, commas between payoffs are optional, and ``\\"`` escapes a quote in a label.
+
+Malformed input raises :class:`games.errors.GameFileError` naming the file, line, column
+and what was expected. :func:`write_nfg` writes the outcome version, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+
+from games.errors import GameError, GameFileError
+from games.normal_form import NormalFormGame
+from games.io import atomic_write_text
+
+# The largest number of pure profiles a file may describe; beyond it the payoff tensor
+# would not fit in memory, and reading is refused up front.
+MAX_PROFILES = 50_000_000
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # "word", "string", "number", "{", "}"
+    text: str
+    line: int
+    column: int
+
+
+def tokenize(text: str, path: str | None = None) -> Iterator[Token]:
+    """Splits Gambit game-file text into tokens, keeping line and column for error messages.
+
+    Shared by the ``.nfg`` and ``.efg`` readers. Commas are separators and yield nothing.
+    """
+    i, line, line_start, n = 0, 1, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            line_start = i + 1
+            i += 1
+        elif ch.isspace() or ch == ",":
+            i += 1
+        elif ch in "{}":
+            yield Token(ch, ch, line, i - line_start + 1)
+            i += 1
+        elif ch == '"':
+            start_line, start_column = line, i - line_start + 1
+            i += 1
+            chars = []
+            while True:
+                if i >= n:
+                    raise GameFileError(path, start_line, start_column, "a quoted label is never closed")
+                ch = text[i]
+                if ch == "\\" and i + 1 < n:
+                    chars.append(text[i + 1])
+                    i += 2
+                    continue
+                if ch == '"':
+                    i += 1
+                    break
+                if ch == "\n":
+                    line += 1
+                    line_start = i + 1
+                chars.append(ch)
+                i += 1
+            yield Token("string", "".join(chars), start_line, start_column)
+        else:
+            start = i
+            while i < n and not text[i].isspace() and text[i] not in '{}",':
+                i += 1
+            word = text[start:i]
+            kind = "number" if (word[0].isdigit() or word[0] in "+-.") else "word"
+            yield Token(kind, word, line, start - line_start + 1)
+
+
+class TokenStream:
+    """A cursor over tokens with ``expect`` helpers that raise :class:`GameFileError`."""
+
+    def __init__(self, text: str, path: str | None) -> None:
+        self.path = path
+        self.tokens = list(tokenize(text, path))
+        self.position = 0
+        lines = text.count("\n") + 1
+        self._end = Token("end", "", lines, 1)
+
+    def peek(self) -> Token:
+        return self.tokens[self.position] if self.position < len(self.tokens) else self._end
+
+    def next(self) -> Token:
+        token = self.peek()
+        self.position += 1
+        return token
+
+    def at_end(self) -> bool:
+        return self.position >= len(self.tokens)
+
+    def error(self, token: Token, message: str) -> GameFileError:
+        found = "the end of the file" if token.kind == "end" else f"{token.text!r}"
+        return GameFileError(self.path, token.line, token.column, f"{message}, found {found}")
+
+    def expect(self, kind: str, what: str) -> Token:
+        token = self.next()
+        if token.kind != kind:
+            raise self.error(token, f"expected {what}")
+        return token
+
+    def expect_word(self, word: str) -> Token:
+        token = self.next()
+        if token.kind != "word" or token.text != word:
+            raise self.error(token, f"expected {word!r}")
+        return token
+
+    def number(self, what: str = "a number") -> Fraction:
+        token = self.next()
+        if token.kind != "number":
+            raise self.error(token, f"expected {what}")
+        return parse_number(token, self.path)
+
+    def integer(self, what: str) -> int:
+        token = self.next()
+        if token.kind != "number" or not token.text.lstrip("+-").isdigit():
+            raise self.error(token, f"expected {what} (a whole number)")
+        return int(token.text)
+
+    def strings_in_braces(self, what: str) -> list[str]:
+        self.expect("{", f"'{{' opening the list of {what}")
+        out = []
+        while self.peek().kind == "string":
+            out.append(self.next().text)
+        self.expect("}", f"a quoted {what[:-1]} or '}}' closing the list of {what}")
+        return out
+
+
+def parse_number(token: Token, path: str | None) -> Fraction:
+    """A Gambit number (integer, decimal, scientific or rational ``p/q``) as an exact fraction."""
+    text = token.text
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/")
+            value = Fraction(int(numerator), int(denominator))
+        else:
+            value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise GameFileError(path, token.line, token.column, f"{text!r} is not a number") from None
+    return value
+
+
+def _read_header(stream: TokenStream, magic: str) -> tuple[str, list[str]]:
+    stream.expect_word(magic)
+    version = stream.next()
+    if version.kind != "number" or version.text not in {"1", "2"}:
+        raise stream.error(version, f"expected the format version after {magic!r}")
+    kind = stream.next()
+    if kind.kind != "word" or kind.text not in {"R", "D"}:
+        raise stream.error(kind, "expected 'R' or 'D' (the number type)")
+    title = stream.expect("string", "the quoted title of the game").text
+    players = stream.strings_in_braces("players")
+    if not players:
+        raise GameFileError(stream.path, kind.line, None, "the game has no players")
+    return title, players
+
+
+def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: Any) -> NormalFormGame:
+    """Parses the text of a ``.nfg`` file into a :class:`NormalFormGame` (float64 payoffs).
+
+    Raises:
+        GameFileError: naming the file, line and column of the first problem.
+    """
+    path = None if path is None else os.fspath(path)
+    stream = TokenStream(text, path)
+    title, players = _read_header(stream, "NFG")
+    num_players = len(players)
+
+    open_brace = stream.expect("{", "'{' opening the strategies of each player")
+    strategy_names: list[list[str]] | None
+    if stream.peek().kind == "{":
+        strategy_names = []
+        for player in range(num_players):
+            strategy_names.append(stream.strings_in_braces(f"strategies of player {player + 1}"))
+        stream.expect("}", "'}' closing the strategy lists")
+        num_actions = [len(names) for names in strategy_names]
+    else:
+        strategy_names = None
+        num_actions = []
+        while stream.peek().kind == "number":
+            num_actions.append(stream.integer("a number of strategies"))
+        stream.expect("}", "a number of strategies or '}'")
+    if len(num_actions) != num_players:
+        raise GameFileError(
+            path, open_brace.line, open_brace.column,
+            f"{num_players} players but strategies are given for {len(num_actions)}",
+        )
+    for player, count in enumerate(num_actions):
+        if count < 1:
+            raise GameFileError(path, open_brace.line, open_brace.column, f"player {player + 1} has no strategies")
+    num_profiles = math.prod(num_actions)
+    if num_profiles > MAX_PROFILES:
+        raise GameFileError(
+            path, open_brace.line, open_brace.column,
+            f"{num_profiles:,} pure profiles ({num_profiles * num_players * 8 / 2**30:.1f} GiB of payoffs) "
+            f"exceed the limit of {MAX_PROFILES:,}",
+        )
+    if stream.peek().kind == "string":  # the optional comment
+        stream.next()
+
+    table = np.zeros((num_profiles, num_players), dtype=np.float64)
+    if strategy_names is None:
+        for profile in range(num_profiles):
+            for player in range(num_players):
+                table[profile, player] = float(stream.number(
+                    f"payoff {player + 1} of profile {profile + 1} of {num_profiles}"
+                ))
+    else:
+        outcomes = _read_outcomes(stream, num_players)
+        for profile in range(num_profiles):
+            token = stream.peek()
+            index = stream.integer(f"the outcome number of profile {profile + 1} of {num_profiles}")
+            if not 0 <= index <= len(outcomes):
+                raise GameFileError(
+                    path, token.line, token.column,
+                    f"outcome {index} does not exist (the file defines {len(outcomes)})",
+                )
+            if index:
+                table[profile] = outcomes[index - 1]
+    if not stream.at_end():
+        raise stream.error(stream.peek(), "expected the end of the file after the last profile")
+
+    # Profile k has player 1's strategy changing fastest: Fortran order over (A_1, ..., A_N).
+    payoffs = np.stack([table[:, i].reshape(num_actions, order="F") for i in range(num_players)])
+    if strategy_names is None:
+        strategy_names = [[str(a + 1) for a in range(n)] for n in num_actions]
+    return NormalFormGame(
+        payoffs, player_names=players, action_names=strategy_names, title=title, **game_kwargs
+    )
+
+
+def _read_outcomes(stream: TokenStream, num_players: int) -> list[list[float]]:
+    stream.expect("{", "'{' opening the list of outcomes")
+    outcomes = []
+    while stream.peek().kind == "{":
+        stream.next()
+        stream.expect("string", f"the quoted name of outcome {len(outcomes) + 1}")
+        payoffs = [
+            float(stream.number(f"payoff {p + 1} of {num_players} in outcome {len(outcomes) + 1}"))
+            for p in range(num_players)
+        ]
+        stream.expect("}", f"'}}' closing outcome {len(outcomes) + 1} after {num_players} payoffs")
+        outcomes.append(payoffs)
+    stream.expect("}", "'{' opening an outcome or '}' closing the list of outcomes")
+    return outcomes
+
+
+def read_nfg(path: str | os.PathLike, **game_kwargs: Any) -> NormalFormGame:
+    """Reads a Gambit ``.nfg`` file. ``game_kwargs`` (``dtype``, ``device``) go to the game."""
+    try:
+        with open(path, encoding="utf-8", errors="strict") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as error:
+        raise GameFileError(path, None, None, f"not a text file ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise GameFileError(path, None, None, error.strerror or str(error)) from None
+    return parse_nfg(text, path, **game_kwargs)
+
+
+def _quote(label: str) -> str:
+    return '"' + label.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_number(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` (integers without a decimal point)."""
+    if value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
+def format_nfg(game: NormalFormGame) -> str:
+    """The outcome version of the ``.nfg`` format for an unbatched game, one outcome per profile."""
+    if game.batched:
+        raise GameError("a batched game cannot be written as one .nfg file; index it first")
+    payoffs = game.payoffs.detach().to("cpu", torch.float64).numpy()
+    num_profiles = math.prod(game.num_actions)
+    table = np.stack([payoffs[i].reshape(-1, order="F") for i in range(game.num_players)], axis=1)
+    lines = [
+        f"NFG 1 R {_quote(game.title)} {{ {' '.join(map(_quote, game.player_names))} }}",
+        "",
+        "{ " + "\n".join("{ " + " ".join(map(_quote, names)) + " }" for names in game.action_names),
+        "}",
+        '""',
+        "",
+        "{",
+    ]
+    for profile in range(num_profiles):
+        lines.append("{ \"\" " + ", ".join(format_number(v) for v in table[profile]) + " }")
+    lines.append("}")
+    lines.append(" ".join(str(k + 1) for k in range(num_profiles)))
+    return "\n".join(lines) + "\n"
+
+
+def write_nfg(game: NormalFormGame, path: str | os.PathLike) -> None:
+    """Writes ``game`` to ``path`` in the outcome version of the format, atomically."""
+    atomic_write_text(path, format_nfg(game))
