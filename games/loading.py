@@ -1,0 +1,73 @@
+"""One entry point from a user's game specification to a game object.
+
+``load_game(spec)`` accepts, in this order:
+
+1) a path to a Gambit ``.nfg`` file (any existing file whose name ends in ``.nfg``);
+2) a name from the classic-game catalog (``games.catalog.names()``);
+3) ``random_zero_sum(M,N[,seed=S])`` or ``random(A1,A2,...[,seed=S])``: a seeded random game;
+4) an OpenSpiel game string (``"matrix_rps"``, ``"blotto(coins=4)"``).
+
+Anything else raises :class:`GameError` listing what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from games import catalog
+from games.errors import GameError
+from games.normal_form import NormalFormGame
+
+_RANDOM = re.compile(r"^(random_zero_sum|random)\(([^)]*)\)$")
+
+
+def _random_game(kind: str, arguments: str, **kwargs: Any) -> NormalFormGame:
+    sizes, seed = [], 0
+    for part in filter(None, (p.strip() for p in arguments.split(","))):
+        if part.startswith("seed="):
+            seed = int(part[5:])
+        elif part.isdigit() and int(part) > 0:
+            sizes.append(int(part))
+        else:
+            raise GameError(f"{kind}(...) takes positive action counts and seed=S, got {part!r}")
+    if kind == "random_zero_sum":
+        if len(sizes) != 2:
+            raise GameError(f"random_zero_sum needs two action counts, got {len(sizes)}")
+        return catalog.random_zero_sum(*sizes, seed=seed, **kwargs)
+    if len(sizes) < 2:
+        raise GameError("random(...) needs an action count for each of at least two players")
+    return catalog.random_game(sizes, seed=seed, **kwargs)
+
+
+def load_game(spec: str, **kwargs: Any) -> NormalFormGame:
+    """The game that ``spec`` names; ``kwargs`` (``dtype``, ``device``) place its tensors."""
+    if spec.endswith(".nfg") or os.path.isfile(spec):
+        from games.nfg import read_nfg
+
+        if not spec.endswith(".nfg"):
+            raise GameError(f"{spec}: only Gambit .nfg files are read as normal-form games")
+        return read_nfg(spec, **kwargs)
+    if spec in catalog.CLASSIC_GAMES:
+        return catalog.load(spec, **kwargs)
+    match = _RANDOM.match(spec.replace(" ", ""))
+    if match:
+        try:
+            return _random_game(match.group(1), match.group(2), **kwargs)
+        except ValueError as error:
+            raise GameError(f"bad random game {spec!r}: {error}") from None
+    if re.match(r"^[a-z_][a-z0-9_]*(\(.*\))?$", spec):
+        from games.adapters.openspiel import normal_form_from_openspiel
+
+        try:
+            return normal_form_from_openspiel(spec, **kwargs)
+        except GameError as error:
+            if "cannot load" in str(error):
+                raise GameError(
+                    f"unknown game {spec!r}: not a .nfg file, not a catalog game "
+                    f"({', '.join(catalog.names())}), not random(...)/random_zero_sum(...), "
+                    f"and OpenSpiel does not know it"
+                ) from None
+            raise
+    raise GameError(f"unknown game {spec!r}: expected a .nfg path, a catalog name or an OpenSpiel game string")

@@ -1,0 +1,122 @@
+"""Approximate Nash equilibria of N-player games by stochastic optimization of a Nash loss.
+
+Gemp, Marris and Piliouras, "Approximating Nash Equilibria in Normal-Form Games via
+Stochastic Optimization", ICLR 2024.
+
+For a profile ``x`` and temperature ``tau > 0``, player k's entropy-regularized utility
+has gradient ``g_k = u_k(., x_-k) - tau (log x_k + 1)``. Its projection onto the tangent
+space of the simplex, ``Π(g_k) = g_k - mean(g_k)``, vanishes exactly at a quantal
+response equilibrium (a logit QRE, which approaches a Nash equilibrium as tau -> 0). The
+loss is
+
+    L_tau(x) = sum_k ||Π(g_k)||^2 ,
+
+and it has an unbiased estimator from two independent samples of the other players'
+pure actions: ``sum_k Π(ĝ_k) . Π(ĝ'_k)``, where ``ĝ_k`` uses the sampled payoff row
+``payoffs[k, :, a_-k]`` in place of ``u_k(., x_-k)``. One iteration consists of:
+
+1) sample two independent joint actions of the others from ``x`` for every player (or,
+   with ``samples=None``, use the exact action values: then the loss is deterministic);
+2) evaluate the (estimated) loss and differentiate it with autograd;
+3) take an Adam step on the logits of ``x``.
+
+NOTE: the paper runs projected SGD on the simplex; gamelab optimizes softmax logits with
+Adam, which keeps ``x`` in the interior (where the entropy term is defined) without a
+projection, and anneals nothing: ``tau`` is fixed. The returned profile's NashConv is
+measured exactly by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from games.errors import SolverError
+from games.normal_form import NormalFormGame
+
+Tensor = torch.Tensor
+
+
+def _projected_gradients(game: NormalFormGame, strategies: list[Tensor], values: list[Tensor], temperature: float) -> list[Tensor]:
+    out = []
+    for value, strategy in zip(values, strategies):
+        gradient = value - temperature * (torch.log(strategy) + 1)
+        out.append(gradient - gradient.mean(-1, keepdim=True))
+    return out
+
+
+def _sampled_values(game: NormalFormGame, strategies: list[Tensor], samples: int, generator: torch.Generator) -> list[Tensor]:
+    """Unbiased estimates of each player's action values from ``samples`` joint samples.
+
+    Shapes: strategies ``(B, A_i)``; returns ``(B, A_i)`` per player.
+    """
+    payoffs = game.batched_payoffs
+    batch = payoffs.shape[0]
+    draws = [
+        torch.multinomial(s.detach(), samples, replacement=True, generator=generator) for s in strategies
+    ]  # each (B, S)
+    batch_index = torch.arange(batch, device=payoffs.device)[:, None]
+    out = []
+    for player in range(game.num_players):
+        # payoffs[b, player, :, a_-player] for every sample s: (B, S, A_player)
+        table = payoffs[:, player].movedim(player + 1, -1)  # (B, A_others..., A_player)
+        index = (batch_index,) + tuple(draws[j] for j in range(game.num_players) if j != player)
+        out.append(table[index].mean(1))
+    return out
+
+
+def nash_sgd(
+    game: NormalFormGame,
+    *,
+    temperature: float = 0.01,
+    iterations: int = 2000,
+    learning_rate: float = 0.05,
+    samples: int | None = None,
+    seed: int = 0,
+    callback: Callable[[int, list[Tensor]], None] | None = None,
+    callback_every: int = 100,
+) -> list[Tensor]:
+    """Minimizes the Nash loss of Gemp et al. (2024) over the profiles of a (batched) game.
+
+    Args:
+        game: any N-player game, batched or not.
+        temperature: tau, the entropy weight; the target is the logit QRE at tau.
+        iterations: Adam steps.
+        learning_rate: Adam's step size on the logits.
+        samples: joint-action samples per estimate; None for exact action values.
+        seed: seeds the sampler and nothing else (the start is uniform play).
+        callback: called as ``callback(iteration, profile)`` every ``callback_every`` steps.
+
+    Returns:
+        The profile: N tensors ``(A_i,)``, or ``(B, A_i)`` for a batched game.
+    """
+    if not temperature > 0:
+        raise SolverError(f"temperature must be positive (the loss needs interior points), got {temperature}")
+    if samples is not None and samples < 1:
+        raise SolverError(f"samples must be a positive count or None, got {samples}")
+    batched = game if game.batched else NormalFormGame(game.payoffs.unsqueeze(0), batched=True)
+    generator = torch.Generator(device=game.device).manual_seed(seed)
+    logits = [
+        torch.zeros(batched.batch_size, n, dtype=game.dtype, device=game.device, requires_grad=True)
+        for n in game.num_actions
+    ]
+    optimizer = torch.optim.Adam(logits, lr=learning_rate)
+    for iteration in range(1, iterations + 1):
+        strategies = [torch.softmax(logit, -1) for logit in logits]
+        if samples is None:
+            values = batched.action_values(strategies)
+            projected = _projected_gradients(batched, strategies, values, temperature)
+            loss = sum((p * p).sum() for p in projected)
+        else:
+            first = _projected_gradients(batched, strategies, _sampled_values(batched, strategies, samples, generator), temperature)
+            second = _projected_gradients(batched, strategies, _sampled_values(batched, strategies, samples, generator), temperature)
+            loss = sum((p * q).sum() for p, q in zip(first, second))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if callback is not None and iteration % callback_every == 0:
+            profile = [torch.softmax(logit.detach(), -1) for logit in logits]
+            callback(iteration, profile if game.batched else [s[0] for s in profile])
+    profile = [torch.softmax(logit.detach(), -1) for logit in logits]
+    return profile if game.batched else [s[0] for s in profile]

@@ -1,0 +1,209 @@
+"""Every normal-form solver behind one call: ``solve(game, solver="auto", ...)``.
+
+The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method:
+
+- 2-player zero-sum (or constant-sum): ``zero-sum`` (interior point + exact polish, exact);
+- 2-player general-sum: ``gambit-lcp`` (Lemke-Howson, exact) when pygambit is
+  installed, otherwise ``nash-sgd``;
+- N players: ``nash-sgd`` (approximate; its NashConv is reported). pygambit's ``logit``
+  and ``gnm`` are available by name, but on some files (``2x2x2.nfg``) logit stops at a
+  profile with regret 0.2 and gnm runs for minutes, so ``auto`` does not pick them.
+
+Iterative solvers (regret dynamics, fictitious play, replicator, Nash-SGD) record NashConv
+every ``eval_every`` iterations in ``history`` and stop early at ``target_nash_conv``. The
+result's ``seconds`` counts the solve alone, not loading the game.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from games.errors import SolverError
+from games.normal_form import NormalFormGame
+from solvers import regret
+from solvers.exploitability import ce_gap, cce_gap, marginals, nash_conv
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class SolveResult:
+    """What a solver found for one (unbatched) game.
+
+    ``strategies``: N tensors ``(A_i,)``. ``joint``: the correlated distribution
+    ``(A_1, ..., A_N)`` for ``ce``/``cce`` (whose ``strategies`` are its marginals).
+    ``history``: ``(iteration, NashConv)`` pairs of iterative solvers, or of ``ce``'s gap.
+    """
+
+    solver: str
+    strategies: list[Tensor]
+    nash_conv: float
+    iterations: int
+    seconds: float
+    history: list[tuple[int, float]] = field(default_factory=list)
+    value: list[float] | None = None
+    joint: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ITERATIVE: dict[str, tuple[str, Callable[[NormalFormGame], regret.NoRegretSolver]]] = {
+    "rm": ("regret matching, uniform averaging", lambda g: regret.RegretMatching(g)),
+    "rm+": ("RM+ with alternating updates and linear averaging", lambda g: regret.RegretMatching(g, plus=True, alternating=True, averaging="linear")),
+    "prm+": ("predictive RM+ with alternating updates and linear averaging", lambda g: regret.RegretMatching(g, plus=True, predictive=True, alternating=True, averaging="linear")),
+    "hedge": ("Hedge (entropic FTRL), learning rate 0.1", lambda g: regret.Hedge(g)),
+    "optimistic-hedge": ("optimistic Hedge, learning rate 0.1", lambda g: regret.OptimisticHedge(g)),
+    "ftrl-euclidean": ("FTRL with the Euclidean regularizer, learning rate 0.1", lambda g: regret.FTRL(g, regularizer="euclidean")),
+    "fictitious-play": ("fictitious play", lambda g: regret.FictitiousPlay(g)),
+    "replicator": ("discrete replicator dynamics, step 0.01", lambda g: regret.ReplicatorDynamics(g)),
+}
+
+EXACT = {
+    "zero-sum": "2-player zero-sum: batched interior point + exact support polish (HiGHS fallback)",
+    "lp": "2-player zero-sum: the minimax LP solved by HiGHS",
+    "ce": "correlated equilibrium of maximum welfare (LP, HiGHS)",
+    "cce": "coarse correlated equilibrium of maximum welfare (LP, HiGHS)",
+    "nash-sgd": "approximate Nash by stochastic optimization of a Nash loss (Gemp et al. 2024)",
+    "gambit-lcp": "2-player: Lemke-Howson through pygambit (exact)",
+    "gambit-enummixed": "2-player: all extreme equilibria through pygambit; returns the first",
+    "gambit-enumpure": "any N: pure equilibria through pygambit; returns the first",
+    "gambit-logit": "any N: logit QRE path-following through pygambit",
+    "gambit-gnm": "any N: global Newton through pygambit",
+}
+
+DEFAULT_ITERATIONS = 1000
+
+
+def names() -> list[str]:
+    """Every solver name, ``auto`` first."""
+    return ["auto"] + list(ITERATIVE) + list(EXACT)
+
+
+def describe() -> dict[str, str]:
+    """Solver name -> one-line description."""
+    out = {"auto": "pick a sound method for the game (see solvers.registry)"}
+    out.update({name: text for name, (text, _) in ITERATIVE.items()})
+    out.update(EXACT)
+    return out
+
+
+def _has_pygambit() -> bool:
+    try:
+        import pygambit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def auto_solver(game: NormalFormGame) -> str:
+    """The solver ``auto`` stands for on this game."""
+    if game.num_players == 2 and game.is_constant_sum():
+        return "zero-sum"
+    if game.num_players == 2 and _has_pygambit():
+        return "gambit-lcp"
+    return "nash-sgd"
+
+
+def solve(
+    game: NormalFormGame,
+    solver: str = "auto",
+    *,
+    iterations: int | None = None,
+    target_nash_conv: float | None = None,
+    seed: int = 0,
+    eval_every: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> SolveResult:
+    """Solves one game with the named solver.
+
+    Args:
+        game: an unbatched game (use the solver classes directly for batches).
+        solver: a name from :func:`names`.
+        iterations: the iteration budget of iterative solvers (default 1000).
+        target_nash_conv: stop an iterative solver once NashConv is at most this.
+        seed: for solvers that sample.
+        eval_every: iterations between NashConv checks (default: 200 checks per run).
+        callback: ``callback(iteration, nash_conv)`` after every check, for progress bars.
+    """
+    if game.batched:
+        raise SolverError("solve() takes one game; index the batch, or use the solver classes for batches")
+    if solver not in names():
+        raise SolverError(f"unknown solver {solver!r}; known: {', '.join(names())}")
+    if solver == "auto":
+        solver = auto_solver(game)
+    if iterations is not None and iterations < 1:
+        raise SolverError(f"iterations must be positive, got {iterations}")
+    budget = iterations or DEFAULT_ITERATIONS
+    every = eval_every or max(1, budget // 200)
+    start = time.perf_counter()
+    history: list[tuple[int, float]] = []
+    extra: dict[str, Any] = {}
+    joint = None
+    done_iterations = 1
+
+    if solver in ITERATIVE:
+        learner = ITERATIVE[solver][1](game)
+        while learner.iteration < budget:
+            learner.step()
+            if learner.iteration % every == 0 or learner.iteration == budget:
+                gap = float(nash_conv(game, learner.average_policy()))
+                history.append((learner.iteration, gap))
+                if callback is not None:
+                    callback(learner.iteration, gap)
+                if target_nash_conv is not None and gap <= target_nash_conv:
+                    break
+        strategies, done_iterations = learner.average_policy(), learner.iteration
+    elif solver == "zero-sum":
+        from solvers.zero_sum import solve_zero_sum
+
+        solution, report = solve_zero_sum(game, tolerance=target_nash_conv or 1e-9)
+        strategies, done_iterations = solution.strategies, report.iterations
+        extra.update(polished=report.polished, lp_fallback=report.lp_fallback)
+    elif solver == "lp":
+        from solvers.lp import zero_sum_lp
+
+        strategies = zero_sum_lp(game).strategies
+    elif solver in ("ce", "cce"):
+        from solvers.lp import coarse_correlated_equilibrium, correlated_equilibrium
+
+        joint = (correlated_equilibrium if solver == "ce" else coarse_correlated_equilibrium)(game)
+        strategies = marginals(joint, game.num_players)
+        extra["gap"] = float((ce_gap if solver == "ce" else cce_gap)(game, joint))
+    elif solver == "nash-sgd":
+        from solvers.nash_sgd import nash_sgd
+
+        def report_progress(iteration: int, profile: list[Tensor]) -> None:
+            gap = float(nash_conv(game, profile))
+            history.append((iteration, gap))
+            if callback is not None:
+                callback(iteration, gap)
+
+        strategies = nash_sgd(game, iterations=budget, seed=seed, callback=report_progress, callback_every=every)
+        done_iterations = budget
+    else:
+        from solvers.gambit import gambit_equilibria
+
+        equilibria = gambit_equilibria(game, solver.removeprefix("gambit-"))
+        if not equilibria:
+            raise SolverError(f"{solver} found no equilibrium")
+        strategies = equilibria[0]
+        extra["equilibria_found"] = len(equilibria)
+    seconds = time.perf_counter() - start
+    final = float(nash_conv(game, strategies))
+    if not history or history[-1][0] != done_iterations:
+        history.append((done_iterations, final))
+    return SolveResult(
+        solver=solver,
+        strategies=[s.detach() for s in strategies],
+        nash_conv=final,
+        iterations=done_iterations,
+        seconds=seconds,
+        history=history,
+        value=game.expected_payoffs(strategies).tolist() if joint is None else (joint * game.payoffs).flatten(1).sum(-1).tolist(),
+        joint=joint,
+        extra=extra,
+    )
