@@ -7,12 +7,15 @@ doc/formats.nfgout.rst). A file starts with a header::
     "optional comment"
 
 ``R`` (rational) and ``D`` (decimal) are both accepted. ``<strategies>`` is either
+``{ 3 2 }`` (the number of strategies of each player) or
+``{ { "s1" "s2" "s3" } { "t1" "t2" } }`` (strategy labels). The body is then either
 
-- ``{ 3 2 }``: the number of strategies of each player. This is the *payoff version*: the
-  body lists, for each pure profile, the payoff of every player in turn; or
-- ``{ { "s1" "s2" "s3" } { "t1" "t2" } }``: strategy labels. This is the *outcome
-  version*: the body is a list of outcomes ``{ "name" u_1, u_2 }`` followed by one outcome
-  number per profile (1-based; 0 is the null outcome, paying 0 to everyone).
+- the *payoff version*: for each pure profile, the payoff of every player in turn; or
+- the *outcome version*: a list of outcomes ``{ "name" u_1, u_2 }`` followed by one
+  outcome number per profile (1-based; 0 is the null outcome, paying 0 to everyone).
+
+The body's first token decides which (``{`` opens the outcome list): real files, such as
+Gambit's ``coord2.nfg``, combine strategy labels with the payoff version.
 
 Profiles are enumerated with player 1's strategy changing fastest. Numbers may be
 integers, decimals (``.80``, ``1e-3``) or rationals (``99/100``). Whitespace is not
@@ -105,8 +108,10 @@ class TokenStream:
         self.path = path
         self.tokens = list(tokenize(text, path))
         self.position = 0
-        lines = text.count("\n") + 1
-        self._end = Token("end", "", lines, 1)
+        # The end of the file is reported just after its last non-blank character.
+        content = text.rstrip()
+        last_line = content.count("\n") + 1
+        self._end = Token("end", "", last_line, len(content) - (content.rfind("\n") + 1) + 1)
 
     def peek(self) -> Token:
         return self.tokens[self.position] if self.position < len(self.tokens) else self._end
@@ -229,13 +234,13 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
         stream.next()
 
     table = np.zeros((num_profiles, num_players), dtype=np.float64)
-    if strategy_names is None:
+    if stream.peek().kind != "{":  # payoff version: payoffs of every profile in turn
         for profile in range(num_profiles):
             for player in range(num_players):
                 table[profile, player] = float(stream.number(
                     f"payoff {player + 1} of profile {profile + 1} of {num_profiles}"
                 ))
-    else:
+    else:  # outcome version: a list of outcomes, then an outcome number per profile
         outcomes = _read_outcomes(stream, num_players)
         for profile in range(num_profiles):
             token = stream.peek()

@@ -3,8 +3,8 @@
 The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method:
 
 - 2-player zero-sum (or constant-sum): ``zero-sum`` (interior point + exact polish, exact);
-- 2-player general-sum: ``gambit-lcp`` (Lemke-Howson, exact) when pygambit is
-  installed, otherwise ``nash-sgd``;
+- 2-player general-sum: ``lemke-howson`` (gamelab's batched Lemke-Howson, exact; if it
+  runs out of pivots, pygambit's ``lcp`` when installed);
 - N players: ``nash-sgd`` (approximate; its NashConv is reported). pygambit's ``logit``
   and ``gnm`` are available by name, but on some files (``2x2x2.nfg``) logit stops at a
   profile with regret 0.2 and gnm runs for minutes, so ``auto`` does not pick them.
@@ -65,6 +65,7 @@ ITERATIVE: dict[str, tuple[str, Callable[[NormalFormGame], regret.NoRegretSolver
 EXACT = {
     "zero-sum": "2-player zero-sum: batched interior point + exact support polish (HiGHS fallback)",
     "lp": "2-player zero-sum: the minimax LP solved by HiGHS",
+    "lemke-howson": "2-player: batched Lemke-Howson in torch (exact)",
     "ce": "correlated equilibrium of maximum welfare (LP, HiGHS)",
     "cce": "coarse correlated equilibrium of maximum welfare (LP, HiGHS)",
     "nash-sgd": "approximate Nash by stochastic optimization of a Nash loss (Gemp et al. 2024)",
@@ -91,7 +92,7 @@ def describe() -> dict[str, str]:
     return out
 
 
-def _has_pygambit() -> bool:
+def has_pygambit() -> bool:
     try:
         import pygambit  # noqa: F401
     except ImportError:
@@ -103,8 +104,8 @@ def auto_solver(game: NormalFormGame) -> str:
     """The solver ``auto`` stands for on this game."""
     if game.num_players == 2 and game.is_constant_sum():
         return "zero-sum"
-    if game.num_players == 2 and _has_pygambit():
-        return "gambit-lcp"
+    if game.num_players == 2:
+        return "lemke-howson"
     return "nash-sgd"
 
 
@@ -163,6 +164,18 @@ def solve(
         solution, report = solve_zero_sum(game, tolerance=target_nash_conv or 1e-9)
         strategies, done_iterations = solution.strategies, report.iterations
         extra.update(polished=report.polished, lp_fallback=report.lp_fallback)
+    elif solver == "lemke-howson":
+        from solvers.lemke_howson import lemke_howson
+
+        found = lemke_howson(game)
+        strategies, done_iterations = found.strategies, found.pivots
+        if not bool(found.converged) and has_pygambit():
+            from solvers.gambit import gambit_equilibria
+
+            strategies = gambit_equilibria(game, "lcp")[0]
+            extra["fallback"] = "gambit-lcp"
+        elif not bool(found.converged):
+            raise SolverError("Lemke-Howson ran out of pivots; install pygambit for its lcp fallback")
     elif solver == "lp":
         from solvers.lp import zero_sum_lp
 

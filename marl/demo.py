@@ -1,0 +1,76 @@
+"""``make demo``: compute equilibria of a few classic games and show their NashConv.
+
+Run with ``python -m marl.demo``. Each line names the game, the solver that ``auto`` (or
+the named one) chose, the equilibrium found, and its NashConv measured in the game.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from games import catalog
+from solvers import registry
+from solvers.zero_sum import solve_zero_sum
+from solvers.exploitability import nash_conv
+
+DEMO = [
+    ("rps", "auto"),
+    ("matching_pennies", "auto"),
+    ("prisoners_dilemma", "auto"),
+    ("battle_of_the_sexes", "auto"),
+    ("stag_hunt", "auto"),
+    ("chicken", "ce"),
+    ("shapley", "rm+"),
+    ("three_player_matching_pennies", "auto"),
+]
+
+
+def _format(strategy: torch.Tensor, names: tuple[str, ...]) -> str:
+    return " ".join(f"{name}:{p:.3f}" for name, p in zip(names, strategy.tolist()) if p > 5e-4)
+
+
+def main() -> None:
+    console = Console()
+    table = Table(title="gamelab: equilibria of classic games")
+    for column in ("game", "solver", "equilibrium (per player)", "payoffs", "NashConv"):
+        table.add_column(column)
+    for name, solver in DEMO:
+        game = catalog.load(name)
+        result = registry.solve(game, solver)
+        profile = "\n".join(_format(s, n) for s, n in zip(result.strategies, game.action_names))
+        if result.joint is not None:
+            profile = "correlated: " + ", ".join(f"{p:.2f}" for p in result.joint.flatten().tolist())
+        payoffs = ", ".join(f"{v:.3g}" for v in result.value)
+        gap = f"CE gap {result.extra['gap']:.1e}" if solver == "ce" else f"{result.nash_conv:.1e}"
+        table.add_row(game.title, result.solver, profile, payoffs, gap)
+    console.print(table)
+
+    if registry.has_pygambit():
+        game = catalog.load("battle_of_the_sexes")
+        from solvers.gambit import gambit_equilibria
+
+        equilibria = gambit_equilibria(game, "enummixed")
+        console.print(f"Battle of the sexes has {len(equilibria)} equilibria (pygambit enummixed): " + "; ".join(
+            " / ".join(_format(s, n) for s, n in zip(profile, game.action_names)) for profile in equilibria
+        ))
+
+    game = catalog.random_zero_sum(500, 500, batch_size=4, seed=0)
+    start = time.perf_counter()
+    solution, report = solve_zero_sum(game)
+    seconds = time.perf_counter() - start
+    gaps = nash_conv(game, solution.strategies)
+    console.print(
+        f"4 random 500x500 zero-sum games solved together in {seconds:.2f} s "
+        f"({report.iterations} interior-point iterations): values "
+        f"{', '.join(f'{v:+.5f}' for v in solution.value.tolist())}, max NashConv {float(gaps.max()):.1e}"
+    )
+    console.print("Try: gamelab solve battle_of_the_sexes --solver gambit-enummixed, "
+                  "gamelab solve 'random_zero_sum(300,300)' --json, gamelab solvers")
+
+
+if __name__ == "__main__":
+    main()
