@@ -146,6 +146,18 @@ class TokenStream:
             raise self.error(token, f"expected {what}")
         return parse_number(token, self.path)
 
+    def real(self, what: str = "a number") -> float:
+        """The next number as a finite float; a GameFileError at its position otherwise."""
+        token = self.peek()
+        value = self.number(what)
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf
+        if not math.isfinite(result):
+            raise GameFileError(self.path, token.line, token.column, f"{token.text!r} is too large for a float")
+        return result
+
     def integer(self, what: str) -> int:
         token = self.next()
         if token.kind != "number" or not token.text.lstrip("+-").isdigit():
@@ -237,9 +249,9 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
     if stream.peek().kind != "{":  # payoff version: payoffs of every profile in turn
         for profile in range(num_profiles):
             for player in range(num_players):
-                table[profile, player] = float(stream.number(
+                table[profile, player] = stream.real(
                     f"payoff {player + 1} of profile {profile + 1} of {num_profiles}"
-                ))
+                )
     else:  # outcome version: a list of outcomes, then an outcome number per profile
         outcomes = _read_outcomes(stream, num_players)
         for profile in range(num_profiles):
@@ -271,7 +283,7 @@ def _read_outcomes(stream: TokenStream, num_players: int) -> list[list[float]]:
         stream.next()
         stream.expect("string", f"the quoted name of outcome {len(outcomes) + 1}")
         payoffs = [
-            float(stream.number(f"payoff {p + 1} of {num_players} in outcome {len(outcomes) + 1}"))
+            stream.real(f"payoff {p + 1} of {num_players} in outcome {len(outcomes) + 1}")
             for p in range(num_players)
         ]
         stream.expect("}", f"'}}' closing outcome {len(outcomes) + 1} after {num_players} payoffs")

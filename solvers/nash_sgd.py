@@ -47,7 +47,15 @@ def _projected_gradients(game: NormalFormGame, strategies: list[Tensor], values:
 
 
 def _sampled_values(game: NormalFormGame, strategies: list[Tensor], samples: int, generator: torch.Generator) -> list[Tensor]:
-    """Unbiased estimates of each player's action values from ``samples`` joint samples.
+    """Unbiased estimates of each player's action values, with unbiased gradients.
+
+    The value of player k's estimate is the mean of ``payoffs[k, :, a_-k]`` over
+    ``samples`` joint samples of the others' actions. Sampling is not differentiable, so
+    for every other player l a term is added that is zero in value but carries the
+    gradient with respect to ``x_l``: the estimate in which ``x_l`` is contracted exactly
+    and only the remaining players are sampled, minus its own detached copy. Its gradient
+    with respect to ``x_l`` is the sampled slice ``payoffs[k, :, :, a_-kl]``, an unbiased
+    estimate of ``d u_k / d x_l``, which the loss's gradient needs.
 
     Shapes: strategies ``(B, A_i)``; returns ``(B, A_i)`` per player.
     """
@@ -57,13 +65,45 @@ def _sampled_values(game: NormalFormGame, strategies: list[Tensor], samples: int
         torch.multinomial(s.detach(), samples, replacement=True, generator=generator) for s in strategies
     ]  # each (B, S)
     batch_index = torch.arange(batch, device=payoffs.device)[:, None]
+
+    def sampled_table(player: int, sampled: list[int], kept: list[int]) -> Tensor:
+        """payoffs[:, player] with the ``sampled`` players' axes indexed by their draws:
+        shape (B, S, A_kept...) (S = 1 when nothing is sampled)."""
+        table = payoffs[:, player].permute([0] + [1 + j for j in sampled] + [1 + j for j in kept])
+        if not sampled:
+            return table.unsqueeze(1)
+        return table[(batch_index,) + tuple(draws[j] for j in sampled)]
+
     out = []
     for player in range(game.num_players):
-        # payoffs[b, player, :, a_-player] for every sample s: (B, S, A_player)
-        table = payoffs[:, player].movedim(player + 1, -1)  # (B, A_others..., A_player)
-        index = (batch_index,) + tuple(draws[j] for j in range(game.num_players) if j != player)
-        out.append(table[index].mean(1))
+        others = [j for j in range(game.num_players) if j != player]
+        estimate = sampled_table(player, others, [player]).mean(1)  # (B, A_player)
+        for exact in others:
+            rest = [j for j in others if j != exact]
+            table = sampled_table(player, rest, [exact, player])  # (B, S, A_exact, A_player)
+            contracted = torch.einsum("bsea,be->ba", table, strategies[exact]) / table.shape[1]
+            estimate = estimate + (contracted - contracted.detach())
+        out.append(estimate)
     return out
+
+
+def nash_loss(
+    game: NormalFormGame,
+    strategies: list[Tensor],
+    temperature: float,
+    samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The Nash loss ``L_tau`` of each game, exact or as the two-sample unbiased estimate.
+
+    Shapes: ``game`` must be batched, ``strategies`` are ``(B, A_i)``; returns ``(B,)``.
+    """
+    if samples is None:
+        projected = _projected_gradients(game, strategies, game.action_values(strategies), temperature)
+        return sum((p * p).sum(-1) for p in projected)
+    first = _projected_gradients(game, strategies, _sampled_values(game, strategies, samples, generator), temperature)
+    second = _projected_gradients(game, strategies, _sampled_values(game, strategies, samples, generator), temperature)
+    return sum((p * q).sum(-1) for p, q in zip(first, second))
 
 
 def nash_sgd(
@@ -104,14 +144,7 @@ def nash_sgd(
     optimizer = torch.optim.Adam(logits, lr=learning_rate)
     for iteration in range(1, iterations + 1):
         strategies = [torch.softmax(logit, -1) for logit in logits]
-        if samples is None:
-            values = batched.action_values(strategies)
-            projected = _projected_gradients(batched, strategies, values, temperature)
-            loss = sum((p * p).sum() for p in projected)
-        else:
-            first = _projected_gradients(batched, strategies, _sampled_values(batched, strategies, samples, generator), temperature)
-            second = _projected_gradients(batched, strategies, _sampled_values(batched, strategies, samples, generator), temperature)
-            loss = sum((p * q).sum() for p, q in zip(first, second))
+        loss = nash_loss(batched, strategies, temperature, samples, generator).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

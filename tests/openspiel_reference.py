@@ -21,5 +21,7 @@ def openspiel_nash_conv(game, strategies) -> float:
     policy = policy_lib.TabularPolicy(turn_based)
     for player, strategy in enumerate(strategies):
         (state,) = policy.states_per_player[player]
-        policy.action_probability_array[policy.state_lookup[state]] = np.asarray(strategy.cpu(), dtype=np.float64)
+        row = np.zeros(policy.action_probability_array.shape[1])
+        row[: len(strategy)] = np.asarray(strategy.cpu(), dtype=np.float64)
+        policy.action_probability_array[policy.state_lookup[state]] = row
     return float(exploitability.nash_conv(turn_based, policy))

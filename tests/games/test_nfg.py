@@ -71,6 +71,7 @@ def test_outcome_zero_is_the_null_outcome():
         ('NFG 1 R "t" { "A" } { 1 }\n1/0\n', 2, "not a number"),
         ('NFG 1 R "t" { "A" } { 1 }\n"unterminated\n', 2, "never closed"),
         ('NFG 1 R "t" { "A" } { 0 }\n', 1, "no strategies"),
+        ('NFG 1 R "t" { "A" } { 1 }\n1e400\n', 2, "too large for a float"),
     ],
 )
 def test_malformed_files_name_line_and_problem(text, line, message):

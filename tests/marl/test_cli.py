@@ -1,0 +1,91 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from marl.cli import main
+from tests.conftest import GAMBIT_DATA
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "marl.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_solve_json_is_the_last_line_with_the_promised_keys():
+    result = run("solve", "battle_of_the_sexes", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("game", "solver", "iterations", "seconds", "nash_conv", "strategies"):
+        assert key in payload
+    assert payload["nash_conv"] < 1e-9
+    assert [len(s) for s in payload["strategies"]] == [2, 2]
+
+
+def test_solve_reads_a_gambit_file_and_writes_out_and_plot(tmp_path, capsys):
+    out, plot = tmp_path / "eq.json", tmp_path / "curve.png"
+    code = main(["solve", str(GAMBIT_DATA / "2x2x2.nfg"), "--solver", "rm+", "--iterations", "300",
+                 "--out", str(out), "--plot", str(plot), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads(out.read_text())["strategies"] == printed["strategies"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert printed["iterations"] == 300
+
+
+def test_target_nash_conv_stops_early(capsys):
+    assert main(["solve", "random_zero_sum(20,20,seed=3)", "--solver", "rm+", "--iterations", "20000",
+                 "--target-nash-conv", "1e-3", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["nash_conv"] <= 1e-3 and payload["iterations"] < 20000
+
+
+def test_human_output_shows_a_table_and_nash_conv(capsys):
+    assert main(["solve", "rps"]) == 0
+    text = capsys.readouterr().out
+    assert "Rock" in text and "NashConv" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["solve", "no_such_game"], "unknown game"),
+        (["solve", "rps", "--device", "cuda:7"], "device"),
+        (["solve", "rps", "--out", "/no/such/folder/x.json"], "does not exist"),
+        (["solve", "three_player_matching_pennies", "--solver", "lemke-howson"], "2-player"),
+        (["solve", "kuhn_poker"], "sequential"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_no_traceback(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_nfg_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.nfg"
+    bad.write_text('NFG 1 R "t" { "A" "B" } { 2 2 }\n1 2 3 4\n5 x\n')
+    result = run("solve", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:3" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["solve", "rps", "--iterations", "0"], ["solve", "rps", "--solver", "magic"],
+                                  ["solve", "rps", "--target-nash-conv", "nan"], ["bogus"]])
+def test_bad_arguments_exit_2(args):
+    result = run(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_a_failed_run_leaves_an_existing_out_file_untouched(tmp_path):
+    out = tmp_path / "eq.json"
+    out.write_text("precious")
+    assert run("solve", "no_such_game", "--out", str(out)).returncode == 2
+    assert out.read_text() == "precious"
+
+
+def test_listing_commands(capsys):
+    assert main(["games"]) == 0 and "battle_of_the_sexes" in capsys.readouterr().out
+    assert main(["solvers"]) == 0 and "lemke-howson" in capsys.readouterr().out

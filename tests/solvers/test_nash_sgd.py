@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from games import catalog
+from games.errors import SolverError
+from solvers.exploitability import nash_conv
+from solvers.nash_sgd import nash_loss, nash_sgd
+
+
+def test_three_player_matching_pennies_reaches_its_unique_uniform_equilibrium():
+    game = catalog.load("three_player_matching_pennies")
+    start = [torch.tensor([0.8, 0.2], dtype=torch.float64)] * 3
+    profile = nash_sgd(game, iterations=500)
+    assert float(nash_conv(game, profile)) < 1e-6
+    assert float(nash_conv(game, start)) > 0.1
+
+
+def test_exact_loss_finds_battle_of_the_sexes_mixed_equilibrium_approximately():
+    game = catalog.load("battle_of_the_sexes")
+    profile = nash_sgd(game, iterations=2000)
+    assert float(nash_conv(game, profile)) < 0.01  # the QRE at tau = 0.01 is near (3/5, 2/5)
+    assert float(profile[0][0]) == pytest.approx(0.6, abs=0.01)
+
+
+def test_sampled_loss_is_an_unbiased_estimate_of_the_exact_loss():
+    """The estimator of Gemp et al. (2024), eq. for L-hat: its mean is the exact loss."""
+    game = catalog.random_game([3, 4, 2], seed=1, batch_size=1)
+    generator = torch.Generator().manual_seed(0)
+    profile = [torch.softmax(torch.randn(1, n, generator=generator, dtype=torch.float64), -1) for n in (3, 4, 2)]
+    exact = float(nash_loss(game, profile, 0.05))
+    estimates = torch.stack([nash_loss(game, profile, 0.05, samples=1, generator=generator) for _ in range(4000)])
+    standard_error = float(estimates.std()) / 4000**0.5
+    assert abs(float(estimates.mean()) - exact) < 4 * standard_error
+
+
+def test_sgd_lowers_the_exact_loss_with_sampled_gradients():
+    game = catalog.random_game([3, 3, 3], seed=1, batch_size=4)
+    before = nash_loss(game, game.uniform_strategies(), 0.01)
+    profile = nash_sgd(game, iterations=600, samples=64, seed=0, learning_rate=0.01)
+    after = nash_loss(game, profile, 0.01)
+    assert float(after.sum()) < 0.5 * float(before.sum())
+
+
+def test_same_seed_same_result():
+    game = catalog.random_game([3, 3], seed=2)
+    a = nash_sgd(game, iterations=50, samples=8, seed=5)
+    b = nash_sgd(game, iterations=50, samples=8, seed=5)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_bad_options():
+    game = catalog.load("rps")
+    with pytest.raises(SolverError, match="temperature"):
+        nash_sgd(game, temperature=0)
+    with pytest.raises(SolverError, match="samples"):
+        nash_sgd(game, samples=0)

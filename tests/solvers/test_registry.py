@@ -1,0 +1,49 @@
+import pytest
+
+from games import catalog
+from games.errors import SolverError
+from solvers import registry
+
+
+@pytest.mark.parametrize("solver", [n for n in registry.names() if n not in ("gambit-gnm", "gambit-logit", "gambit-enumpure")])
+def test_every_solver_runs_on_a_two_player_zero_sum_game(solver):
+    game = catalog.load("matching_pennies")
+    result = registry.solve(game, solver, iterations=200)
+    assert result.iterations >= 1 and result.seconds >= 0
+    assert len(result.strategies) == 2
+    bound = 0.2 if solver in registry.ITERATIVE or solver == "nash-sgd" else 1e-9
+    if solver in ("ce", "cce"):
+        assert result.extra["gap"] < 1e-9
+    else:
+        assert result.nash_conv <= bound
+
+
+def test_auto_picks_exact_methods():
+    assert registry.auto_solver(catalog.load("rps")) == "zero-sum"
+    assert registry.auto_solver(catalog.load("battle_of_the_sexes")) == "lemke-howson"
+    assert registry.auto_solver(catalog.load("three_player_matching_pennies")) == "nash-sgd"
+    assert registry.solve(catalog.load("stag_hunt")).nash_conv == 0
+
+
+def test_target_stops_early_and_history_is_recorded():
+    game = catalog.random_zero_sum(10, 10, seed=0)
+    result = registry.solve(game, "rm+", iterations=5000, target_nash_conv=1e-3, eval_every=10)
+    assert result.iterations < 5000 and result.nash_conv <= 1e-3
+    assert result.history[-1][0] == result.iterations
+    assert all(a[0] < b[0] for a, b in zip(result.history, result.history[1:]))
+
+
+def test_unknown_solver_and_batched_game():
+    with pytest.raises(SolverError, match="unknown solver"):
+        registry.solve(catalog.load("rps"), "simplex-magic")
+    with pytest.raises(SolverError, match="one game"):
+        registry.solve(catalog.random_zero_sum(2, 2, batch_size=2), "lp")
+    with pytest.raises(SolverError, match="2-player"):
+        registry.solve(catalog.load("three_player_matching_pennies"), "gambit-lcp")
+
+
+def test_enumpure_finds_pure_equilibria_or_says_there_are_none():
+    result = registry.solve(catalog.load("battle_of_the_sexes"), "gambit-enumpure")
+    assert result.nash_conv == 0 and result.extra["equilibria_found"] == 2
+    with pytest.raises(SolverError, match="no equilibrium"):
+        registry.solve(catalog.load("matching_pennies"), "gambit-enumpure")
