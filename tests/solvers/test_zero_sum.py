@@ -58,3 +58,41 @@ def test_degenerate_games_still_get_an_equilibrium():
     game = catalog.load("rps").zero_sum(matrix)
     solution, _ = solve_zero_sum(game)
     assert float(nash_conv(game, solution.strategies)) <= 1e-9
+
+
+def test_restricted_solve_equals_the_lp(device):
+    game = catalog.random_zero_sum(120, 90, batch_size=3, seed=8, device=device)
+    solution, report = solve_zero_sum(game, restrict_above=40)
+    assert report.restricted_sizes and report.restricted_sizes[0][0] < 120
+    assert float(nash_conv(game, solution.strategies).max()) <= 1e-9
+    for index in range(3):
+        assert float(solution.value[index]) == pytest.approx(float(zero_sum_lp(game[index].to("cpu")).value), abs=1e-8)
+
+
+class _UselessRanking:
+    """Stands in for RM+ with a ranking that knows nothing: the restriction starts wrong."""
+
+    def __init__(self, game, **_):
+        self.game = game
+
+    def step(self):
+        pass
+
+    def average_policy(self):
+        return self.game.uniform_strategies()
+
+    def current_policy(self):
+        return [torch.nn.functional.one_hot(torch.zeros(self.game.batch_size, dtype=torch.long), n).to(self.game.dtype)
+                for n in self.game.num_actions]
+
+
+def test_double_oracle_grows_a_wrong_restriction_until_it_is_right(monkeypatch):
+    import solvers.zero_sum as zero_sum
+
+    monkeypatch.setattr(zero_sum, "RegretMatching", _UselessRanking)
+    game = catalog.random_zero_sum(80, 80, seed=5)
+    solution, report = solve_zero_sum(game, restrict_above=10)
+    assert len(report.restricted_sizes) > 1  # it had to grow
+    assert report.restricted_sizes[0] == (17, 17)
+    assert float(nash_conv(game, solution.strategies)) <= 1e-9
+    assert float(solution.value) == pytest.approx(float(zero_sum_lp(game).value), abs=1e-8)
