@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import torch
 
+from solvers.exploitability import matrix_nash_conv
+
 Tensor = torch.Tensor
 
 
@@ -42,14 +44,6 @@ def _step_length(values: Tensor, directions: Tensor) -> Tensor:
     """The largest ``alpha <= 1`` keeping ``values + alpha * directions >= 0``, per batch row."""
     ratios = torch.where(directions < 0, -values / directions, torch.full_like(values, torch.inf))
     return ratios.amin(-1).clamp(max=1.0)
-
-
-def _nash_conv(matrices: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
-    """NashConv of each game's profile: ``max_i (A y)_i - min_j (x^T A)_j``, shape ``(B,)``."""
-    return (
-        torch.einsum("bmn,bn->bm", matrices, columns).amax(-1)
-        - torch.einsum("bm,bmn->bn", rows, matrices).amin(-1)
-    )
 
 
 def interior_point_zero_sum(
@@ -89,7 +83,7 @@ def interior_point_zero_sum(
 
     best_rows = torch.full((batch, m), 1.0 / m, dtype=matrices.dtype, device=matrices.device)
     best_columns = torch.full((batch, n), 1.0 / n, dtype=matrices.dtype, device=matrices.device)
-    best_gaps = _nash_conv(matrices, best_rows, best_columns)
+    best_gaps = matrix_nash_conv(matrices, best_rows, best_columns)
     iteration = 0
     for iteration in range(1, max_iterations + 1):
         r_p = 1.0 - torch.einsum("bnm,bm->bn", payoffs_t, u) + s
@@ -97,7 +91,7 @@ def interior_point_zero_sum(
         mu = ((u * z).sum(-1) + (w * s).sum(-1)) / (m + n)
         rows = u.clamp_min(0) / u.clamp_min(0).sum(-1, keepdim=True)
         columns = w.clamp_min(0) / w.clamp_min(0).sum(-1, keepdim=True)
-        gaps = _nash_conv(matrices, rows, columns)
+        gaps = matrix_nash_conv(matrices, rows, columns)
         better = gaps < best_gaps
         best_rows = torch.where(better[:, None], rows, best_rows)
         best_columns = torch.where(better[:, None], columns, best_columns)

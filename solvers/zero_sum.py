@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from games.normal_form import NormalFormGame
+from solvers.exploitability import matrix_nash_conv
 from solvers.interior_point import interior_point_zero_sum
 from solvers.lp import ZeroSumSolution, require_two_player_zero_sum, zero_sum_lp
 from solvers.regret import RegretMatching
@@ -185,10 +186,7 @@ def solve_zero_sum(
         rows, columns, _, report.iterations = interior_point_zero_sum(
             matrices, tolerance=tolerance, max_iterations=max_iterations
         )
-    gaps = (
-        torch.einsum("bmn,bn->bm", matrices, columns).amax(-1)
-        - torch.einsum("bm,bmn->bn", rows, matrices).amin(-1)
-    )
+    gaps = matrix_nash_conv(matrices, rows, columns)
     unsolved = []
     for index in torch.nonzero(gaps > tolerance).flatten().tolist():
         exact = polish(matrices[index], rows[index], columns[index], tolerance)
