@@ -127,7 +127,10 @@ def _write_plot(path: str, spec: str, result: Any) -> None:
     from games.io import atomic_write_bytes
 
     iterations = [i for i, _ in result.history]
-    values = [max(v, 1e-17) for _, v in result.history]
+    # A log axis cannot show an exact 0: such points sit on a floor below the smallest positive value.
+    positive = [v for _, v in result.history if v > 0]
+    floor = min(positive) / 10 if positive else 1e-16
+    values = [max(v, floor) for _, v in result.history]
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.plot(iterations, values, marker="o" if len(values) < 30 else None)
     axes.set_yscale("log")

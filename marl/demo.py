@@ -68,7 +68,7 @@ def main() -> None:
         f"({report.iterations} interior-point iterations): values "
         f"{', '.join(f'{v:+.5f}' for v in solution.value.tolist())}, max NashConv {float(gaps.max()):.1e}"
     )
-    console.print("Try: gamelab solve battle_of_the_sexes --solver gambit-enummixed, "
+    console.print("Try: gamelab solve battle_of_the_sexes --plot bos.png, "
                   "gamelab solve 'random_zero_sum(300,300)' --json, gamelab solvers")
 
 

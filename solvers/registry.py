@@ -148,6 +148,7 @@ def solve(
 
     if solver in ITERATIVE:
         learner = ITERATIVE[solver][1](game)
+        history.append((0, float(nash_conv(game, learner.average_policy()))))
         while learner.iteration < budget:
             learner.step()
             if learner.iteration % every == 0 or learner.iteration == budget:
