@@ -34,7 +34,12 @@ _EINSUM_LETTERS = string.ascii_lowercase
 
 
 def _as_payoff_tensor(payoffs: Any, dtype: torch.dtype | None, device: Any) -> Tensor:
-    tensor = torch.as_tensor(payoffs, device=device)
+    try:
+        tensor = torch.as_tensor(payoffs, device=device)
+    except (ValueError, TypeError) as error:
+        raise GameError(f"payoffs must be a rectangular array of numbers (ragged or non-numeric input: {error})") from None
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise GameError(f"payoffs must be real numbers, got {tensor.dtype}")
     if dtype is not None:
         tensor = tensor.to(dtype)
     elif not tensor.is_floating_point():

@@ -77,6 +77,9 @@ def test_zero_sum_and_bimatrix_constructors():
         (np.array([[[1.0, np.nan]], [[0.0, 0.0]]]), "not finite"),
         (np.array([[[1.0, np.inf]], [[0.0, 0.0]]]), "not finite"),
         (np.zeros((2, 0, 2)), "empty dimension"),
+        ([[[1, 2], [3]], [[1, 2], [3, 4]]], "rectangular"),
+        ("payoffs", "rectangular"),
+        (np.ones((2, 2, 2), dtype=bool), "real numbers"),
     ],
 )
 def test_bad_payoffs_name_the_problem(payoffs, message):
