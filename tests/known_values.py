@@ -31,3 +31,15 @@ BOS_UNIFORM_NASH_CONV = Fraction(1, 2)
 # Shapley's game (Shapley 1964): fictitious play from a pure start does not converge;
 # its empirical NashConv stays far from 0 (it cycles with growing period).
 SHAPLEY_FP_MIN_NASH_CONV = 0.1
+
+# NashConv of uniform play, from OpenSpiel's open_spiel/python/algorithms/exploitability_test.py.
+KUHN_UNIFORM_NASH_CONV = 11 / 12
+LEDUC_UNIFORM_NASH_CONV = 4.747222222222222
+
+# Kuhn poker's game value for player 0 is -1/18 (Kuhn, "A simplified two-person poker",
+# Contributions to the Theory of Games I, 1950).
+KUHN_VALUE = -1 / 18
+
+# Sizes of OpenSpiel's game trees (histories include chance and terminal nodes).
+KUHN_SIZES = {"num_nodes": 58, "num_terminals": 30, "num_infosets": 12}
+LEDUC_SIZES = {"num_nodes": 9457, "num_terminals": 5520, "num_infosets": 936}

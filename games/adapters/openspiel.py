@@ -86,3 +86,89 @@ def normal_form_from_openspiel(game: Any, **game_kwargs: Any) -> NormalFormGame:
     return NormalFormGame(
         payoffs, action_names=action_names, title=f"OpenSpiel {name}", **game_kwargs
     )
+
+
+def extensive_form_from_openspiel(game: Any, *, max_nodes: int = 20_000_000, **compile_kwargs: Any):
+    """Compiles an OpenSpiel game (object or string) into an :class:`ExtensiveFormGame`.
+
+    Sequential games are walked as they are; simultaneous-move games go through
+    OpenSpiel's turn-based transform (``pyspiel.convert_to_turn_based``) first. Infosets
+    are keyed by ``information_state_string``, so a strategy converts to and from
+    OpenSpiel's ``TabularPolicy``. ``compile_kwargs`` (``dtype``, ``device``) place the tensors.
+
+    Raises:
+        GameError: for games that are not finite trees with perfect recall, or trees
+            over ``max_nodes`` nodes.
+    """
+    from games.extensive_form import TreeCompiler
+
+    pyspiel = _pyspiel()
+    name = game if isinstance(game, str) else str(game)
+    game = load_openspiel_game(game)
+    game_type = game.get_type()
+    if game_type.dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
+        game = pyspiel.convert_to_turn_based(game)
+        game_type = game.get_type()
+    if game_type.dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL:
+        raise GameError(f"OpenSpiel game {name!r} is neither sequential nor simultaneous; it cannot be compiled")
+    if not game_type.provides_information_state_string:
+        raise GameError(f"OpenSpiel game {name!r} provides no information-state strings, so its infosets are unknown")
+    compiler = TreeCompiler(game.num_players(), max_nodes=max_nodes, title=f"OpenSpiel {name}")
+    stack = [(game.new_initial_state(), -1, -1)]
+    while stack:
+        state, parent, slot = stack.pop()
+        if state.is_terminal():
+            compiler.terminal(parent, slot, state.returns())
+            continue
+        if state.is_chance_node():
+            outcomes = state.chance_outcomes()
+            node = compiler.chance(parent, slot, [p for _, p in outcomes], where=f"at history {state.history()} ")
+            children = [(state.child(action), node, s) for s, (action, _) in enumerate(outcomes)]
+        else:
+            player = state.current_player()
+            if player < 0:
+                raise GameError(f"OpenSpiel game {name!r} has a node of player {player} that gamelab cannot compile")
+            actions = state.legal_actions()
+            node = compiler.decision(parent, slot, player, state.information_state_string(player), actions)
+            children = [(state.child(action), node, s) for s, action in enumerate(actions)]
+        stack.extend(reversed(children))
+    return compiler.compile(**compile_kwargs)
+
+
+def strategy_to_tabular_policy(game: Any, strategy: Any, spiel_game: Any) -> Any:
+    """A behavioural strategy of a compiled game as an OpenSpiel ``TabularPolicy`` of ``spiel_game``.
+
+    ``spiel_game`` is the (turn-based) pyspiel game ``game`` was compiled from; infosets
+    are matched by information-state string and actions by id. Infosets that the
+    policy knows and the strategy does not (none, for a compiled game) stay uniform.
+    """
+    from open_spiel.python import policy as policy_lib
+
+    spiel_game = load_openspiel_game(spiel_game)
+    tabular = policy_lib.TabularPolicy(spiel_game)
+    values = strategy.detach().to("cpu").double().numpy()
+    action_ids = game.infoset_action_ids.cpu().numpy()
+    legal = game.legal_mask.cpu().numpy()
+    for infoset, key in enumerate(game.infoset_keys):
+        row = tabular.state_lookup.get(key)
+        if row is None:
+            raise GameError(f"OpenSpiel's policy has no infoset {key!r}: the strategy is for another game")
+        tabular.action_probability_array[row] = 0.0
+        tabular.action_probability_array[row, action_ids[infoset][legal[infoset]]] = values[infoset][legal[infoset]]
+    return tabular
+
+
+def strategy_from_tabular_policy(game: Any, tabular: Any) -> Any:
+    """An OpenSpiel ``TabularPolicy`` as a behavioural strategy ``(num_infosets, max_actions)`` of ``game``."""
+    import torch
+
+    strategy = torch.zeros(game.num_infosets, game.max_actions, dtype=game.dtype)
+    action_ids = game.infoset_action_ids.cpu()
+    for infoset, key in enumerate(game.infoset_keys):
+        row = tabular.state_lookup.get(key)
+        if row is None:
+            raise GameError(f"the policy has no infoset {key!r}: it is for another game")
+        legal = game.legal_mask[infoset].cpu()
+        probabilities = torch.as_tensor(tabular.action_probability_array[row], dtype=game.dtype)
+        strategy[infoset, legal] = probabilities[action_ids[infoset][legal]]
+    return strategy.to(game.device)

@@ -1,0 +1,291 @@
+"""Extensive-form (imperfect-information tree) games compiled once into flat tensors.
+
+A game tree is walked once at compile time, by a builder (OpenSpiel in
+``games/adapters/openspiel.py``, hand-written trees in tests) that reports each node
+through :class:`TreeCompiler`. After that nothing walks the tree node by node: solvers
+work on the **sequence form** (Romanovskii 1962; Koller, Megiddo and von Stengel 1996).
+
+Conventions (OpenSpiel's): players are numbered from 0; chance is player ``CHANCE = -1``;
+an infoset's actions are stored in *slots* ``0..max_actions-1`` in the order the builder
+reports them, with their original action ids in ``infoset_action_ids``.
+
+The compiled arrays:
+
+- infosets ``(num_infosets,)``: ``infoset_player``; ``infoset_parent`` and
+  ``infoset_parent_slot``, the owner's previous sequence (``-1``: the empty sequence);
+  ``infoset_level``, the depth in its owner's infoset tree (perfect recall makes that a
+  tree); ``legal_mask`` and ``infoset_action_ids`` ``(num_infosets, max_actions)``;
+  ``infoset_keys``, the builder's names (OpenSpiel information-state strings).
+- terminals ``(num_terminals,)``: ``terminal_utilities`` ``(num_terminals, N)``,
+  ``terminal_chance`` (the product of chance probabilities on the path), and for every
+  player its last sequence on the path, ``terminal_last_infoset`` and
+  ``terminal_last_slot`` ``(N, num_terminals)`` (``-1``: the empty sequence).
+- nodes ``(num_nodes,)``: ``node_parent``, ``node_player``, ``node_infoset`` (``-1``
+  for chance and terminal nodes), ``node_slot`` (the incoming action's slot) and
+  ``node_depth``, kept for tools that need the tree itself; solvers do not.
+
+A *behavioural strategy* is a ``(num_infosets, max_actions)`` tensor whose rows are
+distributions over the legal slots (illegal slots exactly 0); every player's infosets
+are rows of the same tensor. Payoffs at non-terminal nodes (Gambit's outcomes attached
+to inner nodes) are moved to the terminals below them by the builder.
+
+Memory: the arrays take about ``8 * (num_nodes * 5 + num_terminals * (N + 2 + 2N) +
+num_infosets * 3 * max_actions)`` bytes; ``TreeCompiler`` refuses trees over
+``max_nodes`` up front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from games.errors import GameError
+
+Tensor = torch.Tensor
+
+CHANCE = -1
+TERMINAL = -4
+
+
+@dataclass
+class ExtensiveFormGame:
+    """A compiled extensive-form game. See the module docstring for every field."""
+
+    num_players: int
+    max_actions: int
+    infoset_player: Tensor
+    infoset_parent: Tensor
+    infoset_parent_slot: Tensor
+    infoset_level: Tensor
+    legal_mask: Tensor
+    infoset_action_ids: Tensor
+    infoset_keys: list[str]
+    terminal_utilities: Tensor
+    terminal_chance: Tensor
+    terminal_last_infoset: Tensor
+    terminal_last_slot: Tensor
+    node_parent: Tensor
+    node_player: Tensor
+    node_infoset: Tensor
+    node_slot: Tensor
+    node_depth: Tensor
+    title: str = ""
+
+    @property
+    def num_infosets(self) -> int:
+        return int(self.infoset_player.shape[0])
+
+    @property
+    def num_terminals(self) -> int:
+        return int(self.terminal_chance.shape[0])
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_parent.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.terminal_utilities.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.terminal_utilities.dtype
+
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "ExtensiveFormGame":
+        """The same game with its tensors on ``device``; ``dtype`` applies to the real-valued ones."""
+        fields = {}
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor):
+                real = value.is_floating_point()
+                fields[name] = value.to(device=device, dtype=dtype if real else None)
+            else:
+                fields[name] = value
+        return ExtensiveFormGame(**fields)
+
+    def levels(self, player: int | None = None) -> list[Tensor]:
+        """Infoset ids grouped by ``infoset_level`` (of one player, or all), shallowest first."""
+        mask = torch.ones_like(self.infoset_player, dtype=torch.bool) if player is None else self.infoset_player == player
+        out = []
+        for level in range(int(self.infoset_level.max()) + 1 if self.num_infosets else 0):
+            ids = torch.nonzero(mask & (self.infoset_level == level)).flatten()
+            if len(ids):
+                out.append(ids)
+        return out
+
+    def uniform_strategy(self) -> Tensor:
+        """Every infoset mixes uniformly over its legal actions. Shape ``(num_infosets, max_actions)``."""
+        mask = self.legal_mask.to(self.dtype)
+        return mask / mask.sum(-1, keepdim=True)
+
+    def check_strategy(self, strategy: Tensor, atol: float = 1e-6) -> Tensor:
+        """Validates a behavioural strategy; raises GameError naming the first bad infoset."""
+        strategy = torch.as_tensor(strategy, device=self.device).to(self.dtype)
+        expected = (self.num_infosets, self.max_actions)
+        if tuple(strategy.shape) != expected:
+            raise GameError(f"a strategy needs shape {expected}, got {tuple(strategy.shape)}")
+        bad = (~torch.isfinite(strategy)).any(-1) | (strategy < -atol).any(-1)
+        bad |= ((strategy.sum(-1) - 1).abs() > atol) | ((strategy.abs() > atol) & ~self.legal_mask).any(-1)
+        if bool(bad.any()):
+            index = int(torch.nonzero(bad)[0])
+            raise GameError(
+                f"strategy row {index} (infoset {self.infoset_keys[index]!r}) is not a distribution over its legal actions"
+            )
+        return strategy
+
+    def __repr__(self) -> str:
+        return (
+            f"ExtensiveFormGame({self.title!r}, num_players={self.num_players}, num_nodes={self.num_nodes}, "
+            f"num_terminals={self.num_terminals}, num_infosets={self.num_infosets}, max_actions={self.max_actions})"
+        )
+
+
+class TreeCompiler:
+    """Collects a game tree from a builder's depth-first walk and compiles it.
+
+    A builder calls :meth:`decision`, :meth:`chance` and :meth:`terminal` for each node
+    in depth-first order, passing the id of the parent node and the incoming action's
+    slot; each call returns the new node's id. The compiler tracks every player's last
+    sequence along the path, checks perfect recall, and produces an
+    :class:`ExtensiveFormGame`.
+    """
+
+    def __init__(self, num_players: int, *, max_nodes: int = 20_000_000, title: str = "") -> None:
+        self.num_players = num_players
+        self.max_nodes = max_nodes
+        self.title = title
+        self.node_parent: list[int] = []
+        self.node_player: list[int] = []
+        self.node_infoset: list[int] = []
+        self.node_slot: list[int] = []
+        self.node_depth: list[int] = []
+        self.node_chance: list[float] = []
+        # The last sequence of every player at each node: (infoset, slot) per player.
+        self.node_last: list[tuple[tuple[int, int], ...]] = []
+        self.node_num_actions: list[int] = []
+        self.node_probabilities: list[Sequence[float] | None] = []
+        self.infoset_ids: dict[Any, int] = {}
+        self.infoset_player: list[int] = []
+        self.infoset_parent: list[tuple[int, int]] = []
+        self.infoset_actions: list[tuple[int, ...]] = []
+        self.infoset_keys: list[str] = []
+        self.terminal_nodes: list[int] = []
+        self.terminal_utilities: list[Sequence[float]] = []
+
+    def _add_node(self, parent: int, slot: int, player: int, infoset: int) -> int:
+        if len(self.node_parent) >= self.max_nodes:
+            raise GameError(
+                f"the game tree has more than {self.max_nodes:,} nodes; compiling it would need over "
+                f"{self.max_nodes * 120 / 2**30:.1f} GiB"
+            )
+        if parent < 0:
+            chance, last, depth = 1.0, tuple((-1, -1) for _ in range(self.num_players)), 0
+        else:
+            chance, last, depth = self.node_chance[parent], list(self.node_last[parent]), self.node_depth[parent] + 1
+            parent_player = self.node_player[parent]
+            if parent_player == CHANCE:
+                chance *= self.node_probabilities[parent][slot]
+            elif parent_player >= 0:
+                last[parent_player] = (self.node_infoset[parent], slot)
+            last = tuple(last)
+        self.node_parent.append(parent)
+        self.node_slot.append(slot)
+        self.node_player.append(player)
+        self.node_infoset.append(infoset)
+        self.node_depth.append(depth)
+        self.node_chance.append(chance)
+        self.node_last.append(last)
+        self.node_num_actions.append(0)
+        self.node_probabilities.append(None)
+        return len(self.node_parent) - 1
+
+    def decision(self, parent: int, slot: int, player: int, key: Any, actions: Sequence[int]) -> int:
+        """A decision node of ``player`` in the infoset named ``key`` with legal action ids ``actions``."""
+        if not 0 <= player < self.num_players:
+            raise GameError(f"decision node of player {player}, but the game has {self.num_players} players")
+        if not actions:
+            raise GameError(f"infoset {key!r} has no legal actions")
+        infoset = self.infoset_ids.get((player, key))
+        node = self._add_node(parent, slot, player, -1 if infoset is None else infoset)
+        own_last = self.node_last[node][player]
+        if infoset is None:
+            infoset = len(self.infoset_player)
+            self.infoset_ids[(player, key)] = infoset
+            self.infoset_player.append(player)
+            self.infoset_parent.append(own_last)
+            self.infoset_actions.append(tuple(actions))
+            self.infoset_keys.append(str(key))
+            self.node_infoset[node] = infoset
+        else:
+            if self.infoset_actions[infoset] != tuple(actions):
+                raise GameError(f"infoset {key!r} has different legal actions at different nodes")
+            if self.infoset_parent[infoset] != own_last:
+                raise GameError(
+                    f"the game does not have perfect recall: player {player} reaches infoset {key!r} "
+                    "after different sequences of its own actions"
+                )
+        self.node_num_actions[node] = len(actions)
+        return node
+
+    def chance(self, parent: int, slot: int, probabilities: Sequence[float], where: str = "") -> int:
+        """A chance node whose outcome slots have ``probabilities`` (they must sum to 1)."""
+        total = float(sum(probabilities))
+        if any(p < 0 for p in probabilities) or abs(total - 1.0) > 1e-9:
+            raise GameError(f"chance probabilities {list(probabilities)} {where}do not form a distribution (sum {total})")
+        node = self._add_node(parent, slot, CHANCE, -1)
+        self.node_probabilities[node] = list(probabilities)
+        self.node_num_actions[node] = len(probabilities)
+        return node
+
+    def terminal(self, parent: int, slot: int, utilities: Sequence[float]) -> int:
+        """A terminal node paying ``utilities`` (one per player)."""
+        if len(utilities) != self.num_players:
+            raise GameError(f"a terminal pays {len(utilities)} utilities to {self.num_players} players")
+        if not all(map(lambda u: u == u and abs(u) != float("inf"), utilities)):
+            raise GameError(f"terminal utilities {list(utilities)} are not finite")
+        node = self._add_node(parent, slot, TERMINAL, -1)
+        self.terminal_nodes.append(node)
+        self.terminal_utilities.append(list(map(float, utilities)))
+        return node
+
+    def compile(self, *, dtype: torch.dtype = torch.float64, device: Any = None) -> ExtensiveFormGame:
+        """The :class:`ExtensiveFormGame` of everything reported so far."""
+        if not self.terminal_nodes:
+            raise GameError("the game tree has no terminal node")
+        num_infosets = len(self.infoset_player)
+        max_actions = max((len(a) for a in self.infoset_actions), default=1)
+        legal = torch.zeros(num_infosets, max_actions, dtype=torch.bool)
+        action_ids = torch.full((num_infosets, max_actions), -1, dtype=torch.long)
+        for infoset, actions in enumerate(self.infoset_actions):
+            legal[infoset, : len(actions)] = True
+            action_ids[infoset, : len(actions)] = torch.tensor(actions)
+        level = [0] * num_infosets
+        for infoset in range(num_infosets):  # parents are always created before children
+            parent = self.infoset_parent[infoset][0]
+            level[infoset] = 0 if parent < 0 else level[parent] + 1
+        lasts = [self.node_last[node] for node in self.terminal_nodes]
+        long = lambda values: torch.tensor(values, dtype=torch.long, device=device)
+        real = lambda values: torch.tensor(values, dtype=dtype, device=device)
+        return ExtensiveFormGame(
+            num_players=self.num_players,
+            max_actions=max_actions,
+            infoset_player=long(self.infoset_player),
+            infoset_parent=long([p for p, _ in self.infoset_parent]),
+            infoset_parent_slot=long([s for _, s in self.infoset_parent]),
+            infoset_level=long(level),
+            legal_mask=legal.to(device),
+            infoset_action_ids=action_ids.to(device),
+            infoset_keys=list(self.infoset_keys),
+            terminal_utilities=real(self.terminal_utilities),
+            terminal_chance=real([self.node_chance[node] for node in self.terminal_nodes]),
+            terminal_last_infoset=long([[last[p][0] for last in lasts] for p in range(self.num_players)]),
+            terminal_last_slot=long([[last[p][1] for last in lasts] for p in range(self.num_players)]),
+            node_parent=long(self.node_parent),
+            node_player=long(self.node_player),
+            node_infoset=long(self.node_infoset),
+            node_slot=long(self.node_slot),
+            node_depth=long(self.node_depth),
+            title=self.title,
+        )

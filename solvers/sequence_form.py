@@ -1,0 +1,138 @@
+"""Sequence-form computations on a compiled :class:`ExtensiveFormGame`, level by level.
+
+Koller, Megiddo and von Stengel, "Efficient computation of equilibria for extensive
+two-person games", Games Econ. Behav. 1996; the counterfactual values are those of
+Zinkevich, Johanson, Bowling and Piccione, "Regret minimization in games with incomplete
+information", NeurIPS 2007.
+
+For a behavioural strategy ``s`` (``(num_infosets, max_actions)``):
+
+1) the *realization plan* ``R[I, a]`` is the product of the owner's own probabilities
+   along its sequence ending in ``(I, a)``; it is built top-down over the owners' infoset
+   trees, one tensor operation per level for all players at once;
+2) at terminal z, player j's own reach is ``R`` at j's last sequence (1 for the empty
+   one), so the probability of z is ``chance(z) * prod_j own_j(z)``, and the reach of
+   everyone but player i is ``chance(z) * prod_{j != i} own_j(z)``;
+3) the *counterfactual value* of player i's sequence ``(I, a)`` sums
+   ``reach_{-i}(z) * u_i(z)`` over the terminals whose last i-sequence it is (a
+   scatter-add), plus the values of the infosets that follow it; it is folded bottom-up
+   over player i's infoset tree, where an infoset's value is ``sum_a s(a|I) Q[I, a]``
+   (on-policy) or ``max_a Q[I, a]`` (a best response).
+
+Nothing here walks nodes; each level is one gather, one multiply and one scatter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from games.extensive_form import ExtensiveFormGame
+
+Tensor = torch.Tensor
+
+
+def realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """Every player's realization plan in one tensor. Shapes: ``(num_infosets, max_actions)`` both."""
+    plans = torch.zeros_like(strategy)
+    for ids in game.levels():
+        parents = game.infoset_parent[ids]
+        parent_reach = torch.where(
+            parents >= 0,
+            plans[parents.clamp_min(0), game.infoset_parent_slot[ids].clamp_min(0)],
+            torch.ones_like(parents, dtype=strategy.dtype),
+        )
+        plans[ids] = parent_reach[:, None] * strategy[ids]
+    return plans
+
+
+def terminal_own_reach(game: ExtensiveFormGame, plans: Tensor) -> Tensor:
+    """Each player's own reach probability of each terminal. Shape ``(N, num_terminals)``."""
+    infosets, slots = game.terminal_last_infoset, game.terminal_last_slot
+    reach = plans[infosets.clamp_min(0), slots.clamp_min(0)]
+    return torch.where(infosets >= 0, reach, torch.ones_like(reach))
+
+
+def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> Tensor:
+    """Chance times every other player's own reach, per terminal. Shape ``(num_terminals,)``."""
+    others = [j for j in range(game.num_players) if j != player]
+    reach = game.terminal_chance.clone()
+    for j in others:
+        reach = reach * own_reach[j]
+    return reach
+
+
+def counterfactual_values(
+    game: ExtensiveFormGame,
+    strategy: Tensor,
+    player: int,
+    own_reach: Tensor,
+    best_response: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Counterfactual values of player ``player``'s sequences and infosets (step 3).
+
+    Args:
+        own_reach: :func:`terminal_own_reach` of the profile the others play.
+        best_response: fold with ``max`` (player's best response) instead of its strategy.
+
+    Returns:
+        ``(sequence_values (num_infosets, max_actions), infoset_values (num_infosets,),
+        root_value ())``. Rows of other players' infosets are 0. ``root_value`` is the
+        player's expected payoff (or best-response payoff) against the others.
+    """
+    weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
+    infosets, slots = game.terminal_last_infoset[player], game.terminal_last_slot[player]
+    own = infosets >= 0
+    flat = torch.zeros(game.num_infosets * game.max_actions, dtype=strategy.dtype, device=strategy.device)
+    flat.index_add_(0, (infosets * game.max_actions + slots)[own], weights[own])
+    root = weights[~own].sum()
+    sequence_values = flat.view(game.num_infosets, game.max_actions)
+    infoset_values = torch.zeros(game.num_infosets, dtype=strategy.dtype, device=strategy.device)
+    for ids in reversed(game.levels(player)):
+        values = sequence_values[ids]
+        if best_response:
+            folded = values.masked_fill(~game.legal_mask[ids], -torch.inf).amax(-1)
+        else:
+            folded = (strategy[ids] * values).sum(-1)
+        infoset_values[ids] = folded
+        parents = game.infoset_parent[ids]
+        has_parent = parents >= 0
+        if bool(has_parent.any()):
+            targets = parents[has_parent] * game.max_actions + game.infoset_parent_slot[ids][has_parent]
+            flat.index_add_(0, targets, folded[has_parent])
+        root = root + folded[~has_parent].sum()
+    return sequence_values, infoset_values, root
+
+
+def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """Every player's expected payoff when all play ``strategy``. Shape ``(N,)``."""
+    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    probability = game.terminal_chance * own_reach.prod(0)
+    return probability @ game.terminal_utilities
+
+
+def best_response_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """What each player gets by best-responding to the others' parts of ``strategy``. Shape ``(N,)``."""
+    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    return torch.stack([
+        counterfactual_values(game, strategy, player, own_reach, best_response=True)[2]
+        for player in range(game.num_players)
+    ])
+
+
+def best_response(game: ExtensiveFormGame, strategy: Tensor, player: int) -> Tensor:
+    """A pure best response of ``player``: its rows one-hot on a maximising slot, the others' rows kept.
+
+    Shape ``(num_infosets, max_actions)``. NOTE: at infosets that the others' strategy
+    never reaches every action is worth 0 and the first legal one is chosen.
+    """
+    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    values, _, _ = counterfactual_values(game, strategy, player, own_reach, best_response=True)
+    mine = game.infoset_player == player
+    choice = values.masked_fill(~game.legal_mask, -torch.inf).argmax(-1)
+    onehot = torch.nn.functional.one_hot(choice, game.max_actions).to(strategy.dtype)
+    return torch.where(mine[:, None], onehot, strategy)
+
+
+def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``."""
+    return (best_response_values(game, strategy) - expected_values(game, strategy)).sum()

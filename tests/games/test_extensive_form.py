@@ -1,0 +1,132 @@
+import pyspiel
+import pytest
+import torch
+from open_spiel.python.algorithms import exploitability
+
+from games.adapters.openspiel import (
+    extensive_form_from_openspiel, strategy_from_tabular_policy, strategy_to_tabular_policy,
+)
+from games.errors import GameError
+from games.extensive_form import TreeCompiler
+from solvers import sequence_form
+from tests import known_values as known
+
+GAMES = ["kuhn_poker", "leduc_poker", "kuhn_poker(players=3)", "goofspiel(num_cards=3)"]
+
+
+def spiel_game(name):
+    game = pyspiel.load_game(name)
+    if game.get_type().dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
+        game = pyspiel.convert_to_turn_based(game)
+    return game
+
+
+def random_strategy(game, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(game.num_infosets, game.max_actions, generator=generator, dtype=torch.float64)
+    return torch.softmax(logits.masked_fill(~game.legal_mask.cpu(), -torch.inf), -1).to(game.device)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return {name: extensive_form_from_openspiel(name) for name in GAMES}
+
+
+def test_tree_sizes_match_openspiel(compiled):
+    for name, sizes in (("kuhn_poker", known.KUHN_SIZES), ("leduc_poker", known.LEDUC_SIZES)):
+        game = compiled[name]
+        assert (game.num_nodes, game.num_terminals, game.num_infosets) == tuple(sizes.values())
+
+
+def test_uniform_nash_conv_known_values(compiled):
+    for name, expected in (("kuhn_poker", known.KUHN_UNIFORM_NASH_CONV), ("leduc_poker", known.LEDUC_UNIFORM_NASH_CONV)):
+        game = compiled[name]
+        assert float(sequence_form.nash_conv(game, game.uniform_strategy())) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_nash_conv_and_best_responses_equal_openspiel(name, compiled, device):
+    game = compiled[name].to(device)
+    spiel = spiel_game(name)
+    for seed in range(3):
+        strategy = random_strategy(game, seed)
+        policy = strategy_to_tabular_policy(game, strategy, spiel)
+        ours = float(sequence_form.nash_conv(game, strategy))
+        assert ours == pytest.approx(exploitability.nash_conv(spiel, policy), abs=1e-9)
+        values = sequence_form.best_response_values(game, strategy)
+        for player in range(game.num_players):
+            from open_spiel.python.algorithms import best_response
+
+            reference = best_response.BestResponsePolicy(spiel, player, policy).value(spiel.new_initial_state())
+            assert float(values[player]) == pytest.approx(reference, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_best_response_strategy_achieves_the_best_response_value(name, compiled):
+    game = compiled[name]
+    strategy = random_strategy(game, 7)
+    values = sequence_form.best_response_values(game, strategy)
+    for player in range(game.num_players):
+        responded = sequence_form.best_response(game, strategy, player)
+        achieved = sequence_form.expected_values(game, responded)[player]
+        assert float(achieved) == pytest.approx(float(values[player]), abs=1e-12)
+
+
+@pytest.mark.parametrize("name", GAMES)
+def test_policy_round_trip_is_exact(name, compiled):
+    game = compiled[name]
+    strategy = random_strategy(game, 1)
+    back = strategy_from_tabular_policy(game, strategy_to_tabular_policy(game, strategy, spiel_game(name)))
+    assert torch.equal(back, strategy)
+
+
+def test_expected_values_of_zero_sum_games_sum_to_zero(compiled):
+    game = compiled["leduc_poker"]
+    assert float(sequence_form.expected_values(game, random_strategy(game, 3)).sum()) == pytest.approx(0, abs=1e-12)
+
+
+def test_hand_written_tree_matching_pennies_in_sequence():
+    """Player 0 picks, player 1 picks without seeing it: the matching-pennies tree."""
+    compiler = TreeCompiler(2)
+    root = compiler.decision(-1, -1, 0, "p0", [0, 1])
+    for first in range(2):
+        node = compiler.decision(root, first, 1, "p1", [0, 1])
+        for second in range(2):
+            win = 1.0 if first == second else -1.0
+            compiler.terminal(node, second, [win, -win])
+    game = compiler.compile()
+    assert game.num_infosets == 2 and game.num_terminals == 4
+    assert float(sequence_form.nash_conv(game, game.uniform_strategy())) == pytest.approx(0, abs=1e-15)
+    pure = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
+    assert float(sequence_form.nash_conv(game, pure)) == pytest.approx(1.0)  # player 1 gains 1 by matching
+
+
+def test_bad_trees_are_clear_errors():
+    compiler = TreeCompiler(2)
+    with pytest.raises(GameError, match="do not form a distribution"):
+        compiler.chance(-1, -1, [0.5, 0.6])
+    compiler = TreeCompiler(1)
+    root = compiler.decision(-1, -1, 0, "I", [0, 1])
+    compiler.decision(root, 0, 0, "J", [0, 1])
+    with pytest.raises(GameError, match="perfect recall"):
+        compiler.decision(root, 1, 0, "J", [0, 1])
+    with pytest.raises(GameError, match="not finite"):
+        TreeCompiler(1).terminal(-1, -1, [float("nan")])
+    with pytest.raises(GameError, match="more than 2 nodes"):
+        small = TreeCompiler(1, max_nodes=2)
+        small.decision(-1, -1, 0, "I", [0, 1])
+        small.terminal(0, 0, [1.0])
+        small.terminal(0, 1, [0.0])
+
+
+def test_unknown_openspiel_game():
+    with pytest.raises(GameError, match="cannot load"):
+        extensive_form_from_openspiel("no_such_game")
+
+
+def test_strategy_validation_names_the_infoset(compiled):
+    game = compiled["kuhn_poker"]
+    bad = game.uniform_strategy().clone()
+    bad[3] = torch.tensor([0.9, 0.3], dtype=torch.float64)
+    with pytest.raises(GameError, match=repr(game.infoset_keys[3])):
+        game.check_strategy(bad)
