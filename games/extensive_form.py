@@ -37,7 +37,7 @@ num_infosets * 3 * max_actions)`` bytes; ``TreeCompiler`` refuses trees over
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -73,6 +73,7 @@ class ExtensiveFormGame:
     node_slot: Tensor
     node_depth: Tensor
     title: str = ""
+    _levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_infosets(self) -> int:
@@ -98,6 +99,8 @@ class ExtensiveFormGame:
         """The same game with its tensors on ``device``; ``dtype`` applies to the real-valued ones."""
         fields = {}
         for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
             if isinstance(value, Tensor):
                 real = value.is_floating_point()
                 fields[name] = value.to(device=device, dtype=dtype if real else None)
@@ -106,7 +109,15 @@ class ExtensiveFormGame:
         return ExtensiveFormGame(**fields)
 
     def levels(self, player: int | None = None) -> list[Tensor]:
-        """Infoset ids grouped by ``infoset_level`` (of one player, or all), shallowest first."""
+        """Infoset ids grouped by ``infoset_level`` (of one player, or all), shallowest first.
+
+        Computed once per player and cached: solvers call this every iteration.
+        """
+        if player not in self._levels:
+            self._levels[player] = self._compute_levels(player)
+        return self._levels[player]
+
+    def _compute_levels(self, player: int | None) -> list[Tensor]:
         mask = torch.ones_like(self.infoset_player, dtype=torch.bool) if player is None else self.infoset_player == player
         out = []
         for level in range(int(self.infoset_level.max()) + 1 if self.num_infosets else 0):

@@ -31,33 +31,72 @@ from games.extensive_form import ExtensiveFormGame
 Tensor = torch.Tensor
 
 
+class _Layout:
+    """Index tensors computed once per game: sequences live in one flat vector of
+    ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at ``I * max_actions + a``
+    and the empty sequence at the last index (``EMPTY``). In a realization plan that entry
+    holds 1; when folding values it collects the root's value. No branch on "has a
+    parent" is then needed anywhere."""
+
+    def __init__(self, game: ExtensiveFormGame) -> None:
+        self.size = game.num_infosets * game.max_actions + 1
+        self.empty = self.size - 1
+        self.parent_flat = torch.where(
+            game.infoset_parent >= 0, game.infoset_parent * game.max_actions + game.infoset_parent_slot,
+            torch.full_like(game.infoset_parent, self.empty),
+        )
+        self.terminal_last_flat = torch.where(
+            game.terminal_last_infoset >= 0, game.terminal_last_infoset * game.max_actions + game.terminal_last_slot,
+            torch.full_like(game.terminal_last_infoset, self.empty),
+        )
+        self.all_levels = [(ids, self.parent_flat[ids]) for ids in game.levels()]
+        self.player_levels = [
+            [(ids, self.parent_flat[ids]) for ids in reversed(game.levels(p))] for p in range(game.num_players)
+        ]
+
+
+def layout(game: ExtensiveFormGame) -> _Layout:
+    """The game's :class:`_Layout`, built on first use and cached on the game."""
+    if "sequence_layout" not in game._levels:
+        game._levels["sequence_layout"] = _Layout(game)
+    return game._levels["sequence_layout"]
+
+
 def realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """Every player's realization plan in one tensor. Shapes: ``(num_infosets, max_actions)`` both."""
-    plans = torch.zeros_like(strategy)
-    for ids in game.levels():
-        parents = game.infoset_parent[ids]
-        parent_reach = torch.where(
-            parents >= 0,
-            plans[parents.clamp_min(0), game.infoset_parent_slot[ids].clamp_min(0)],
-            torch.ones_like(parents, dtype=strategy.dtype),
-        )
-        plans[ids] = parent_reach[:, None] * strategy[ids]
-    return plans
+    return _flat_plans(game, strategy)[:-1].view(game.num_infosets, game.max_actions)
+
+
+def _flat_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """Realization plans in the flat layout, with 1 for the empty sequence. Shape ``(size,)``."""
+    plan = layout(game)
+    flat = torch.ones(plan.size, dtype=strategy.dtype, device=strategy.device)
+    rows = flat[:-1].view(game.num_infosets, game.max_actions)
+    for ids, parents in plan.all_levels:
+        rows[ids] = flat[parents][:, None] * strategy[ids]
+    return flat
 
 
 def terminal_own_reach(game: ExtensiveFormGame, plans: Tensor) -> Tensor:
-    """Each player's own reach probability of each terminal. Shape ``(N, num_terminals)``."""
-    infosets, slots = game.terminal_last_infoset, game.terminal_last_slot
-    reach = plans[infosets.clamp_min(0), slots.clamp_min(0)]
-    return torch.where(infosets >= 0, reach, torch.ones_like(reach))
+    """Each player's own reach probability of each terminal. Shape ``(N, num_terminals)``.
+
+    ``plans`` is :func:`realization_plans`' ``(num_infosets, max_actions)`` tensor or the
+    flat vector of :func:`_flat_plans`.
+    """
+    plan = layout(game)
+    if plans.dim() == 2:
+        flat = torch.ones(plan.size, dtype=plans.dtype, device=plans.device)
+        flat[:-1] = plans.reshape(-1)
+        plans = flat
+    return plans[plan.terminal_last_flat]
 
 
 def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> Tensor:
     """Chance times every other player's own reach, per terminal. Shape ``(num_terminals,)``."""
-    others = [j for j in range(game.num_players) if j != player]
-    reach = game.terminal_chance.clone()
-    for j in others:
-        reach = reach * own_reach[j]
+    reach = game.terminal_chance
+    for j in range(game.num_players):
+        if j != player:
+            reach = reach * own_reach[j]
     return reach
 
 
@@ -79,28 +118,21 @@ def counterfactual_values(
         root_value ())``. Rows of other players' infosets are 0. ``root_value`` is the
         player's expected payoff (or best-response payoff) against the others.
     """
+    plan = layout(game)
     weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
-    infosets, slots = game.terminal_last_infoset[player], game.terminal_last_slot[player]
-    own = infosets >= 0
-    flat = torch.zeros(game.num_infosets * game.max_actions, dtype=strategy.dtype, device=strategy.device)
-    flat.index_add_(0, (infosets * game.max_actions + slots)[own], weights[own])
-    root = weights[~own].sum()
-    sequence_values = flat.view(game.num_infosets, game.max_actions)
+    flat = torch.zeros(plan.size, dtype=strategy.dtype, device=strategy.device)
+    flat.index_add_(0, plan.terminal_last_flat[player], weights)
+    sequence_values = flat[:-1].view(game.num_infosets, game.max_actions)
     infoset_values = torch.zeros(game.num_infosets, dtype=strategy.dtype, device=strategy.device)
-    for ids in reversed(game.levels(player)):
+    for ids, parents in plan.player_levels[player]:
         values = sequence_values[ids]
         if best_response:
             folded = values.masked_fill(~game.legal_mask[ids], -torch.inf).amax(-1)
         else:
             folded = (strategy[ids] * values).sum(-1)
         infoset_values[ids] = folded
-        parents = game.infoset_parent[ids]
-        has_parent = parents >= 0
-        if bool(has_parent.any()):
-            targets = parents[has_parent] * game.max_actions + game.infoset_parent_slot[ids][has_parent]
-            flat.index_add_(0, targets, folded[has_parent])
-        root = root + folded[~has_parent].sum()
-    return sequence_values, infoset_values, root
+        flat.index_add_(0, parents, folded)
+    return sequence_values, infoset_values, flat[-1]
 
 
 def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:

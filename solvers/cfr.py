@@ -1,0 +1,177 @@
+"""The CFR family on compiled extensive-form games, in torch.
+
+Counterfactual regret minimization: Zinkevich, Johanson, Bowling and Piccione, "Regret
+minimization in games with incomplete information", NeurIPS 2007. Variants:
+
+- CFR+: Tammelin, "Solving large imperfect information games using CFR+", 2014 (regrets
+  floored at zero, alternating updates, linearly weighted averages);
+- linear and discounted CFR: Brown and Sandholm, "Solving imperfect-information games via
+  discounted regret minimization", AAAI 2019 (DCFR(alpha, beta, gamma); linear CFR is
+  DCFR(1, 1, 1));
+- predictive CFR+: Farina, Kroer and Sandholm, "Faster game solving via predictive
+  Blackwell approachability", AAAI 2021 (the last instantaneous regret predicts the next).
+
+One iteration consists of, for each player i (in turn with alternating updates, all
+against the same profile with simultaneous ones):
+
+1) the realization plans of the current profile and each terminal's reach
+   (:mod:`solvers.sequence_form`);
+2) the counterfactual values ``Q[I, a]`` of i's sequences and ``v[I] = sum_a s(a|I) Q[I, a]``
+   of its infosets, folded bottom-up over i's infoset tree;
+3) instantaneous regrets ``r = Q - v`` on the legal actions, added to the cumulative
+   regrets (discounted for DCFR, floored at zero for RM+);
+4) i's next strategy by regret matching on the cumulative regrets (plus ``r`` when
+   predictive); uniform where no regret is positive;
+5) the average strategy accumulates, with the iteration's weight, i's realization plan of
+   the strategy used in this iteration (before step 4), as in the papers and OpenSpiel.
+
+The tree is never walked node by node: each level of each infoset tree is one gather,
+multiply and scatter on tensors of the game's device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from games.errors import SolverError
+from games.extensive_form import ExtensiveFormGame
+from solvers.sequence_form import counterfactual_values, realization_plans, terminal_own_reach
+
+Tensor = torch.Tensor
+
+
+def _regret_matching(regrets: Tensor, legal: Tensor) -> Tensor:
+    """Rows proportional to positive regrets; uniform over legal actions where none is positive."""
+    positive = regrets.clamp_min(0) * legal
+    total = positive.sum(-1, keepdim=True)
+    uniform = legal / legal.sum(-1, keepdim=True)
+    return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), uniform)
+
+
+class CFRSolver:
+    """Counterfactual regret minimization with the family's options as flags.
+
+    Args:
+        game: a compiled game, any number of players, on any device.
+        regret_matching_plus: floor cumulative regrets at zero (RM+).
+        alternating: update players one after another (each sees the newest strategies).
+        averaging: weight of iteration t in the average strategy: ``"uniform"`` (1),
+            ``"linear"`` (t) or ``"quadratic"`` (t**2).
+        discount: ``(alpha, beta, gamma)`` of DCFR: positive cumulative regrets are scaled
+            by ``t^alpha / (t^alpha + 1)``, negative ones by ``t^beta / (t^beta + 1)``, and
+            the average's running sum by ``((t - 1) / t)^gamma`` before iteration t adds to it.
+        predictive: regret matching on cumulative plus last instantaneous regrets.
+    """
+
+    def __init__(
+        self,
+        game: ExtensiveFormGame,
+        *,
+        regret_matching_plus: bool = False,
+        alternating: bool = False,
+        averaging: str = "uniform",
+        discount: tuple[float, float, float] | None = None,
+        predictive: bool = False,
+    ) -> None:
+        powers = {"uniform": 0, "linear": 1, "quadratic": 2}
+        if averaging not in powers:
+            raise SolverError(f"unknown averaging {averaging!r}; use one of {sorted(powers)}")
+        if discount is not None and len(discount) != 3:
+            raise SolverError(f"discount needs (alpha, beta, gamma), got {discount!r}")
+        self.game = game
+        self.regret_matching_plus = regret_matching_plus
+        self.alternating = alternating
+        self.averaging_power = powers[averaging]
+        self.discount = discount
+        self.predictive = predictive
+        self.iteration = 0
+        self._legal = game.legal_mask.to(game.dtype)
+        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
+        self._strategy = game.uniform_strategy()
+        self._regrets = torch.zeros_like(self._strategy)
+        self._last_regrets = torch.zeros_like(self._strategy)
+        self._average_sum = torch.zeros_like(self._strategy)
+
+    def _update_player(self, player: int, strategy: Tensor, average_weight: float) -> Tensor:
+        """Steps 1-5 for one player against ``strategy``; returns the profile with its rows updated."""
+        plans = realization_plans(self.game, strategy)
+        owned = self._owned[player]
+        # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
+        # each iteration, weighted by the player's own reach.
+        self._average_sum = torch.where(owned, self._average_sum + average_weight * plans, self._average_sum)
+        own_reach = terminal_own_reach(self.game, plans)
+        values, infoset_values, _ = counterfactual_values(self.game, strategy, player, own_reach)
+        instant = torch.where(owned, (values - infoset_values[:, None]) * self._legal, torch.zeros_like(values))
+        regrets = self._regrets + instant
+        if self.discount is not None:
+            alpha, beta, _ = self.discount
+            t = float(self.iteration)
+            positive_scale = t**alpha / (t**alpha + 1)
+            negative_scale = t**beta / (t**beta + 1) if beta != float("-inf") else 0.0
+            regrets = torch.where(regrets > 0, regrets * positive_scale, regrets * negative_scale)
+        if self.regret_matching_plus:
+            regrets = regrets.clamp_min(0)
+        self._regrets = torch.where(owned, regrets, self._regrets)
+        self._last_regrets = torch.where(owned, instant, self._last_regrets)
+        target = self._regrets + self._last_regrets if self.predictive else self._regrets
+        return torch.where(owned, _regret_matching(target, self._legal), strategy)
+
+    def step(self) -> None:
+        """One iteration: every player's update (steps 1-5)."""
+        self.iteration += 1
+        if self.discount is not None:
+            gamma = self.discount[2]
+            # DCFR: the running sum of iterations 1..t-1 is scaled by ((t-1)/t)^gamma.
+            self._average_sum *= ((self.iteration - 1) / self.iteration) ** gamma
+        weight = float(self.iteration) ** self.averaging_power
+        if self.alternating:
+            strategy = self._strategy
+            for player in range(self.game.num_players):
+                strategy = self._update_player(player, strategy, weight)
+        else:
+            start = self._strategy
+            strategy = start
+            for player in range(self.game.num_players):
+                updated = self._update_player(player, start, weight)
+                strategy = torch.where(self._owned[player], updated, strategy)
+        self._strategy = strategy
+
+    def current_policy(self) -> Tensor:
+        """The current behavioural strategy, ``(num_infosets, max_actions)``."""
+        return self._strategy.clone()
+
+    def average_policy(self) -> Tensor:
+        """The reach-weighted average strategy, ``(num_infosets, max_actions)``; uniform where never reached."""
+        if self.iteration == 0:
+            return self.current_policy()
+        total = self._average_sum.sum(-1, keepdim=True)
+        uniform = self._legal / self._legal.sum(-1, keepdim=True)
+        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
+
+
+class CFRPlusSolver(CFRSolver):
+    """CFR+: RM+, alternating updates, linear averaging (Tammelin 2014)."""
+
+    def __init__(self, game: ExtensiveFormGame) -> None:
+        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="linear")
+
+
+class LinearCFRSolver(CFRSolver):
+    """Linear CFR: DCFR(1, 1, 1), alternating updates (Brown and Sandholm 2019)."""
+
+    def __init__(self, game: ExtensiveFormGame) -> None:
+        super().__init__(game, alternating=True, discount=(1.0, 1.0, 1.0))
+
+
+class DCFRSolver(CFRSolver):
+    """Discounted CFR with the paper's recommended (alpha, beta, gamma) = (1.5, 0, 2)."""
+
+    def __init__(self, game: ExtensiveFormGame, alpha: float = 1.5, beta: float = 0.0, gamma: float = 2.0) -> None:
+        super().__init__(game, alternating=True, discount=(alpha, beta, gamma))
+
+
+class PCFRPlusSolver(CFRSolver):
+    """Predictive CFR+: predictive RM+, alternating updates, quadratic averaging (Farina et al. 2021)."""
+
+    def __init__(self, game: ExtensiveFormGame) -> None:
+        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="quadratic", predictive=True)
