@@ -300,3 +300,71 @@ class TreeCompiler:
             node_depth=long(self.node_depth),
             title=self.title,
         )
+
+
+def strategy_to_dict(game: ExtensiveFormGame, strategy: Tensor) -> dict[str, dict[str, float]]:
+    """A behavioural strategy as ``{infoset key: {action id: probability}}`` (legal actions only).
+
+    For OpenSpiel games the keys are information-state strings and the ids OpenSpiel's
+    action ids, so the mapping reads like a ``TabularPolicy``; it is what
+    ``gamelab solve --out`` writes.
+    """
+    values = strategy.detach().cpu().tolist()
+    action_ids = game.infoset_action_ids.cpu().tolist()
+    legal = game.legal_mask.cpu().tolist()
+    return {
+        key: {str(action): values[infoset][slot] for slot, action in enumerate(action_ids[infoset]) if legal[infoset][slot]}
+        for infoset, key in enumerate(game.infoset_keys)
+    }
+
+
+def strategy_from_dict(game: ExtensiveFormGame, mapping: dict[str, dict[str, float]], where: str = "") -> Tensor:
+    """The inverse of :func:`strategy_to_dict`, validated.
+
+    Raises:
+        GameError: naming the first infoset that is missing, unknown, has an unknown
+            action, or is not a distribution over its legal actions.
+    """
+    if not isinstance(mapping, dict):
+        raise GameError(f"{where}a strategy must be a JSON object mapping infosets to action probabilities")
+    unknown = set(mapping) - set(game.infoset_keys)
+    if unknown:
+        raise GameError(f"{where}infoset {sorted(unknown)[0]!r} is not in this game")
+    strategy = torch.zeros(game.num_infosets, game.max_actions, dtype=game.dtype)
+    action_ids = game.infoset_action_ids.cpu().tolist()
+    for infoset, key in enumerate(game.infoset_keys):
+        if key not in mapping:
+            raise GameError(f"{where}infoset {key!r} is missing")
+        row = mapping[key]
+        if not isinstance(row, dict):
+            raise GameError(f"{where}infoset {key!r}: expected an object of action probabilities")
+        slots = {str(action): slot for slot, action in enumerate(action_ids[infoset]) if action >= 0}
+        for action, probability in row.items():
+            if action not in slots:
+                raise GameError(f"{where}infoset {key!r} has no legal action {action!r}")
+            if not isinstance(probability, (int, float)) or isinstance(probability, bool):
+                raise GameError(f"{where}infoset {key!r}, action {action!r}: {probability!r} is not a number")
+            strategy[infoset, slots[action]] = float(probability)
+    return game.check_strategy(strategy.to(game.device))
+
+
+def read_strategy(game: ExtensiveFormGame, path: Any) -> Tensor:
+    """Reads a strategy written by ``gamelab solve --out`` (the :func:`strategy_to_dict` JSON).
+
+    Raises:
+        GameFileError: for unreadable or malformed JSON, naming the file (and line).
+        GameError: for a strategy of another game, naming the infoset.
+    """
+    import json
+    import os
+
+    from games.errors import GameFileError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            mapping = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise GameFileError(path, error.lineno, error.colno, f"not valid JSON: {error.msg}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise GameFileError(path, None, None, getattr(error, "strerror", None) or str(error)) from None
+    return strategy_from_dict(game, mapping, where=f"{os.fspath(path)}: ")

@@ -5,9 +5,12 @@
 1) a path to a Gambit ``.nfg`` file (any existing file whose name ends in ``.nfg``);
 2) a name from the classic-game catalog (``games.catalog.names()``);
 3) ``random_zero_sum(M,N[,seed=S])`` or ``random(A1,A2,...[,seed=S])``: a seeded random game;
-4) an OpenSpiel game string (``"matrix_rps"``, ``"blotto(coins=4)"``).
+4) an OpenSpiel game string: one-shot simultaneous games (``"matrix_rps"``, ``"blotto"``)
+   become a :class:`NormalFormGame`, sequential ones (``"kuhn_poker"``,
+   ``"leduc_poker"``) an :class:`ExtensiveFormGame` compiled to tensors.
 
-Anything else raises :class:`GameError` listing what is accepted.
+Anything else raises :class:`GameError` listing what is accepted. Gambit ``.efg`` files
+are not read yet.
 """
 
 from __future__ import annotations
@@ -41,8 +44,13 @@ def _random_game(kind: str, arguments: str, **kwargs: Any) -> NormalFormGame:
     return catalog.random_game(sizes, seed=seed, **kwargs)
 
 
-def load_game(spec: str, **kwargs: Any) -> NormalFormGame:
-    """The game that ``spec`` names; ``kwargs`` (``dtype``, ``device``) place its tensors."""
+def load_game(spec: str, **kwargs: Any) -> Any:
+    """The game that ``spec`` names; ``kwargs`` (``dtype``, ``device``) place its tensors.
+
+    Returns a :class:`NormalFormGame` or an :class:`ExtensiveFormGame`.
+    """
+    if spec.endswith(".efg"):
+        raise GameError(f"{spec}: Gambit .efg files are not supported yet; use an OpenSpiel game string")
     if spec.endswith(".nfg") or os.path.isfile(spec):
         from games.nfg import read_nfg
 
@@ -58,10 +66,15 @@ def load_game(spec: str, **kwargs: Any) -> NormalFormGame:
         except ValueError as error:
             raise GameError(f"bad random game {spec!r}: {error}") from None
     if re.match(r"^[a-z_][a-z0-9_]*(\(.*\))?$", spec):
-        from games.adapters.openspiel import normal_form_from_openspiel
+        from games.adapters.openspiel import (
+            extensive_form_from_openspiel, is_openspiel_normal_form, load_openspiel_game, normal_form_from_openspiel,
+        )
 
         try:
-            return normal_form_from_openspiel(spec, **kwargs)
+            spiel_game = load_openspiel_game(spec)
+            if not is_openspiel_normal_form(spiel_game):
+                return extensive_form_from_openspiel(spiel_game, **kwargs)
+            return normal_form_from_openspiel(spiel_game, **kwargs)
         except GameError as error:
             if "cannot load" in str(error):
                 raise GameError(

@@ -6,8 +6,10 @@
     gamelab solvers    list the solvers and what they do
 
 GAME is a catalog name (``gamelab games``), a Gambit ``.nfg`` path, ``random(3,3,3,seed=1)``,
-``random_zero_sum(100,100,seed=0)``, or an OpenSpiel normal-form game string
-(``matrix_rps``, ``blotto``).
+``random_zero_sum(100,100,seed=0)``, or an OpenSpiel game string: normal-form
+(``matrix_rps``, ``blotto``) or sequential (``kuhn_poker``, ``leduc_poker``), which is
+compiled to an extensive-form game and solved by the CFR family. For those, ``--out``
+writes ``{information state: {action id: probability}}``.
 
 Errors a user can cause (unknown names, malformed files, bad values) print one line on
 stderr and exit with code 2; nothing is written. ``--json`` prints one JSON object as the
@@ -97,6 +99,12 @@ def _check_output_path(path: str | None, option: str) -> None:
         raise GamelabError(f"{option} {path}: is a folder")
 
 
+def _is_extensive(game: Any) -> bool:
+    from games.extensive_form import ExtensiveFormGame
+
+    return isinstance(game, ExtensiveFormGame)
+
+
 def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
     out = {
         "game": spec,
@@ -105,11 +113,17 @@ def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
         "iterations": result.iterations,
         "seconds": result.seconds,
         "nash_conv": result.nash_conv,
-        "strategies": [s.tolist() for s in result.strategies],
-        "players": list(game.player_names),
-        "actions": [list(names) for names in game.action_names],
         "expected_payoffs": result.value,
     }
+    if _is_extensive(game):
+        from games.extensive_form import strategy_to_dict
+
+        out["strategies"] = strategy_to_dict(game, result.strategies[0])
+        out["num_infosets"] = game.num_infosets
+    else:
+        out["strategies"] = [s.tolist() for s in result.strategies]
+        out["players"] = list(game.player_names)
+        out["actions"] = [list(names) for names in game.action_names]
     if result.joint is not None:
         out["joint"] = result.joint.tolist()
     out.update(result.extra)
@@ -145,8 +159,34 @@ def _write_plot(path: str, spec: str, result: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 24) -> None:
+    from rich.table import Table
+
+    from games.extensive_form import strategy_to_dict
+
+    table = Table(title=f"average strategy ({game.num_infosets} infosets)", title_justify="left")
+    table.add_column("player", justify="right")
+    table.add_column("information state")
+    table.add_column("action: probability")
+    mapping = strategy_to_dict(game, result.strategies[0])
+    players = game.infoset_player.tolist()
+    for infoset, (key, row) in enumerate(list(mapping.items())[:shown]):
+        table.add_row(str(players[infoset]), key.replace("\n", " | ")[:60],
+                      "  ".join(f"{a}: {p:.4f}" for a, p in row.items()))
+    if game.num_infosets > shown:
+        table.caption = f"{game.num_infosets - shown} more infosets: --out FILE writes them all"
+    console.print(table)
+    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
+    console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
+                  f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+
+
 def _print_result(console: Any, game: Any, result: Any) -> None:
     from rich.table import Table
+
+    if _is_extensive(game):
+        _print_extensive_result(console, game, result)
+        return
 
     for player, strategy in enumerate(result.strategies):
         table = Table(title=f"{game.player_names[player]}", title_justify="left")
@@ -185,7 +225,7 @@ def command_solve(args: argparse.Namespace) -> int:
     game = load_game(args.game, device=device, dtype=torch.float64)
     solver = registry.auto_solver(game) if args.solver == "auto" else args.solver
     budget = args.iterations or registry.DEFAULT_ITERATIONS
-    iterative = solver in registry.ITERATIVE or solver == "nash-sgd"
+    iterative = solver in registry.ITERATIVE or solver in registry.EXTENSIVE or solver == "nash-sgd"
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("NashConv {task.fields[nash_conv]}"), TimeRemainingColumn(),
@@ -198,13 +238,15 @@ def command_solve(args: argparse.Namespace) -> int:
         )
     payload = _result_json(game, args.game, result)
     if args.out:
-        atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
+        written = payload["strategies"] if _is_extensive(game) else payload
+        atomic_write_text(args.out, json.dumps(written, indent=2) + "\n")
     if args.plot:
         _write_plot(args.plot, args.game, result)
     if args.json:
         print(json.dumps(payload))
     else:
-        console.print(f"[bold]{game.title or args.game}[/bold]: {game.num_players} players, actions {list(game.num_actions)}")
+        shape = f"{game.num_infosets} infosets, {game.num_nodes} nodes" if _is_extensive(game) else f"actions {list(game.num_actions)}"
+        console.print(f"[bold]{game.title or args.game}[/bold]: {game.num_players} players, {shape}")
         _print_result(console, game, result)
     return 0
 

@@ -9,7 +9,11 @@ The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method
   and ``gnm`` are available by name, but on some files (``2x2x2.nfg``) logit stops at a
   profile with regret 0.2 and gnm runs for minutes, so ``auto`` does not pick them.
 
-Iterative solvers (regret dynamics, fictitious play, replicator, Nash-SGD) record NashConv
+Extensive-form games (:class:`ExtensiveFormGame`) take the CFR family: ``cfr``, ``cfr+``,
+``lcfr``, ``dcfr`` and ``pcfr+``; ``auto`` is ``cfr+``. Their ``strategies`` is one
+behavioural strategy ``(num_infosets, max_actions)``.
+
+Iterative solvers (regret dynamics, fictitious play, replicator, Nash-SGD, CFR) record NashConv
 every ``eval_every`` iterations in ``history`` and stop early at ``target_nash_conv``. The
 result's ``seconds`` counts the solve alone, not loading the game.
 """
@@ -24,8 +28,9 @@ from typing import Any
 import torch
 
 from games.errors import SolverError
+from games.extensive_form import ExtensiveFormGame
 from games.normal_form import NormalFormGame
-from solvers import regret
+from solvers import cfr, regret, sequence_form
 from solvers.exploitability import ce_gap, cce_gap, marginals, nash_conv
 
 Tensor = torch.Tensor
@@ -35,7 +40,8 @@ Tensor = torch.Tensor
 class SolveResult:
     """What a solver found for one (unbatched) game.
 
-    ``strategies``: N tensors ``(A_i,)``. ``joint``: the correlated distribution
+    ``strategies``: N tensors ``(A_i,)`` for a normal-form game; for an extensive-form
+    game, one behavioural strategy ``(num_infosets, max_actions)`` in a list. ``joint``: the correlated distribution
     ``(A_1, ..., A_N)`` for ``ce``/``cce`` (whose ``strategies`` are its marginals).
     ``history``: ``(iteration, NashConv)`` pairs of iterative solvers, or of ``ce``'s gap.
     """
@@ -76,12 +82,20 @@ EXACT = {
     "gambit-gnm": "any N: global Newton through pygambit",
 }
 
+EXTENSIVE = {
+    "cfr": ("CFR (Zinkevich et al. 2007), alternating updates", lambda g: cfr.CFRSolver(g, alternating=True)),
+    "cfr+": ("CFR+ (Tammelin 2014): RM+, alternating, linear averaging", lambda g: cfr.CFRPlusSolver(g)),
+    "lcfr": ("linear CFR (Brown and Sandholm 2019)", lambda g: cfr.LinearCFRSolver(g)),
+    "dcfr": ("discounted CFR (1.5, 0, 2) (Brown and Sandholm 2019)", lambda g: cfr.DCFRSolver(g)),
+    "pcfr+": ("predictive CFR+ (Farina et al. 2021)", lambda g: cfr.PCFRPlusSolver(g)),
+}
+
 DEFAULT_ITERATIONS = 1000
 
 
 def names() -> list[str]:
     """Every solver name, ``auto`` first."""
-    return ["auto"] + list(ITERATIVE) + list(EXACT)
+    return ["auto"] + list(ITERATIVE) + list(EXACT) + list(EXTENSIVE)
 
 
 def describe() -> dict[str, str]:
@@ -89,6 +103,7 @@ def describe() -> dict[str, str]:
     out = {"auto": "pick a sound method for the game (see solvers.registry)"}
     out.update({name: text for name, (text, _) in ITERATIVE.items()})
     out.update(EXACT)
+    out.update({name: f"extensive-form: {text}" for name, (text, _) in EXTENSIVE.items()})
     return out
 
 
@@ -100,8 +115,10 @@ def has_pygambit() -> bool:
     return True
 
 
-def auto_solver(game: NormalFormGame) -> str:
+def auto_solver(game: NormalFormGame | ExtensiveFormGame) -> str:
     """The solver ``auto`` stands for on this game."""
+    if isinstance(game, ExtensiveFormGame):
+        return "cfr+"
     if game.num_players == 2 and game.is_constant_sum():
         return "zero-sum"
     if game.num_players == 2:
@@ -130,8 +147,6 @@ def solve(
         eval_every: iterations between NashConv checks (default: 200 checks per run).
         callback: ``callback(iteration, nash_conv)`` after every check, for progress bars.
     """
-    if game.batched:
-        raise SolverError("solve() takes one game; index the batch, or use the solver classes for batches")
     if solver not in names():
         raise SolverError(f"unknown solver {solver!r}; known: {', '.join(names())}")
     if solver == "auto":
@@ -140,6 +155,12 @@ def solve(
         raise SolverError(f"iterations must be positive, got {iterations}")
     budget = iterations or DEFAULT_ITERATIONS
     every = eval_every or max(1, budget // 200)
+    if isinstance(game, ExtensiveFormGame):
+        return _solve_extensive(game, solver, budget, every, target_nash_conv, callback)
+    if solver in EXTENSIVE:
+        raise SolverError(f"{solver} solves extensive-form games; this is a normal-form game")
+    if game.batched:
+        raise SolverError("solve() takes one game; index the batch, or use the solver classes for batches")
     start = time.perf_counter()
     history: list[tuple[int, float]] = []
     extra: dict[str, Any] = {}
@@ -220,4 +241,45 @@ def solve(
         value=game.expected_payoffs(strategies).tolist() if joint is None else (joint * game.payoffs).flatten(1).sum(-1).tolist(),
         joint=joint,
         extra=extra,
+    )
+
+
+def _solve_extensive(
+    game: ExtensiveFormGame,
+    solver: str,
+    budget: int,
+    every: int,
+    target_nash_conv: float | None,
+    callback: Callable[[int, float], None] | None,
+) -> SolveResult:
+    """The CFR family on a compiled extensive-form game."""
+    if solver not in EXTENSIVE:
+        raise SolverError(
+            f"{solver} solves normal-form games; for extensive-form games use one of {', '.join(EXTENSIVE)}"
+        )
+    start = time.perf_counter()
+    learner = EXTENSIVE[solver][1](game)
+    history = [(0, float(sequence_form.nash_conv(game, learner.average_policy())))]
+    while learner.iteration < budget:
+        learner.step()
+        if learner.iteration % every == 0 or learner.iteration == budget:
+            gap = float(sequence_form.nash_conv(game, learner.average_policy()))
+            history.append((learner.iteration, gap))
+            if callback is not None:
+                callback(learner.iteration, gap)
+            if target_nash_conv is not None and gap <= target_nash_conv:
+                break
+    seconds = time.perf_counter() - start
+    strategy = learner.average_policy()
+    final = float(sequence_form.nash_conv(game, strategy))
+    if history[-1][0] != learner.iteration:
+        history.append((learner.iteration, final))
+    return SolveResult(
+        solver=solver,
+        strategies=[strategy],
+        nash_conv=final,
+        iterations=learner.iteration,
+        seconds=seconds,
+        history=history,
+        value=sequence_form.expected_values(game, strategy).tolist(),
     )

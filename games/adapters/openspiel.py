@@ -103,8 +103,8 @@ def extensive_form_from_openspiel(game: Any, *, max_nodes: int = 20_000_000, **c
     from games.extensive_form import TreeCompiler
 
     pyspiel = _pyspiel()
-    name = game if isinstance(game, str) else str(game)
     game = load_openspiel_game(game)
+    name = str(game).removesuffix("()")
     game_type = game.get_type()
     if game_type.dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
         game = pyspiel.convert_to_turn_based(game)

@@ -130,3 +130,34 @@ def test_strategy_validation_names_the_infoset(compiled):
     bad[3] = torch.tensor([0.9, 0.3], dtype=torch.float64)
     with pytest.raises(GameError, match=repr(game.infoset_keys[3])):
         game.check_strategy(bad)
+
+
+def test_strategy_dict_round_trip_and_validation(compiled, tmp_path):
+    import json
+
+    from games.errors import GameFileError
+    from games.extensive_form import read_strategy, strategy_from_dict, strategy_to_dict
+
+    game = compiled["leduc_poker"]
+    strategy = random_strategy(game, 4)
+    mapping = strategy_to_dict(game, strategy)
+    assert torch.equal(strategy_from_dict(game, mapping), strategy)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(mapping))
+    assert torch.equal(read_strategy(game, path), strategy)
+
+    key = game.infoset_keys[0]
+    broken = dict(mapping)
+    del broken[key]
+    with pytest.raises(GameError, match="is missing"):
+        strategy_from_dict(game, broken)
+    with pytest.raises(GameError, match="not in this game"):
+        strategy_from_dict(game, {**mapping, "nonsense": {"0": 1.0}})
+    with pytest.raises(GameError, match="no legal action"):
+        strategy_from_dict(game, {**mapping, key: {"99": 1.0}})
+    with pytest.raises(GameError, match="not a distribution"):
+        strategy_from_dict(game, {**mapping, key: {a: 0.9 for a in mapping[key]}})
+    path.write_text("{ not json")
+    with pytest.raises(GameFileError, match="not valid JSON") as error:
+        read_strategy(game, path)
+    assert error.value.line == 1

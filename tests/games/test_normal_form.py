@@ -112,9 +112,10 @@ def test_openspiel_one_shot_simultaneous_game_is_tabulated():
     assert game.is_zero_sum()
 
 
-def test_sequential_openspiel_game_is_refused_clearly():
+def test_sequential_openspiel_game_is_not_a_normal_form_game():
     with pytest.raises(GameError, match="sequential"):
-        load_game("kuhn_poker")
+        NormalFormGame.from_openspiel("kuhn_poker")
+    assert type(load_game("kuhn_poker")).__name__ == "ExtensiveFormGame"
 
 
 @pytest.mark.parametrize("spec", ["no_such_game", "random(3)", "random_zero_sum(2,x)"])

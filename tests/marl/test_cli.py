@@ -54,7 +54,7 @@ def test_human_output_shows_a_table_and_nash_conv(capsys):
         (["solve", "rps", "--device", "cuda:7"], "device"),
         (["solve", "rps", "--out", "/no/such/folder/x.json"], "does not exist"),
         (["solve", "three_player_matching_pennies", "--solver", "lemke-howson"], "2-player"),
-        (["solve", "kuhn_poker"], "sequential"),
+        (["solve", "kuhn_poker(players=x)"], "unknown game"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(args, message):
@@ -89,3 +89,28 @@ def test_a_failed_run_leaves_an_existing_out_file_untouched(tmp_path):
 def test_listing_commands(capsys):
     assert main(["games"]) == 0 and "battle_of_the_sexes" in capsys.readouterr().out
     assert main(["solvers"]) == 0 and "lemke-howson" in capsys.readouterr().out
+
+
+def test_extensive_form_solve_writes_a_strategy_gamelab_reads_back(tmp_path, capsys):
+    from games.extensive_form import read_strategy
+    from games.loading import load_game
+    from solvers.sequence_form import nash_conv
+
+    out = tmp_path / "kuhn.json"
+    assert main(["solve", "kuhn_poker", "--iterations", "400", "--out", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["solver"] == "cfr+" and payload["num_infosets"] == 12
+    game = load_game("kuhn_poker")
+    strategy = read_strategy(game, out)
+    assert float(nash_conv(game, strategy)) == pytest.approx(payload["nash_conv"], abs=1e-12)
+    assert payload["expected_payoffs"][0] == pytest.approx(-1 / 18, abs=1e-3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve", "kuhn_poker", "--solver", "rm+"], "extensive-form games use"),
+    (["solve", "rps", "--solver", "cfr+"], "solves extensive-form games"),
+    (["solve", "game.efg"], "not supported yet"),
+])
+def test_extensive_form_errors_exit_2(args, message):
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -5,7 +5,8 @@ from games.errors import SolverError
 from solvers import registry
 
 
-@pytest.mark.parametrize("solver", [n for n in registry.names() if n not in ("gambit-gnm", "gambit-logit", "gambit-enumpure")])
+@pytest.mark.parametrize("solver", [n for n in registry.names()
+                                    if n not in ("gambit-gnm", "gambit-logit", "gambit-enumpure") and n not in registry.EXTENSIVE])
 def test_every_solver_runs_on_a_two_player_zero_sum_game(solver):
     game = catalog.load("matching_pennies")
     result = registry.solve(game, solver, iterations=200)
@@ -47,3 +48,14 @@ def test_enumpure_finds_pure_equilibria_or_says_there_are_none():
     assert result.nash_conv == 0 and result.extra["equilibria_found"] == 2
     with pytest.raises(SolverError, match="no equilibrium"):
         registry.solve(catalog.load("matching_pennies"), "gambit-enumpure")
+
+
+@pytest.mark.parametrize("solver", list(registry.EXTENSIVE))
+def test_every_cfr_solver_runs_on_kuhn_through_the_registry(solver):
+    from games.loading import load_game
+
+    game = load_game("kuhn_poker")
+    result = registry.solve(game, solver, iterations=300, eval_every=50)
+    assert result.iterations == 300 and result.nash_conv < 0.05
+    assert result.history[0][0] == 0 and result.history[-1] == (300, result.nash_conv)
+    assert registry.auto_solver(game) == "cfr+"

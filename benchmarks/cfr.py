@@ -1,0 +1,153 @@
+"""CFR+ on Leduc poker: gamelab against OpenSpiel's C++ solver and LiteEFG, in one run.
+
+    python -m benchmarks.cfr [--target 1e-3] [--device cpu] [--skip-liars-dice] [--json]
+
+1) Time to NashConv <= ``target`` on ``leduc_poker`` for gamelab's ``CFRPlusSolver``,
+   OpenSpiel's C++ ``pyspiel.CFRPlusSolver`` and LiteEFG's CFR+ baseline (its own
+   linear averaging). NashConv is checked every ``check_every`` iterations and the
+   checks are excluded from the timed loop; each library's NashConv comes from its own
+   routine (gamelab's is verified against OpenSpiel's elsewhere in the tests).
+2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
+
+Ratios printed are anchor time / gamelab time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from games.adapters.openspiel import extensive_form_from_openspiel
+from solvers.cfr import CFRPlusSolver
+from solvers.sequence_form import nash_conv
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gamelab_to_target(name: str, target: float, device: torch.device, check_every: int, limit: int) -> dict:
+    game = extensive_form_from_openspiel(name).to(device)
+    solver = CFRPlusSolver(game)
+    solver.step()  # warm-up: caches the layout, first kernels
+    solver = CFRPlusSolver(game)
+    seconds, value = 0.0, float("inf")
+    while solver.iteration < limit:
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(check_every):
+            solver.step()
+        _synchronize(device)
+        seconds += time.perf_counter() - start
+        value = float(nash_conv(game, solver.average_policy()))
+        if value <= target:
+            break
+    return {"iterations": solver.iteration, "seconds": seconds, "nash_conv": value,
+            "iterations_per_second": solver.iteration / seconds}
+
+
+def openspiel_to_target(name: str, target: float, check_every: int, limit: int) -> dict:
+    import pyspiel
+
+    game = pyspiel.load_game(name)
+    solver = pyspiel.CFRPlusSolver(game)
+    seconds, value, iterations = 0.0, float("inf"), 0
+    while iterations < limit:
+        start = time.perf_counter()
+        for _ in range(check_every):
+            solver.evaluate_and_update_policy()
+        seconds += time.perf_counter() - start
+        iterations += check_every
+        value = pyspiel.nash_conv(game, solver.average_policy())
+        if value <= target:
+            break
+    return {"iterations": iterations, "seconds": seconds, "nash_conv": value,
+            "iterations_per_second": iterations / seconds}
+
+
+def liteefg_to_target(name: str, target: float, check_every: int, limit: int) -> dict:
+    import LiteEFG
+    import pyspiel
+    from LiteEFG.baselines import CFRplus
+
+    env = LiteEFG.OpenSpielEnv(pyspiel.load_game(name), traverse_type="Enumerate")
+    graph = CFRplus.graph()
+    env.set_graph(graph)
+    seconds, value, iterations = 0.0, float("inf"), 0
+    while iterations < limit:
+        start = time.perf_counter()
+        for _ in range(check_every):
+            graph.update_graph(env)
+            env.update_strategy(graph.current_strategy(), update_best=False)
+        seconds += time.perf_counter() - start
+        iterations += check_every
+        value = float(sum(env.exploitability(graph.current_strategy(), "linear-avg-iterate")))
+        if value <= target:
+            break
+    return {"iterations": iterations, "seconds": seconds, "nash_conv": value,
+            "iterations_per_second": iterations / seconds}
+
+
+def iterations_per_second(name: str, device: torch.device, iterations: int) -> dict:
+    import pyspiel
+
+    game = extensive_form_from_openspiel(name).to(device)
+    solver = CFRPlusSolver(game)
+    solver.step()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        solver.step()
+    _synchronize(device)
+    ours = iterations / (time.perf_counter() - start)
+    spiel = pyspiel.CFRPlusSolver(pyspiel.load_game(name))
+    start = time.perf_counter()
+    anchor_iterations = max(1, iterations // 20)
+    for _ in range(anchor_iterations):
+        spiel.evaluate_and_update_policy()
+    theirs = anchor_iterations / (time.perf_counter() - start)
+    return {"gamelab_iterations_per_second": ours, "openspiel_iterations_per_second": theirs, "ratio": ours / theirs}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=float, default=1e-3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=20_000, help="give up after this many iterations")
+    parser.add_argument("--skip-liteefg", action="store_true")
+    parser.add_argument("--skip-liars-dice", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    results = {"device": str(device), "torch_threads": torch.get_num_threads(), "target": args.target}
+    results["gamelab"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit)
+    results["openspiel_cpp"] = openspiel_to_target("leduc_poker", args.target, 50, args.limit)
+    if not args.skip_liteefg:
+        results["liteefg"] = liteefg_to_target("leduc_poker", args.target, 50, args.limit)
+    print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads):")
+    for label in ("gamelab", "openspiel_cpp", "liteefg"):
+        if label in results:
+            r = results[label]
+            print(f"  {label:14s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
+                  f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}")
+    for label in ("openspiel_cpp", "liteefg"):
+        if label in results:
+            ratio = results[label]["seconds"] / results["gamelab"]["seconds"]
+            results[f"ratio_{label}"] = ratio
+            print(f"  time-to-target ratio {label} / gamelab: {ratio:.1f}x")
+    if not args.skip_liars_dice:
+        results["liars_dice"] = iterations_per_second("liars_dice", device, 40)
+        r = results["liars_dice"]
+        print(f"liars_dice CFR+ iterations/s: gamelab {r['gamelab_iterations_per_second']:.2f}, "
+              f"OpenSpiel C++ {r['openspiel_iterations_per_second']:.2f}, ratio {r['ratio']:.1f}x")
+    if args.json:
+        print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
