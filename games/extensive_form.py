@@ -234,8 +234,8 @@ class TreeCompiler:
                 raise GameError(f"infoset {key!r} has different legal actions at different nodes")
             if self.infoset_parent[infoset] != own_last:
                 raise GameError(
-                    f"the game does not have perfect recall: player {player} reaches infoset {key!r} "
-                    "after different sequences of its own actions"
+                    f"the game does not have perfect recall: infoset {key!r} is reached after different "
+                    "sequences of its owner's own actions"
                 )
         self.node_num_actions[node] = len(actions)
         return node

@@ -2,15 +2,15 @@
 
 ``load_game(spec)`` accepts, in this order:
 
-1) a path to a Gambit ``.nfg`` file (any existing file whose name ends in ``.nfg``);
+1) a path to a Gambit ``.nfg`` or ``.efg`` file;
 2) a name from the classic-game catalog (``games.catalog.names()``);
 3) ``random_zero_sum(M,N[,seed=S])`` or ``random(A1,A2,...[,seed=S])``: a seeded random game;
 4) an OpenSpiel game string: one-shot simultaneous games (``"matrix_rps"``, ``"blotto"``)
    become a :class:`NormalFormGame`, sequential ones (``"kuhn_poker"``,
    ``"leduc_poker"``) an :class:`ExtensiveFormGame` compiled to tensors.
 
-Anything else raises :class:`GameError` listing what is accepted. Gambit ``.efg`` files
-are not read yet.
+Gambit ``.efg`` paths load as compiled :class:`ExtensiveFormGame` objects. Anything else
+raises :class:`GameError` listing what is accepted.
 """
 
 from __future__ import annotations
@@ -50,12 +50,14 @@ def load_game(spec: str, **kwargs: Any) -> Any:
     Returns a :class:`NormalFormGame` or an :class:`ExtensiveFormGame`.
     """
     if spec.endswith(".efg"):
-        raise GameError(f"{spec}: Gambit .efg files are not supported yet; use an OpenSpiel game string")
+        from games.efg import read_efg
+
+        return read_efg(spec, **kwargs)
     if spec.endswith(".nfg") or os.path.isfile(spec):
         from games.nfg import read_nfg
 
         if not spec.endswith(".nfg"):
-            raise GameError(f"{spec}: only Gambit .nfg files are read as normal-form games")
+            raise GameError(f"{spec}: game files must be Gambit .nfg or .efg files")
         return read_nfg(spec, **kwargs)
     if spec in catalog.CLASSIC_GAMES:
         return catalog.load(spec, **kwargs)

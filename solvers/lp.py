@@ -155,3 +155,100 @@ def coarse_correlated_equilibrium(game: NormalFormGame, objective: str | int = "
     Shapes: returns ``(A_1, ..., A_N)``, or ``(B, A_1, ..., A_N)`` for a batched game.
     """
     return _solve_correlated(game, coarse=True, objective=objective)
+
+
+@dataclass
+class SequenceFormSolution:
+    """An exact equilibrium of a 2-player zero-sum extensive-form game.
+
+    ``strategy``: the behavioural profile ``(num_infosets, max_actions)`` (both players'
+    rows); ``value``: player 0's equilibrium payoff.
+    """
+
+    strategy: Tensor
+    value: float
+
+
+def _sequence_constraints(game, player: int):
+    """Player's sequences and the constraint matrix ``E`` with ``E x = e`` (x_empty = 1,
+    x_parent(I) = sum_a x_(I, a)). Sequence 0 is the empty one."""
+    from scipy import sparse
+
+    infosets = torch.nonzero(game.infoset_player == player).flatten().tolist()
+    legal = game.legal_mask.cpu()
+    index = {}
+    for infoset in infosets:
+        for slot in torch.nonzero(legal[infoset]).flatten().tolist():
+            index[(infoset, slot)] = len(index) + 1
+    rows, columns, values = [0], [0], [1.0]
+    parents = game.infoset_parent.tolist()
+    parent_slots = game.infoset_parent_slot.tolist()
+    for row, infoset in enumerate(infosets, start=1):
+        parent = 0 if parents[infoset] < 0 else index[(parents[infoset], parent_slots[infoset])]
+        rows.append(row), columns.append(parent), values.append(-1.0)
+        for slot in torch.nonzero(legal[infoset]).flatten().tolist():
+            rows.append(row), columns.append(index[(infoset, slot)]), values.append(1.0)
+    matrix = sparse.csr_matrix((values, (rows, columns)), shape=(len(infosets) + 1, len(index) + 1))
+    return index, matrix
+
+
+def sequence_form_lp(game) -> SequenceFormSolution:
+    """An exact equilibrium of a 2-player zero-sum extensive-form game by the sequence-form LP.
+
+    Koller, Megiddo and von Stengel, "Efficient computation of equilibria for extensive
+    two-person games", Games Econ. Behav. 1996. With realization plans x (player 0) and y
+    (player 1), constraints ``E x = e`` and ``F y = f``, and the sequence payoff matrix
+    ``A[s, t] = sum_z chance(z) u_0(z)`` over the terminals whose last sequences are s
+    and t, player 0 solves ``max f^T q  s.t.  F^T q - A^T x <= 0,  E x = e,  x >= 0``;
+    player 1's plan is the dual of the inequality constraints. Plans convert to
+    behavioural strategies by ``s(a|I) = x(I, a) / x(parent(I))`` (uniform where the
+    parent is never reached).
+    """
+    from scipy import sparse
+
+    if game.num_players != 2:
+        raise SolverError(f"the sequence-form LP solves 2-player games; this game has {game.num_players} players")
+    totals = game.terminal_utilities.sum(-1)
+    if float((totals - totals[0]).abs().max()) > 1e-9:
+        raise SolverError("the sequence-form LP solves zero-sum (constant-sum) games; this game is general-sum")
+    index_x, e_matrix = _sequence_constraints(game, 0)
+    index_y, f_matrix = _sequence_constraints(game, 1)
+    last_infoset = game.terminal_last_infoset.tolist()
+    last_slot = game.terminal_last_slot.tolist()
+    weights = (game.terminal_chance * (game.terminal_utilities[:, 0] - totals / 2)).tolist()
+    rows, columns, values = [], [], []
+    for z, weight in enumerate(weights):
+        s = 0 if last_infoset[0][z] < 0 else index_x[(last_infoset[0][z], last_slot[0][z])]
+        t = 0 if last_infoset[1][z] < 0 else index_y[(last_infoset[1][z], last_slot[1][z])]
+        rows.append(s), columns.append(t), values.append(weight)
+    num_x, num_y = e_matrix.shape[1], f_matrix.shape[1]
+    payoff = sparse.csr_matrix((values, (rows, columns)), shape=(num_x, num_y))
+    num_q = f_matrix.shape[0]
+    # Variables [x (num_x), q (num_q)]; maximise q_0 (f is the unit vector of the empty sequence).
+    cost = np.zeros(num_x + num_q)
+    cost[num_x] = -1.0
+    inequality = sparse.hstack([-payoff.T, f_matrix.T]).tocsr()
+    equality = sparse.hstack([e_matrix, sparse.csr_matrix((e_matrix.shape[0], num_q))]).tocsr()
+    e_vector = np.zeros(e_matrix.shape[0])
+    e_vector[0] = 1.0
+    result = linprog(
+        cost, A_ub=inequality, b_ub=np.zeros(num_y), A_eq=equality, b_eq=e_vector,
+        bounds=[(0, None)] * num_x + [(None, None)] * num_q, method="highs",
+    )
+    if result.status != 0:
+        raise SolverError(f"HiGHS failed on the sequence-form LP: {result.message}")
+    plan_x = np.clip(result.x[:num_x], 0, None)
+    plan_y = np.clip(-result.ineqlin.marginals, 0, None)
+    strategy = torch.zeros(game.num_infosets, game.max_actions, dtype=torch.float64)
+    parents = game.infoset_parent.tolist()
+    parent_slots = game.infoset_parent_slot.tolist()
+    for player, index, plan in ((0, index_x, plan_x), (1, index_y, plan_y)):
+        for (infoset, slot), position in index.items():
+            parent = 0 if parents[infoset] < 0 else index[(parents[infoset], parent_slots[infoset])]
+            strategy[infoset, slot] = plan[position] / plan[parent] if plan[parent] > 1e-12 else 0.0
+    legal = game.legal_mask.cpu()
+    rows_total = strategy.sum(-1, keepdim=True)
+    uniform = legal / legal.sum(-1, keepdim=True)
+    strategy = torch.where(rows_total > 1e-12, strategy / rows_total.clamp_min(1e-300), uniform.double())
+    value = float(-result.fun + float(totals[0]) / 2)
+    return SequenceFormSolution(strategy.to(device=game.device, dtype=game.dtype), value)

@@ -10,7 +10,8 @@ The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method
   profile with regret 0.2 and gnm runs for minutes, so ``auto`` does not pick them.
 
 Extensive-form games (:class:`ExtensiveFormGame`) take the CFR family: ``cfr``, ``cfr+``,
-``lcfr``, ``dcfr`` and ``pcfr+``; ``auto`` is ``cfr+``. Their ``strategies`` is one
+``lcfr``, ``dcfr`` and ``pcfr+``, and ``lp`` (the sequence-form LP, 2-player zero-sum);
+``auto`` is ``cfr+``. Their ``strategies`` is one
 behavioural strategy ``(num_infosets, max_actions)``.
 
 Iterative solvers (regret dynamics, fictitious play, replicator, Nash-SGD, CFR) record NashConv
@@ -70,7 +71,7 @@ ITERATIVE: dict[str, tuple[str, Callable[[NormalFormGame], regret.NoRegretSolver
 
 EXACT = {
     "zero-sum": "2-player zero-sum: batched interior point + exact support polish (HiGHS fallback)",
-    "lp": "2-player zero-sum: the minimax LP solved by HiGHS",
+    "lp": "2-player zero-sum: the minimax LP (sequence-form LP for extensive-form games), HiGHS",
     "lemke-howson": "2-player: batched Lemke-Howson in torch (exact)",
     "ce": "correlated equilibrium of maximum welfare (LP, HiGHS)",
     "cce": "coarse correlated equilibrium of maximum welfare (LP, HiGHS)",
@@ -252,10 +253,21 @@ def _solve_extensive(
     target_nash_conv: float | None,
     callback: Callable[[int, float], None] | None,
 ) -> SolveResult:
-    """The CFR family on a compiled extensive-form game."""
+    """The CFR family, or the sequence-form LP, on a compiled extensive-form game."""
+    if solver == "lp":
+        from solvers.lp import sequence_form_lp
+
+        start = time.perf_counter()
+        solution = sequence_form_lp(game)
+        seconds = time.perf_counter() - start
+        final = float(sequence_form.nash_conv(game, solution.strategy))
+        return SolveResult(
+            solver=solver, strategies=[solution.strategy], nash_conv=final, iterations=1, seconds=seconds,
+            history=[(1, final)], value=sequence_form.expected_values(game, solution.strategy).tolist(),
+        )
     if solver not in EXTENSIVE:
         raise SolverError(
-            f"{solver} solves normal-form games; for extensive-form games use one of {', '.join(EXTENSIVE)}"
+            f"{solver} solves normal-form games; for extensive-form games use one of {', '.join(EXTENSIVE)} or lp"
         )
     start = time.perf_counter()
     learner = EXTENSIVE[solver][1](game)

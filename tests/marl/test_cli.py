@@ -109,8 +109,14 @@ def test_extensive_form_solve_writes_a_strategy_gamelab_reads_back(tmp_path, cap
 @pytest.mark.parametrize("args, message", [
     (["solve", "kuhn_poker", "--solver", "rm+"], "extensive-form games use"),
     (["solve", "rps", "--solver", "cfr+"], "solves extensive-form games"),
-    (["solve", "game.efg"], "not supported yet"),
+    (["solve", "missing.efg"], "No such file"),
 ])
 def test_extensive_form_errors_exit_2(args, message):
     result = run(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_gambit_efg_file_solved_exactly_by_the_sequence_form_lp(capsys):
+    assert main(["solve", str(GAMBIT_DATA / "4cards.efg"), "--solver", "lp", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["nash_conv"] < 1e-8 and payload["solver"] == "lp"
