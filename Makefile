@@ -54,6 +54,7 @@ test-all: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(PIP) install -q -e ".[bench]"
 	$(PY) -m benchmarks.matrix
+	$(PY) -m benchmarks.cfr
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
