@@ -1,6 +1,6 @@
 """CFR+ on Leduc poker: gamelab against OpenSpiel's C++ solver and LiteEFG, in one run.
 
-    python -m benchmarks.cfr [--target 1e-3] [--device cpu] [--skip-liars-dice] [--json]
+    python -m benchmarks.cfr [--target 1e-3] [--device cpu] [--compile] [--skip-liars-dice] [--json]
 
 1) Time to NashConv <= ``target`` on ``leduc_poker`` for gamelab's ``CFRPlusSolver``,
    OpenSpiel's C++ ``pyspiel.CFRPlusSolver`` and LiteEFG's CFR+ baseline (its own
@@ -9,7 +9,10 @@
    routine (gamelab's is verified against OpenSpiel's elsewhere in the tests).
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
 
-Ratios printed are anchor time / gamelab time.
+With ``--compile`` gamelab is also timed with ``torch.compile``; its one-time compilation
+is reported as warm-up, outside the timed loop, like the anchors' own set-up (OpenSpiel
+building its solver, LiteEFG generating its game file). Ratios printed are anchor time /
+gamelab time.
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gamelab_to_target(name: str, target: float, device: torch.device, check_every: int, limit: int) -> dict:
+def gamelab_to_target(
+    name: str, target: float, device: torch.device, check_every: int, limit: int, compile: bool = False
+) -> dict:
     game = extensive_form_from_openspiel(name).to(device)
-    solver = CFRPlusSolver(game)
-    solver.step()  # warm-up: caches the layout, first kernels
-    solver = CFRPlusSolver(game)
+    start = time.perf_counter()
+    warm = CFRPlusSolver(game, compile=compile)
+    warm.step()  # warm-up: caches the layout, first kernels (and compiles, with compile=True)
+    warm_up = time.perf_counter() - start
+    solver = CFRPlusSolver(game, compile=compile)
+    solver._iterate_function = warm._iterate_function
     seconds, value = 0.0, float("inf")
     while solver.iteration < limit:
         _synchronize(device)
@@ -47,7 +55,7 @@ def gamelab_to_target(name: str, target: float, device: torch.device, check_ever
         if value <= target:
             break
     return {"iterations": solver.iteration, "seconds": seconds, "nash_conv": value,
-            "iterations_per_second": solver.iteration / seconds}
+            "iterations_per_second": solver.iteration / seconds, "warm_up_seconds": warm_up}
 
 
 def openspiel_to_target(name: str, target: float, check_every: int, limit: int) -> dict:
@@ -120,25 +128,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int, default=20_000, help="give up after this many iterations")
     parser.add_argument("--skip-liteefg", action="store_true")
     parser.add_argument("--skip-liars-dice", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time gamelab with torch.compile")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     results = {"device": str(device), "torch_threads": torch.get_num_threads(), "target": args.target}
     results["gamelab"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit)
+    if args.compile:
+        results["gamelab_compiled"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit, compile=True)
     results["openspiel_cpp"] = openspiel_to_target("leduc_poker", args.target, 50, args.limit)
     if not args.skip_liteefg:
         results["liteefg"] = liteefg_to_target("leduc_poker", args.target, 50, args.limit)
     print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads):")
-    for label in ("gamelab", "openspiel_cpp", "liteefg"):
+    for label in ("gamelab", "gamelab_compiled", "openspiel_cpp", "liteefg"):
         if label in results:
             r = results[label]
-            print(f"  {label:14s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
-                  f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}")
-    for label in ("openspiel_cpp", "liteefg"):
-        if label in results:
-            ratio = results[label]["seconds"] / results["gamelab"]["seconds"]
-            results[f"ratio_{label}"] = ratio
-            print(f"  time-to-target ratio {label} / gamelab: {ratio:.1f}x")
+            warm = f"  (warm-up {r['warm_up_seconds']:.1f} s, not timed)" if "warm_up_seconds" in r else ""
+            print(f"  {label:17s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
+                  f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}{warm}")
+    for ours in ("gamelab", "gamelab_compiled"):
+        for label in ("openspiel_cpp", "liteefg"):
+            if ours in results and label in results:
+                ratio = results[label]["seconds"] / results[ours]["seconds"]
+                results[f"ratio_{label}_over_{ours}"] = ratio
+                print(f"  time-to-target ratio {label} / {ours}: {ratio:.1f}x")
     if not args.skip_liars_dice:
         results["liars_dice"] = iterations_per_second("liars_dice", device, 40)
         r = results["liars_dice"]

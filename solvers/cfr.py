@@ -61,6 +61,12 @@ class CFRSolver:
             by ``t^alpha / (t^alpha + 1)``, negative ones by ``t^beta / (t^beta + 1)``, and
             the average's running sum by ``((t - 1) / t)^gamma`` before iteration t adds to it.
         predictive: regret matching on cumulative plus last instantaneous regrets.
+        compile: fuse each iteration with ``torch.compile`` (about 2x faster per iteration on
+            Leduc on 2 CPU cores, after a one-time compilation of about 10 s; needs a C++
+            compiler on the CPU, Triton on CUDA). NOTE: fused kernels add in another order,
+            so iterates equal the eager ones only to rounding; RM+'s floor at zero lets
+            those differences grow over hundreds of iterations into slightly different
+            trajectories that converge alike.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class CFRSolver:
         averaging: str = "uniform",
         discount: tuple[float, float, float] | None = None,
         predictive: bool = False,
+        compile: bool = False,
     ) -> None:
         powers = {"uniform": 0, "linear": 1, "quadratic": 2}
         if averaging not in powers:
@@ -91,50 +98,60 @@ class CFRSolver:
         self._regrets = torch.zeros_like(self._strategy)
         self._last_regrets = torch.zeros_like(self._strategy)
         self._average_sum = torch.zeros_like(self._strategy)
+        self._iterate_function = torch.compile(self._iterate, dynamic=False) if compile else self._iterate
 
-    def _update_player(self, player: int, strategy: Tensor, average_weight: float) -> Tensor:
-        """Steps 1-5 for one player against ``strategy``; returns the profile with its rows updated."""
+    def _update_player(
+        self, player: int, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor,
+        t: Tensor, weight: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Steps 1-5 for one player against ``strategy``; returns the updated state."""
         plans = realization_plans(self.game, strategy)
         owned = self._owned[player]
         # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
         # each iteration, weighted by the player's own reach.
-        self._average_sum = torch.where(owned, self._average_sum + average_weight * plans, self._average_sum)
+        average_sum = torch.where(owned, average_sum + weight * plans, average_sum)
         own_reach = terminal_own_reach(self.game, plans)
         values, infoset_values, _ = counterfactual_values(self.game, strategy, player, own_reach)
         instant = torch.where(owned, (values - infoset_values[:, None]) * self._legal, torch.zeros_like(values))
-        regrets = self._regrets + instant
+        updated = regrets + instant
         if self.discount is not None:
             alpha, beta, _ = self.discount
-            t = float(self.iteration)
             positive_scale = t**alpha / (t**alpha + 1)
-            negative_scale = t**beta / (t**beta + 1) if beta != float("-inf") else 0.0
-            regrets = torch.where(regrets > 0, regrets * positive_scale, regrets * negative_scale)
+            negative_scale = t**beta / (t**beta + 1)
+            updated = torch.where(updated > 0, updated * positive_scale, updated * negative_scale)
         if self.regret_matching_plus:
-            regrets = regrets.clamp_min(0)
-        self._regrets = torch.where(owned, regrets, self._regrets)
-        self._last_regrets = torch.where(owned, instant, self._last_regrets)
-        target = self._regrets + self._last_regrets if self.predictive else self._regrets
-        return torch.where(owned, _regret_matching(target, self._legal), strategy)
+            updated = updated.clamp_min(0)
+        regrets = torch.where(owned, updated, regrets)
+        last_regrets = torch.where(owned, instant, last_regrets)
+        target = regrets + last_regrets if self.predictive else regrets
+        strategy = torch.where(owned, _regret_matching(target, self._legal), strategy)
+        return strategy, regrets, last_regrets, average_sum
+
+    def _iterate(
+        self, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor, t: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One iteration as a pure function of tensors (``t`` is the iteration number, a
+        0-dim tensor), so that ``torch.compile`` can fuse it."""
+        if self.discount is not None:
+            # DCFR: the running sum of iterations 1..t-1 is scaled by ((t-1)/t)^gamma.
+            average_sum = average_sum * ((t - 1) / t) ** self.discount[2]
+        weight = t**self.averaging_power
+        start = strategy
+        for player in range(self.game.num_players):
+            against = strategy if self.alternating else start
+            updated, regrets, last_regrets, average_sum = self._update_player(
+                player, against, regrets, last_regrets, average_sum, t, weight
+            )
+            strategy = torch.where(self._owned[player], updated, strategy)
+        return strategy, regrets, last_regrets, average_sum
 
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""
         self.iteration += 1
-        if self.discount is not None:
-            gamma = self.discount[2]
-            # DCFR: the running sum of iterations 1..t-1 is scaled by ((t-1)/t)^gamma.
-            self._average_sum *= ((self.iteration - 1) / self.iteration) ** gamma
-        weight = float(self.iteration) ** self.averaging_power
-        if self.alternating:
-            strategy = self._strategy
-            for player in range(self.game.num_players):
-                strategy = self._update_player(player, strategy, weight)
-        else:
-            start = self._strategy
-            strategy = start
-            for player in range(self.game.num_players):
-                updated = self._update_player(player, start, weight)
-                strategy = torch.where(self._owned[player], updated, strategy)
-        self._strategy = strategy
+        t = torch.tensor(float(self.iteration), dtype=self.game.dtype, device=self.game.device)
+        self._strategy, self._regrets, self._last_regrets, self._average_sum = self._iterate_function(
+            self._strategy, self._regrets, self._last_regrets, self._average_sum, t
+        )
 
     def current_policy(self) -> Tensor:
         """The current behavioural strategy, ``(num_infosets, max_actions)``."""
@@ -152,26 +169,30 @@ class CFRSolver:
 class CFRPlusSolver(CFRSolver):
     """CFR+: RM+, alternating updates, linear averaging (Tammelin 2014)."""
 
-    def __init__(self, game: ExtensiveFormGame) -> None:
-        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="linear")
+    def __init__(self, game: ExtensiveFormGame, *, compile: bool = False) -> None:
+        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="linear", compile=compile)
 
 
 class LinearCFRSolver(CFRSolver):
     """Linear CFR: DCFR(1, 1, 1), alternating updates (Brown and Sandholm 2019)."""
 
-    def __init__(self, game: ExtensiveFormGame) -> None:
-        super().__init__(game, alternating=True, discount=(1.0, 1.0, 1.0))
+    def __init__(self, game: ExtensiveFormGame, *, compile: bool = False) -> None:
+        super().__init__(game, alternating=True, discount=(1.0, 1.0, 1.0), compile=compile)
 
 
 class DCFRSolver(CFRSolver):
     """Discounted CFR with the paper's recommended (alpha, beta, gamma) = (1.5, 0, 2)."""
 
-    def __init__(self, game: ExtensiveFormGame, alpha: float = 1.5, beta: float = 0.0, gamma: float = 2.0) -> None:
-        super().__init__(game, alternating=True, discount=(alpha, beta, gamma))
+    def __init__(
+        self, game: ExtensiveFormGame, alpha: float = 1.5, beta: float = 0.0, gamma: float = 2.0, *, compile: bool = False
+    ) -> None:
+        super().__init__(game, alternating=True, discount=(alpha, beta, gamma), compile=compile)
 
 
 class PCFRPlusSolver(CFRSolver):
     """Predictive CFR+: predictive RM+, alternating updates, quadratic averaging (Farina et al. 2021)."""
 
-    def __init__(self, game: ExtensiveFormGame) -> None:
-        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="quadratic", predictive=True)
+    def __init__(self, game: ExtensiveFormGame, *, compile: bool = False) -> None:
+        super().__init__(
+            game, regret_matching_plus=True, alternating=True, averaging="quadratic", predictive=True, compile=compile
+        )

@@ -99,3 +99,12 @@ def test_bad_options(kuhn):
         cfr.CFRSolver(kuhn, averaging="cubic")
     with pytest.raises(SolverError, match="discount"):
         cfr.CFRSolver(kuhn, discount=(1.0, 2.0))
+
+
+def test_compiled_iterations_equal_eager_ones_to_rounding(kuhn):
+    eager, fused = cfr.PCFRPlusSolver(kuhn), cfr.PCFRPlusSolver(kuhn, compile=True)
+    for _ in range(10):
+        eager.step()
+        fused.step()
+    torch.testing.assert_close(fused.current_policy(), eager.current_policy(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(fused.average_policy(), eager.average_policy(), atol=1e-10, rtol=0)
