@@ -29,6 +29,7 @@ from typing import Any
 
 from games.errors import GameError, GameFileError
 from games.extensive_form import ExtensiveFormGame, TreeCompiler
+from games.io import read_text_file
 from games.nfg import TokenStream, _read_header
 
 
@@ -139,11 +140,5 @@ def parse_efg(text: str, path: str | os.PathLike | None = None, **compile_kwargs
 
 def read_efg(path: str | os.PathLike, **compile_kwargs: Any) -> ExtensiveFormGame:
     """Reads a Gambit ``.efg`` file; ``compile_kwargs`` (``dtype``, ``device``) place the tensors."""
-    try:
-        with open(path, encoding="utf-8", errors="strict") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as error:
-        raise GameFileError(path, None, None, f"not a text file ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise GameFileError(path, None, None, error.strerror or str(error)) from None
+    text = read_text_file(path)
     return parse_efg(text, path, **compile_kwargs)

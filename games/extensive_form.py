@@ -360,11 +360,10 @@ def read_strategy(game: ExtensiveFormGame, path: Any) -> Tensor:
 
     from games.errors import GameFileError
 
+    from games.io import read_text_file
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            mapping = json.load(handle)
+        mapping = json.loads(read_text_file(path))
     except json.JSONDecodeError as error:
         raise GameFileError(path, error.lineno, error.colno, f"not valid JSON: {error.msg}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise GameFileError(path, None, None, getattr(error, "strerror", None) or str(error)) from None
     return strategy_from_dict(game, mapping, where=f"{os.fspath(path)}: ")

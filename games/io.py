@@ -42,3 +42,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically."""
     atomic_write(path, lambda handle: handle.write(data), mode="wb")
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """The UTF-8 text of a file a user handed us.
+
+    Raises:
+        GameFileError: naming the file, for a missing or unreadable file or one that is not text.
+    """
+    from games.errors import GameFileError
+
+    try:
+        with open(path, encoding="utf-8", errors="strict") as handle:
+            return handle.read()
+    except UnicodeDecodeError as error:
+        raise GameFileError(path, None, None, f"not a text file ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise GameFileError(path, None, None, error.strerror or str(error)) from None

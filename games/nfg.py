@@ -39,7 +39,7 @@ import torch
 
 from games.errors import GameError, GameFileError
 from games.normal_form import NormalFormGame
-from games.io import atomic_write_text
+from games.io import atomic_write_text, read_text_file
 
 # The largest number of pure profiles a file may describe; beyond it the payoff tensor
 # would not fit in memory, and reading is refused up front.
@@ -294,13 +294,7 @@ def _read_outcomes(stream: TokenStream, num_players: int) -> list[list[float]]:
 
 def read_nfg(path: str | os.PathLike, **game_kwargs: Any) -> NormalFormGame:
     """Reads a Gambit ``.nfg`` file. ``game_kwargs`` (``dtype``, ``device``) go to the game."""
-    try:
-        with open(path, encoding="utf-8", errors="strict") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as error:
-        raise GameFileError(path, None, None, f"not a text file ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise GameFileError(path, None, None, error.strerror or str(error)) from None
+    text = read_text_file(path)
     return parse_nfg(text, path, **game_kwargs)
 
 

@@ -242,7 +242,7 @@ def sequence_form_lp(game) -> SequenceFormSolution:
     strategy = torch.zeros(game.num_infosets, game.max_actions, dtype=torch.float64)
     parents = game.infoset_parent.tolist()
     parent_slots = game.infoset_parent_slot.tolist()
-    for player, index, plan in ((0, index_x, plan_x), (1, index_y, plan_y)):
+    for index, plan in ((index_x, plan_x), (index_y, plan_y)):
         for (infoset, slot), position in index.items():
             parent = 0 if parents[infoset] < 0 else index[(parents[infoset], parent_slots[infoset])]
             strategy[infoset, slot] = plan[position] / plan[parent] if plan[parent] > 1e-12 else 0.0

@@ -7,6 +7,7 @@ from games.errors import GameError, GameFileError
 from solvers.lp import sequence_form_lp
 from solvers.sequence_form import expected_values, nash_conv
 from tests.conftest import gambit_files
+from tests.fuzzing import mutate
 
 EFG_FILES = gambit_files(".efg")
 # Gambit's own tools report these as lacking perfect recall (holdout.efg's labels are
@@ -128,17 +129,7 @@ def test_the_fuzzing_seed_file_is_valid():
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_fuzzed_files_raise_only_gamelab_errors(data):
-    text = VALID
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(text)))
-        edit = data.draw(st.sampled_from(["delete", "insert", "replace"]))
-        fragment = data.draw(st.sampled_from(list('{}"0123456789/-., \npct') + ["1e400", "1/0", "t \"\" 0\n"]))
-        if edit == "delete":
-            text = text[:position] + text[position + 1:]
-        elif edit == "insert":
-            text = text[:position] + fragment + text[position:]
-        else:
-            text = text[:position] + fragment + text[position + 1:]
+    text = mutate(data, VALID, list('{}"0123456789/-., \npct') + ["1e400", "1/0", "t \"\" 0\n"])
     try:
         parse_efg(text)
     except GameError:

@@ -8,6 +8,7 @@ from games.errors import GameFileError
 from games.nfg import format_nfg, parse_nfg, read_nfg, write_nfg
 from solvers.gambit import gambit_payoffs
 from tests.conftest import gambit_files
+from tests.fuzzing import mutate
 
 NFG_FILES = gambit_files(".nfg")
 
@@ -98,17 +99,7 @@ VALID = 'NFG 1 R "t" { "P1" "P2" } { { "a" "b" } { "c" } }\n""\n{ { "" 1, 2 } { 
 @given(st.data())
 def test_fuzzed_files_raise_only_game_file_errors(data):
     """Deleting, inserting or replacing characters of a valid file never crashes the parser."""
-    text = VALID
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(text)))
-        edit = data.draw(st.sampled_from(["delete", "insert", "replace"]))
-        fragment = data.draw(st.sampled_from(list('{}"0123456789/-., \nRDNFGab') + ["1e400", "{ {", "}}"]))
-        if edit == "delete":
-            text = text[:position] + text[position + 1 :]
-        elif edit == "insert":
-            text = text[:position] + fragment + text[position:]
-        else:
-            text = text[:position] + fragment + text[position + 1 :]
+    text = mutate(data, VALID, list('{}"0123456789/-., \nRDNFGab') + ["1e400", "{ {", "}}"])
     try:
         game = parse_nfg(text)
     except GameFileError:

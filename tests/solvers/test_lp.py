@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from games import catalog
 from games.errors import SolverError
