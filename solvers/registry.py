@@ -170,16 +170,7 @@ def solve(
 
     if solver in ITERATIVE:
         learner = ITERATIVE[solver][1](game)
-        history.append((0, float(nash_conv(game, learner.average_policy()))))
-        while learner.iteration < budget:
-            learner.step()
-            if learner.iteration % every == 0 or learner.iteration == budget:
-                gap = float(nash_conv(game, learner.average_policy()))
-                history.append((learner.iteration, gap))
-                if callback is not None:
-                    callback(learner.iteration, gap)
-                if target_nash_conv is not None and gap <= target_nash_conv:
-                    break
+        history = _run_learner(learner, lambda s: float(nash_conv(game, s)), budget, every, target_nash_conv, callback)
         strategies, done_iterations = learner.average_policy(), learner.iteration
     elif solver == "zero-sum":
         from solvers.zero_sum import solve_zero_sum
@@ -245,6 +236,30 @@ def solve(
     )
 
 
+def _run_learner(
+    learner: Any,
+    measure: Callable[[Any], float],
+    budget: int,
+    every: int,
+    target_nash_conv: float | None,
+    callback: Callable[[int, float], None] | None,
+) -> list[tuple[int, float]]:
+    """Steps ``learner`` (a normal-form no-regret solver or a CFR solver) up to ``budget``
+    iterations, measuring its average policy's NashConv at iteration 0 and every ``every``
+    iterations; stops at ``target_nash_conv``. Returns the ``(iteration, NashConv)`` history."""
+    history = [(0, measure(learner.average_policy()))]
+    while learner.iteration < budget:
+        learner.step()
+        if learner.iteration % every == 0 or learner.iteration == budget:
+            gap = measure(learner.average_policy())
+            history.append((learner.iteration, gap))
+            if callback is not None:
+                callback(learner.iteration, gap)
+            if target_nash_conv is not None and gap <= target_nash_conv:
+                break
+    return history
+
+
 def _solve_extensive(
     game: ExtensiveFormGame,
     solver: str,
@@ -271,16 +286,9 @@ def _solve_extensive(
         )
     start = time.perf_counter()
     learner = EXTENSIVE[solver][1](game)
-    history = [(0, float(sequence_form.nash_conv(game, learner.average_policy())))]
-    while learner.iteration < budget:
-        learner.step()
-        if learner.iteration % every == 0 or learner.iteration == budget:
-            gap = float(sequence_form.nash_conv(game, learner.average_policy()))
-            history.append((learner.iteration, gap))
-            if callback is not None:
-                callback(learner.iteration, gap)
-            if target_nash_conv is not None and gap <= target_nash_conv:
-                break
+    history = _run_learner(
+        learner, lambda s: float(sequence_form.nash_conv(game, s)), budget, every, target_nash_conv, callback
+    )
     seconds = time.perf_counter() - start
     strategy = learner.average_policy()
     final = float(sequence_form.nash_conv(game, strategy))
