@@ -35,7 +35,7 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
-from solvers.sequence_form import counterfactual_values, realization_plans, terminal_own_reach
+from solvers.sequence_form import counterfactual_values, flat_realization_plans, terminal_own_reach
 
 Tensor = torch.Tensor
 
@@ -105,12 +105,13 @@ class CFRSolver:
         t: Tensor, weight: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Steps 1-5 for one player against ``strategy``; returns the updated state."""
-        plans = realization_plans(self.game, strategy)
+        flat_plans = flat_realization_plans(self.game, strategy)
+        plans = flat_plans[:-1].view(self.game.num_infosets, self.game.max_actions)
         owned = self._owned[player]
         # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
         # each iteration, weighted by the player's own reach.
         average_sum = torch.where(owned, average_sum + weight * plans, average_sum)
-        own_reach = terminal_own_reach(self.game, plans)
+        own_reach = terminal_own_reach(self.game, flat_plans)
         values, infoset_values, _ = counterfactual_values(self.game, strategy, player, own_reach)
         instant = torch.where(owned, (values - infoset_values[:, None]) * self._legal, torch.zeros_like(values))
         updated = regrets + instant

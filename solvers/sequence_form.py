@@ -62,13 +62,11 @@ def layout(game: ExtensiveFormGame) -> _Layout:
     return game._levels["sequence_layout"]
 
 
-def realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
-    """Every player's realization plan in one tensor. Shapes: ``(num_infosets, max_actions)`` both."""
-    return _flat_plans(game, strategy)[:-1].view(game.num_infosets, game.max_actions)
+def flat_realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """Every player's realization plan in the flat layout, 1 at the empty sequence (step 1).
 
-
-def _flat_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
-    """Realization plans in the flat layout, with 1 for the empty sequence. Shape ``(size,)``."""
+    Shapes: ``strategy`` ``(num_infosets, max_actions)``; returns ``(num_infosets * max_actions + 1,)``.
+    """
     plan = layout(game)
     flat = torch.ones(plan.size, dtype=strategy.dtype, device=strategy.device)
     rows = flat[:-1].view(game.num_infosets, game.max_actions)
@@ -77,18 +75,17 @@ def _flat_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     return flat
 
 
-def terminal_own_reach(game: ExtensiveFormGame, plans: Tensor) -> Tensor:
-    """Each player's own reach probability of each terminal. Shape ``(N, num_terminals)``.
+def realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """Every player's realization plan in one tensor. Shapes: ``(num_infosets, max_actions)`` both."""
+    return flat_realization_plans(game, strategy)[:-1].view(game.num_infosets, game.max_actions)
 
-    ``plans`` is :func:`realization_plans`' ``(num_infosets, max_actions)`` tensor or the
-    flat vector of :func:`_flat_plans`.
+
+def terminal_own_reach(game: ExtensiveFormGame, flat_plans: Tensor) -> Tensor:
+    """Each player's own reach probability of each terminal (step 2). Shape ``(N, num_terminals)``.
+
+    ``flat_plans`` is :func:`flat_realization_plans`' vector.
     """
-    plan = layout(game)
-    if plans.dim() == 2:
-        flat = torch.ones(plan.size, dtype=plans.dtype, device=plans.device)
-        flat[:-1] = plans.reshape(-1)
-        plans = flat
-    return plans[plan.terminal_last_flat]
+    return flat_plans[layout(game).terminal_last_flat]
 
 
 def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> Tensor:
@@ -137,14 +134,14 @@ def counterfactual_values(
 
 def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """Every player's expected payoff when all play ``strategy``. Shape ``(N,)``."""
-    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
     probability = game.terminal_chance * own_reach.prod(0)
     return probability @ game.terminal_utilities
 
 
 def best_response_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """What each player gets by best-responding to the others' parts of ``strategy``. Shape ``(N,)``."""
-    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
     return torch.stack([
         counterfactual_values(game, strategy, player, own_reach, best_response=True)[2]
         for player in range(game.num_players)
@@ -157,7 +154,7 @@ def best_response(game: ExtensiveFormGame, strategy: Tensor, player: int) -> Ten
     Shape ``(num_infosets, max_actions)``. NOTE: at infosets that the others' strategy
     never reaches every action is worth 0 and the first legal one is chosen.
     """
-    own_reach = terminal_own_reach(game, realization_plans(game, strategy))
+    own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
     values, _, _ = counterfactual_values(game, strategy, player, own_reach, best_response=True)
     mine = game.infoset_player == player
     choice = values.masked_fill(~game.legal_mask, -torch.inf).argmax(-1)
