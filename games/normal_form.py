@@ -201,6 +201,10 @@ class NormalFormGame:
         """The payoffs with a batch dimension, ``(B, N, A_1, ..., A_N)`` (B = 1 if unbatched)."""
         return self.payoffs if self.batched else self.payoffs.unsqueeze(0)
 
+    def as_batched(self) -> "NormalFormGame":
+        """This game if it is batched, otherwise a batch of one game (sharing the payoff tensor)."""
+        return self if self.batched else self._replace(self.payoffs.unsqueeze(0), batched=True)
+
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "NormalFormGame":
         """The same game with its payoffs on another device or of another dtype."""
         return self._replace(self.payoffs.to(device=device, dtype=dtype))

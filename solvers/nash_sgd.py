@@ -135,7 +135,7 @@ def nash_sgd(
         raise SolverError(f"temperature must be positive (the loss needs interior points), got {temperature}")
     if samples is not None and samples < 1:
         raise SolverError(f"samples must be a positive count or None, got {samples}")
-    batched = game if game.batched else NormalFormGame(game.payoffs.unsqueeze(0), batched=True)
+    batched = game.as_batched()
     generator = torch.Generator(device=game.device).manual_seed(seed)
     logits = [
         torch.zeros(batched.batch_size, n, dtype=game.dtype, device=game.device, requires_grad=True)

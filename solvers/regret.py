@@ -98,7 +98,7 @@ class NoRegretSolver:
         if averaging not in AVERAGING_POWERS:
             raise SolverError(f"unknown averaging {averaging!r}; use one of {sorted(AVERAGING_POWERS)}")
         self.game = game
-        self._batched_game = game if game.batched else NormalFormGame(game.payoffs.unsqueeze(0), batched=True)
+        self._batched_game = game.as_batched()
         self.alternating = alternating
         self.averaging_power = AVERAGING_POWERS[averaging]
         if initial_strategies is None:
