@@ -73,7 +73,7 @@ class ExtensiveFormGame:
     node_slot: Tensor
     node_depth: Tensor
     title: str = ""
-    _levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_infosets(self) -> int:
@@ -111,11 +111,12 @@ class ExtensiveFormGame:
     def levels(self, player: int | None = None) -> list[Tensor]:
         """Infoset ids grouped by ``infoset_level`` (of one player, or all), shallowest first.
 
-        Computed once per player and cached: solvers call this every iteration.
+        Computed once per player and cached in ``_cache`` (which also holds the
+        sequence-form layout of ``solvers.sequence_form``): solvers call this every iteration.
         """
-        if player not in self._levels:
-            self._levels[player] = self._compute_levels(player)
-        return self._levels[player]
+        if player not in self._cache:
+            self._cache[player] = self._compute_levels(player)
+        return self._cache[player]
 
     def _compute_levels(self, player: int | None) -> list[Tensor]:
         mask = torch.ones_like(self.infoset_player, dtype=torch.bool) if player is None else self.infoset_player == player

@@ -57,9 +57,9 @@ class _Layout:
 
 def layout(game: ExtensiveFormGame) -> _Layout:
     """The game's :class:`_Layout`, built on first use and cached on the game."""
-    if "sequence_layout" not in game._levels:
-        game._levels["sequence_layout"] = _Layout(game)
-    return game._levels["sequence_layout"]
+    if "sequence_layout" not in game._cache:
+        game._cache["sequence_layout"] = _Layout(game)
+    return game._cache["sequence_layout"]
 
 
 def flat_realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
