@@ -114,7 +114,7 @@ class _Reader:
                 payoffs = [a + b for a, b in zip(accumulated, self._outcome())]
                 key = f"P{player}:{number}" + (f" {name}" if name else "")
                 try:
-                    node = self.compiler.decision(parent, slot, player - 1, key, list(range(len(actions))))
+                    node = self.compiler.decision(parent, slot, player - 1, key, list(range(len(actions))), actions)
                 except GameError as error:
                     raise GameFileError(self.stream.path, token.line, token.column, str(error)) from None
             stack.extend((node, s, payoffs) for s in reversed(range(len(actions))))

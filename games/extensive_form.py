@@ -20,18 +20,25 @@ The compiled arrays:
   ``terminal_chance`` (the product of chance probabilities on the path), and for every
   player its last sequence on the path, ``terminal_last_infoset`` and
   ``terminal_last_slot`` ``(N, num_terminals)`` (``-1``: the empty sequence).
-- nodes ``(num_nodes,)``: ``node_parent``, ``node_player``, ``node_infoset`` (``-1``
-  for chance and terminal nodes), ``node_slot`` (the incoming action's slot) and
-  ``node_depth``, kept for tools that need the tree itself; solvers do not.
+- nodes ``(num_nodes,)``, numbered in depth-first order from the root ``0``:
+  ``node_parent``, ``node_player`` (``CHANCE``, ``TERMINAL`` or a player),
+  ``node_infoset`` (``-1`` for chance and terminal nodes), ``node_slot`` (the incoming
+  action's slot), ``node_depth`` and ``node_probability`` (the incoming chance outcome's
+  probability; 1 below decision nodes). The sequence-form solvers never read them; the
+  sampling ones (Monte Carlo CFR) and the ``.efg`` writer walk the tree with them.
+- ``action_labels``: the builder's names of each infoset's actions (Gambit labels,
+  OpenSpiel's ``action_to_string``), or ``None``.
 
 A *behavioural strategy* is a ``(num_infosets, max_actions)`` tensor whose rows are
 distributions over the legal slots (illegal slots exactly 0); every player's infosets
 are rows of the same tensor. Payoffs at non-terminal nodes (Gambit's outcomes attached
 to inner nodes) are moved to the terminals below them by the builder.
 
-Memory: the arrays take about ``8 * (num_nodes * 5 + num_terminals * (N + 2 + 2N) +
-num_infosets * 3 * max_actions)`` bytes; ``TreeCompiler`` refuses trees over
-``max_nodes`` up front.
+Memory: the compiled arrays take about ``8 * (num_nodes * 6 + num_terminals * (3N + 1) +
+num_infosets * 3 * max_actions)`` bytes, but the compiler's own bookkeeping while it
+walks the tree dominates: about ``BYTES_PER_NODE`` per node at its peak.
+``TreeCompiler`` refuses a tree as soon as it passes ``max_nodes`` (by default, what the
+machine's available memory holds), naming the estimate, instead of running out of memory.
 """
 
 from __future__ import annotations
@@ -48,6 +55,26 @@ Tensor = torch.Tensor
 
 CHANCE = -1
 TERMINAL = -4
+# Peak bytes per node while compiling (measured: liars_dice's 294,883 nodes peak at 0.38 GB).
+BYTES_PER_NODE = 1400
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_max_nodes() -> int:
+    """The most nodes whose compilation fits in 80% of the available memory (20 million if unknown)."""
+    available = available_memory()
+    return 20_000_000 if available is None else max(1, int(0.8 * available / BYTES_PER_NODE))
 
 
 @dataclass
@@ -72,7 +99,9 @@ class ExtensiveFormGame:
     node_infoset: Tensor
     node_slot: Tensor
     node_depth: Tensor
+    node_probability: Tensor
     title: str = ""
+    action_labels: list[list[str]] | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -164,9 +193,9 @@ class TreeCompiler:
     :class:`ExtensiveFormGame`.
     """
 
-    def __init__(self, num_players: int, *, max_nodes: int = 20_000_000, title: str = "") -> None:
+    def __init__(self, num_players: int, *, max_nodes: int | None = None, title: str = "") -> None:
         self.num_players = num_players
-        self.max_nodes = max_nodes
+        self.max_nodes = default_max_nodes() if max_nodes is None else max_nodes
         self.title = title
         self.node_parent: list[int] = []
         self.node_player: list[int] = []
@@ -174,6 +203,7 @@ class TreeCompiler:
         self.node_slot: list[int] = []
         self.node_depth: list[int] = []
         self.node_chance: list[float] = []
+        self.node_probability: list[float] = []
         # The last sequence of every player at each node: (infoset, slot) per player.
         self.node_last: list[tuple[tuple[int, int], ...]] = []
         self.node_num_actions: list[int] = []
@@ -183,22 +213,29 @@ class TreeCompiler:
         self.infoset_parent: list[tuple[int, int]] = []
         self.infoset_actions: list[tuple[int, ...]] = []
         self.infoset_keys: list[str] = []
+        self.action_labels: list[list[str]] = []
+        self.has_labels = False
         self.terminal_nodes: list[int] = []
         self.terminal_utilities: list[Sequence[float]] = []
 
     def _add_node(self, parent: int, slot: int, player: int, infoset: int) -> int:
         if len(self.node_parent) >= self.max_nodes:
+            available = available_memory()
             raise GameError(
                 f"the game tree has more than {self.max_nodes:,} nodes; compiling it would need over "
-                f"{self.max_nodes * 120 / 2**30:.1f} GiB"
+                f"{self.max_nodes * BYTES_PER_NODE / 2**30:.1f} GiB"
+                + ("" if available is None else f" (this machine has {available / 2**30:.1f} GiB available)")
+                + "; pass a larger max_nodes to try anyway"
             )
+        probability = 1.0
         if parent < 0:
             chance, last, depth = 1.0, tuple((-1, -1) for _ in range(self.num_players)), 0
         else:
             chance, last, depth = self.node_chance[parent], list(self.node_last[parent]), self.node_depth[parent] + 1
             parent_player = self.node_player[parent]
             if parent_player == CHANCE:
-                chance *= self.node_probabilities[parent][slot]
+                probability = self.node_probabilities[parent][slot]
+                chance *= probability
             elif parent_player >= 0:
                 last[parent_player] = (self.node_infoset[parent], slot)
             last = tuple(last)
@@ -208,13 +245,18 @@ class TreeCompiler:
         self.node_infoset.append(infoset)
         self.node_depth.append(depth)
         self.node_chance.append(chance)
+        self.node_probability.append(probability)
         self.node_last.append(last)
         self.node_num_actions.append(0)
         self.node_probabilities.append(None)
         return len(self.node_parent) - 1
 
-    def decision(self, parent: int, slot: int, player: int, key: Any, actions: Sequence[int]) -> int:
-        """A decision node of ``player`` in the infoset named ``key`` with legal action ids ``actions``."""
+    def decision(
+        self, parent: int, slot: int, player: int, key: Any, actions: Sequence[int],
+        labels: Sequence[str] | None = None,
+    ) -> int:
+        """A decision node of ``player`` in the infoset named ``key`` with legal action ids
+        ``actions`` (named ``labels``, if given, the first time the infoset is seen)."""
         if not 0 <= player < self.num_players:
             raise GameError(f"decision node of player {player}, but the game has {self.num_players} players")
         if not actions:
@@ -229,6 +271,8 @@ class TreeCompiler:
             self.infoset_parent.append(own_last)
             self.infoset_actions.append(tuple(actions))
             self.infoset_keys.append(str(key))
+            self.action_labels.append([str(a) for a in actions] if labels is None else list(map(str, labels)))
+            self.has_labels |= labels is not None
             self.node_infoset[node] = infoset
         else:
             if self.infoset_actions[infoset] != tuple(actions):
@@ -299,7 +343,9 @@ class TreeCompiler:
             node_infoset=long(self.node_infoset),
             node_slot=long(self.node_slot),
             node_depth=long(self.node_depth),
+            node_probability=real(self.node_probability),
             title=self.title,
+            action_labels=[list(labels) for labels in self.action_labels] if self.has_labels else None,
         )
 
 

@@ -40,7 +40,7 @@ from solvers.sequence_form import counterfactual_values, flat_realization_plans,
 Tensor = torch.Tensor
 
 
-def _regret_matching(regrets: Tensor, legal: Tensor) -> Tensor:
+def regret_matching(regrets: Tensor, legal: Tensor) -> Tensor:
     """Rows proportional to positive regrets; uniform over legal actions where none is positive."""
     positive = regrets.clamp_min(0) * legal
     total = positive.sum(-1, keepdim=True)
@@ -125,7 +125,7 @@ class CFRSolver:
         regrets = torch.where(owned, updated, regrets)
         last_regrets = torch.where(owned, instant, last_regrets)
         target = regrets + last_regrets if self.predictive else regrets
-        strategy = torch.where(owned, _regret_matching(target, self._legal), strategy)
+        strategy = torch.where(owned, regret_matching(target, self._legal), strategy)
         return strategy, regrets, last_regrets, average_sum
 
     def _iterate(

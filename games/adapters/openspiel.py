@@ -88,7 +88,7 @@ def normal_form_from_openspiel(game: Any, **game_kwargs: Any) -> NormalFormGame:
     )
 
 
-def extensive_form_from_openspiel(game: Any, *, max_nodes: int = 20_000_000, **compile_kwargs: Any):
+def extensive_form_from_openspiel(game: Any, *, max_nodes: int | None = None, **compile_kwargs: Any):
     """Compiles an OpenSpiel game (object or string) into an :class:`ExtensiveFormGame`.
 
     Sequential games are walked as they are; simultaneous-move games go through
@@ -98,7 +98,7 @@ def extensive_form_from_openspiel(game: Any, *, max_nodes: int = 20_000_000, **c
 
     Raises:
         GameError: for games that are not finite trees with perfect recall, or trees
-            over ``max_nodes`` nodes.
+            over ``max_nodes`` nodes (by default, what the available memory holds).
     """
     from games.extensive_form import TreeCompiler
 
@@ -129,7 +129,9 @@ def extensive_form_from_openspiel(game: Any, *, max_nodes: int = 20_000_000, **c
             if player < 0:
                 raise GameError(f"OpenSpiel game {name!r} has a node of player {player} that gamelab cannot compile")
             actions = state.legal_actions()
-            node = compiler.decision(parent, slot, player, state.information_state_string(player), actions)
+            key = state.information_state_string(player)
+            labels = None if (player, key) in compiler.infoset_ids else [state.action_to_string(player, a) for a in actions]
+            node = compiler.decision(parent, slot, player, key, actions, labels)
             children = [(state.child(action), node, s) for s, action in enumerate(actions)]
         stack.extend(reversed(children))
     return compiler.compile(**compile_kwargs)
