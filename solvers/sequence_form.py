@@ -97,6 +97,20 @@ def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> 
     return reach
 
 
+def sequence_gradient(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> Tensor:
+    """The gradient of ``player``'s expected payoff with respect to its realization plan.
+
+    Entry ``(I, a)`` sums ``reach_{-i}(z) * u_i(z)`` over the terminals whose last
+    ``player``-sequence is ``(I, a)``; the payoff is linear in the plan, so this is also
+    its payoff per unit of plan there. Flat layout, the empty sequence last (its entry
+    collects the terminals ``player`` never acts before). Shape ``(num_infosets * max_actions + 1,)``.
+    """
+    plan = layout(game)
+    weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
+    flat = torch.zeros(plan.size, dtype=weights.dtype, device=weights.device)
+    return flat.index_add_(0, plan.terminal_last_flat[player], weights)
+
+
 def counterfactual_values(
     game: ExtensiveFormGame,
     strategy: Tensor,
@@ -116,9 +130,7 @@ def counterfactual_values(
         player's expected payoff (or best-response payoff) against the others.
     """
     plan = layout(game)
-    weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
-    flat = torch.zeros(plan.size, dtype=strategy.dtype, device=strategy.device)
-    flat.index_add_(0, plan.terminal_last_flat[player], weights)
+    flat = sequence_gradient(game, own_reach, player)
     sequence_values = flat[:-1].view(game.num_infosets, game.max_actions)
     infoset_values = torch.zeros(game.num_infosets, dtype=strategy.dtype, device=strategy.device)
     for ids, parents in plan.player_levels[player]:
