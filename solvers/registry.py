@@ -9,10 +9,12 @@ The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method
   and ``gnm`` are available by name, but on some files (``2x2x2.nfg``) logit stops at a
   profile with regret 0.2 and gnm runs for minutes, so ``auto`` does not pick them.
 
-Extensive-form games (:class:`ExtensiveFormGame`) take the CFR family: ``cfr``, ``cfr+``,
-``lcfr``, ``dcfr`` and ``pcfr+``, and ``lp`` (the sequence-form LP, 2-player zero-sum);
-``auto`` is ``cfr+``. Their ``strategies`` is one
-behavioural strategy ``(num_infosets, max_actions)``.
+Extensive-form games (:class:`ExtensiveFormGame`) take the CFR family (``cfr``, ``cfr+``,
+``lcfr``, ``dcfr``, ``pcfr+``), Monte Carlo CFR (``mccfr-es``, ``mccfr-os``), FTRL with
+dilated regularizers (``dilated-ftrl``, ``balanced-ftrl``) and ``lp`` (the sequence-form
+LP, 2-player zero-sum); ``auto`` is ``cfr+``. Their ``strategies`` is one behavioural
+strategy ``(num_infosets, max_actions)``. An iteration of the sampling solvers updates
+from samples only, so they need many more iterations than CFR; ``seed`` seeds them.
 
 Iterative solvers (regret dynamics, fictitious play, replicator, Nash-SGD, CFR) record NashConv
 every ``eval_every`` iterations in ``history`` and stop early at ``target_nash_conv``. The
@@ -31,7 +33,7 @@ import torch
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
 from games.normal_form import NormalFormGame
-from solvers import cfr, regret, sequence_form
+from solvers import cfr, ftrl, mccfr, regret, sequence_form
 from solvers.exploitability import ce_gap, cce_gap, marginals, nash_conv
 
 Tensor = torch.Tensor
@@ -83,12 +85,20 @@ EXACT = {
     "gambit-gnm": "any N: global Newton through pygambit",
 }
 
-EXTENSIVE = {
-    "cfr": ("CFR (Zinkevich et al. 2007), alternating updates", lambda g: cfr.CFRSolver(g, alternating=True)),
-    "cfr+": ("CFR+ (Tammelin 2014): RM+, alternating, linear averaging", lambda g: cfr.CFRPlusSolver(g)),
-    "lcfr": ("linear CFR (Brown and Sandholm 2019)", lambda g: cfr.LinearCFRSolver(g)),
-    "dcfr": ("discounted CFR (1.5, 0, 2) (Brown and Sandholm 2019)", lambda g: cfr.DCFRSolver(g)),
-    "pcfr+": ("predictive CFR+ (Farina et al. 2021)", lambda g: cfr.PCFRPlusSolver(g)),
+EXTENSIVE: dict[str, tuple[str, Callable[[ExtensiveFormGame, int], Any]]] = {
+    "cfr": ("CFR (Zinkevich et al. 2007), alternating updates", lambda g, seed: cfr.CFRSolver(g, alternating=True)),
+    "cfr+": ("CFR+ (Tammelin 2014): RM+, alternating, linear averaging", lambda g, seed: cfr.CFRPlusSolver(g)),
+    "lcfr": ("linear CFR (Brown and Sandholm 2019)", lambda g, seed: cfr.LinearCFRSolver(g)),
+    "dcfr": ("discounted CFR (1.5, 0, 2) (Brown and Sandholm 2019)", lambda g, seed: cfr.DCFRSolver(g)),
+    "pcfr+": ("predictive CFR+ (Farina et al. 2021)", lambda g, seed: cfr.PCFRPlusSolver(g)),
+    "mccfr-es": ("external-sampling Monte Carlo CFR (Lanctot et al. 2009), 16 traversals per iteration",
+                 lambda g, seed: mccfr.ExternalSamplingMCCFR(g, samples=16, seed=seed)),
+    "mccfr-os": ("outcome-sampling Monte Carlo CFR (Lanctot et al. 2009), 256 trajectories per iteration",
+                 lambda g, seed: mccfr.OutcomeSamplingMCCFR(g, samples=256, seed=seed)),
+    "dilated-ftrl": ("optimistic FTRL with the balanced dilated entropy, full information",
+                     lambda g, seed: ftrl.DilatedFTRL(g)),
+    "balanced-ftrl": ("Balanced FTRL (Fiegel et al. 2023) from 64 sampled trajectories per iteration",
+                      lambda g, seed: ftrl.BalancedFTRL(g, seed=seed)),
 }
 
 DEFAULT_ITERATIONS = 1000
@@ -157,7 +167,7 @@ def solve(
     budget = iterations or DEFAULT_ITERATIONS
     every = eval_every or max(1, budget // 200)
     if isinstance(game, ExtensiveFormGame):
-        return _solve_extensive(game, solver, budget, every, target_nash_conv, callback)
+        return _solve_extensive(game, solver, budget, every, target_nash_conv, callback, seed)
     if solver in EXTENSIVE:
         raise SolverError(f"{solver} solves extensive-form games; this is a normal-form game")
     if game.batched:
@@ -267,8 +277,9 @@ def _solve_extensive(
     every: int,
     target_nash_conv: float | None,
     callback: Callable[[int, float], None] | None,
+    seed: int = 0,
 ) -> SolveResult:
-    """The CFR family, or the sequence-form LP, on a compiled extensive-form game."""
+    """An iterative solver, or the sequence-form LP, on a compiled extensive-form game."""
     if solver == "lp":
         from solvers.lp import sequence_form_lp
 
@@ -285,7 +296,7 @@ def _solve_extensive(
             f"{solver} solves normal-form games; for extensive-form games use one of {', '.join(EXTENSIVE)} or lp"
         )
     start = time.perf_counter()
-    learner = EXTENSIVE[solver][1](game)
+    learner = EXTENSIVE[solver][1](game, seed)
     history = _run_learner(
         learner, lambda s: float(sequence_form.nash_conv(game, s)), budget, every, target_nash_conv, callback
     )
