@@ -1,4 +1,4 @@
-"""Gambit ``.efg`` files: reading them into compiled :class:`ExtensiveFormGame` objects.
+"""Gambit ``.efg`` files: reading them into compiled :class:`ExtensiveFormGame` objects, and writing them.
 
 The format is specified in Gambit's documentation (doc/formats.efg.rst). After the header
 ``EFG 2 R "title" { "Player 1" "Player 2" } "optional comment"`` the tree follows in
@@ -19,6 +19,12 @@ the infoset's label, when given, follows after a space.
 
 Malformed input raises :class:`GameFileError` with file, line and column; games without
 perfect recall, and chance probabilities that do not sum to 1, raise :class:`GameError`.
+
+:func:`write_efg` writes any compiled game (an OpenSpiel game, say) in this format,
+atomically. Each terminal gets its own outcome; infosets keep their Gambit numbers and
+labels when they came from a ``.efg`` file, and are otherwise numbered in order of first
+appearance and labelled with their keys (OpenSpiel information-state strings); chance
+outcomes are named by their slot, as the compiled game does not keep their names.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ import os
 from typing import Any
 
 from games.errors import GameError, GameFileError
-from games.extensive_form import ExtensiveFormGame, TreeCompiler
-from games.io import read_text_file
-from games.nfg import TokenStream, _read_header
+from games.extensive_form import CHANCE, TERMINAL, ExtensiveFormGame, TreeCompiler
+from games.io import atomic_write_text, read_text_file
+from games.nfg import TokenStream, _quote, _read_header, format_number
 
 
 class _Reader:
@@ -142,3 +148,80 @@ def read_efg(path: str | os.PathLike, **compile_kwargs: Any) -> ExtensiveFormGam
     """Reads a Gambit ``.efg`` file; ``compile_kwargs`` (``dtype``, ``device``) place the tensors."""
     text = read_text_file(path)
     return parse_efg(text, path, **compile_kwargs)
+
+
+def _probability(value: float) -> str:
+    """A chance probability as a small fraction when it is one (1/3), else as a decimal."""
+    from fractions import Fraction
+
+    fraction = Fraction(value).limit_denominator(10_000)
+    if abs(float(fraction) - value) <= 1e-15 and fraction.denominator > 1:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return format_number(value)
+
+
+def _infoset_names(game: ExtensiveFormGame) -> list[tuple[int, str]]:
+    """Each infoset's Gambit number (per player) and label."""
+    import re
+
+    pattern = re.compile(r"^P(\d+):(\d+)(?: (.*))?$")
+    owners = game.infoset_player.tolist()
+    names: list[tuple[int, str]] = [(0, "")] * game.num_infosets
+    for player in range(game.num_players):
+        ids = [i for i, owner in enumerate(owners) if owner == player]
+        parsed = [pattern.match(game.infoset_keys[i]) for i in ids]
+        reuse = all(m is not None and int(m.group(1)) == player + 1 for m in parsed)
+        reuse = reuse and len({int(m.group(2)) for m in parsed}) == len(ids)
+        for number, (infoset, match) in enumerate(zip(ids, parsed), start=1):
+            names[infoset] = (int(match.group(2)), match.group(3) or "") if reuse else (number, game.infoset_keys[infoset])
+    return names
+
+
+def format_efg(game: ExtensiveFormGame, player_names: list[str] | None = None) -> str:
+    """The text of a ``.efg`` file for ``game`` (see the module docstring)."""
+    players = player_names or [f"Player {p + 1}" for p in range(game.num_players)]
+    if len(players) != game.num_players:
+        raise GameError(f"{len(players)} player names for a game of {game.num_players} players")
+    parent = game.node_parent.tolist()
+    slots = game.node_slot.tolist()
+    owner = game.node_player.tolist()
+    infoset_of = game.node_infoset.tolist()
+    probability = game.node_probability.tolist()
+    utilities = game.terminal_utilities.tolist()
+    action_ids = game.infoset_action_ids.tolist()
+    legal = game.legal_mask.tolist()
+    labels = game.action_labels
+    names = _infoset_names(game)
+    children: list[list[tuple[int, int]]] = [[] for _ in parent]
+    for node, (up, slot) in enumerate(zip(parent, slots)):
+        if up >= 0:
+            children[up].append((slot, node))
+    lines = [f"EFG 2 R {_quote(game.title)} {{ {' '.join(map(_quote, players))} }}", '""', ""]
+    terminal_of = {node: k for k, node in enumerate(n for n, kind in enumerate(owner) if kind == TERMINAL)}
+    outcome = chance_infoset = 0
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        kind = owner[node]
+        below = [child for _, child in sorted(children[node])]
+        if kind == TERMINAL:
+            outcome += 1
+            payoffs = ", ".join(format_number(u) for u in utilities[terminal_of[node]])
+            lines.append(f't "" {outcome} "" {{ {payoffs} }}')
+        elif kind == CHANCE:
+            chance_infoset += 1
+            outcomes = " ".join(f'"{k + 1}" {_probability(probability[child])}' for k, child in enumerate(below))
+            lines.append(f'c "" {chance_infoset} "" {{ {outcomes} }} 0')
+        else:
+            infoset = infoset_of[node]
+            number, label = names[infoset]
+            slots_here = [slot for slot, ok in enumerate(legal[infoset]) if ok]
+            actions = [labels[infoset][slot] if labels else str(action_ids[infoset][slot]) for slot in slots_here]
+            lines.append(f'p "" {kind + 1} {number} {_quote(label)} {{ {" ".join(map(_quote, actions))} }} 0')
+        stack.extend(reversed(below))
+    return "\n".join(lines) + "\n"
+
+
+def write_efg(game: ExtensiveFormGame, path: str | os.PathLike, player_names: list[str] | None = None) -> None:
+    """Writes ``game`` as a Gambit ``.efg`` file, atomically (a temporary file, then a rename)."""
+    atomic_write_text(path, format_efg(game, player_names))

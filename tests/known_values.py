@@ -38,7 +38,8 @@ LEDUC_UNIFORM_NASH_CONV = 4.747222222222222
 
 # Kuhn poker's game value for player 0 is -1/18 (Kuhn, "A simplified two-person poker",
 # Contributions to the Theory of Games I, 1950).
-KUHN_VALUE = -1 / 18
+KUHN_VALUE_FRACTION = Fraction(-1, 18)
+KUHN_VALUE = float(KUHN_VALUE_FRACTION)
 
 # Sizes of OpenSpiel's game trees (histories include chance and terminal nodes).
 KUHN_SIZES = {"num_nodes": 58, "num_terminals": 30, "num_infosets": 12}

@@ -7,6 +7,7 @@ from games.errors import GameError, GameFileError
 from solvers.lp import sequence_form_lp
 from solvers.sequence_form import expected_values, nash_conv
 from tests.conftest import gambit_files
+from tests import known_values as known
 from tests.fuzzing import mutate
 
 EFG_FILES = gambit_files(".efg")
@@ -136,3 +137,53 @@ def test_fuzzed_files_raise_only_gamelab_errors(data):
         pass
     except Exception as error:  # pragma: no cover - the failure this test looks for
         raise AssertionError(f"{type(error).__name__} escaped the parser for {text!r}") from error
+
+
+SAME_GAME_FIELDS = ("infoset_player", "infoset_parent", "infoset_parent_slot", "legal_mask", "terminal_utilities",
+                    "terminal_chance", "terminal_last_infoset", "terminal_last_slot", "node_parent", "node_player",
+                    "node_probability")
+
+
+def assert_same_tree(a, b):
+    for name in SAME_GAME_FIELDS:
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=1e-15, msg=name)
+
+
+@pytest.mark.parametrize("path", [p for p in EFG_FILES if p.name not in IMPERFECT_RECALL], ids=lambda p: p.name)
+def test_writing_a_gambit_file_back_gives_the_same_game(path, tmp_path):
+    from games.efg import write_efg
+
+    game = read_efg(path)
+    out = tmp_path / "copy.efg"
+    write_efg(game, out)
+    again = read_efg(out)
+    assert_same_tree(game, again)
+    assert again.infoset_keys == game.infoset_keys and again.action_labels == game.action_labels
+    assert again.title == game.title
+
+
+@pytest.mark.parametrize("name", ["kuhn_poker", "kuhn_poker(players=3)", "leduc_poker"])
+def test_openspiel_games_written_as_efg_read_back_as_the_same_tree(name):
+    from games.adapters.openspiel import extensive_form_from_openspiel
+    from games.efg import format_efg
+
+    game = extensive_form_from_openspiel(name)
+    again = parse_efg(format_efg(game))
+    assert_same_tree(game, again)
+    # Labels carry OpenSpiel's information-state strings and action names.
+    assert [key.split(" ", 1)[1] for key in again.infoset_keys] == game.infoset_keys
+    assert again.action_labels == game.action_labels
+
+
+def test_pygambit_reads_our_kuhn_poker_and_finds_its_value(tmp_path):
+    """Kuhn poker's value -1/18 (Kuhn 1950), from pygambit's sequence-form LP on the file we wrote."""
+    pygambit = pytest.importorskip("pygambit")
+    from fractions import Fraction
+
+    from games.adapters.openspiel import extensive_form_from_openspiel
+    from games.efg import write_efg
+
+    write_efg(extensive_form_from_openspiel("kuhn_poker"), tmp_path / "kuhn.efg")
+    gambit_game = pygambit.read_efg(str(tmp_path / "kuhn.efg"))
+    profile = pygambit.nash.lp_solve(gambit_game, rational=True).equilibria[0]
+    assert Fraction(str(profile.payoff(list(gambit_game.players)[0]))) == known.KUHN_VALUE_FRACTION
