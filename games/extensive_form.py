@@ -14,7 +14,8 @@ The compiled arrays:
 - infosets ``(num_infosets,)``: ``infoset_player``; ``infoset_parent`` and
   ``infoset_parent_slot``, the owner's previous sequence (``-1``: the empty sequence);
   ``infoset_level``, the depth in its owner's infoset tree (perfect recall makes that a
-  tree); ``legal_mask`` and ``infoset_action_ids`` ``(num_infosets, max_actions)``;
+  tree). Compiled games number infosets by (level, player), so each level of each
+  player is a contiguous block of ids; ``legal_mask`` and ``infoset_action_ids`` ``(num_infosets, max_actions)``;
   ``infoset_keys``, the builder's names (OpenSpiel information-state strings).
 - terminals ``(num_terminals,)``: ``terminal_utilities`` ``(num_terminals, N)``,
   ``terminal_chance`` (the product of chance probabilities on the path), and for every
@@ -312,40 +313,51 @@ class TreeCompiler:
             raise GameError("the game tree has no terminal node")
         num_infosets = len(self.infoset_player)
         max_actions = max((len(a) for a in self.infoset_actions), default=1)
-        legal = torch.zeros(num_infosets, max_actions, dtype=torch.bool)
-        action_ids = torch.full((num_infosets, max_actions), -1, dtype=torch.long)
-        for infoset, actions in enumerate(self.infoset_actions):
-            legal[infoset, : len(actions)] = True
-            action_ids[infoset, : len(actions)] = torch.tensor(actions)
-        level = [0] * num_infosets
+        found_level = [0] * num_infosets
         for infoset in range(num_infosets):  # parents are always created before children
             parent = self.infoset_parent[infoset][0]
-            level[infoset] = 0 if parent < 0 else level[parent] + 1
-        lasts = [self.node_last[node] for node in self.terminal_nodes]
+            found_level[infoset] = 0 if parent < 0 else found_level[parent] + 1
+        # Infosets are numbered by (level, player), in order of discovery within each group,
+        # so that every level of every player is a contiguous block of rows: solvers then
+        # read and write a level through slices instead of gathers.
+        order = sorted(range(num_infosets), key=lambda i: (found_level[i], self.infoset_player[i]))
+        new_id = [0] * num_infosets
+        for position, infoset in enumerate(order):
+            new_id[infoset] = position
+        renumber = lambda infoset: new_id[infoset] if infoset >= 0 else infoset
+        level = [found_level[i] for i in order]
+        infoset_actions = [self.infoset_actions[i] for i in order]
+        legal = torch.zeros(num_infosets, max_actions, dtype=torch.bool)
+        action_ids = torch.full((num_infosets, max_actions), -1, dtype=torch.long)
+        for infoset, actions in enumerate(infoset_actions):
+            legal[infoset, : len(actions)] = True
+            action_ids[infoset, : len(actions)] = torch.tensor(actions)
+        parents = [(renumber(self.infoset_parent[i][0]), self.infoset_parent[i][1]) for i in order]
+        lasts = [[(renumber(i), a) for i, a in self.node_last[node]] for node in self.terminal_nodes]
         long = lambda values: torch.tensor(values, dtype=torch.long, device=device)
         real = lambda values: torch.tensor(values, dtype=dtype, device=device)
         return ExtensiveFormGame(
             num_players=self.num_players,
             max_actions=max_actions,
-            infoset_player=long(self.infoset_player),
-            infoset_parent=long([p for p, _ in self.infoset_parent]),
-            infoset_parent_slot=long([s for _, s in self.infoset_parent]),
+            infoset_player=long([self.infoset_player[i] for i in order]),
+            infoset_parent=long([p for p, _ in parents]),
+            infoset_parent_slot=long([s for _, s in parents]),
             infoset_level=long(level),
             legal_mask=legal.to(device),
             infoset_action_ids=action_ids.to(device),
-            infoset_keys=list(self.infoset_keys),
+            infoset_keys=[self.infoset_keys[i] for i in order],
             terminal_utilities=real(self.terminal_utilities),
             terminal_chance=real([self.node_chance[node] for node in self.terminal_nodes]),
             terminal_last_infoset=long([[last[p][0] for last in lasts] for p in range(self.num_players)]),
             terminal_last_slot=long([[last[p][1] for last in lasts] for p in range(self.num_players)]),
             node_parent=long(self.node_parent),
             node_player=long(self.node_player),
-            node_infoset=long(self.node_infoset),
+            node_infoset=long([renumber(i) for i in self.node_infoset]),
             node_slot=long(self.node_slot),
             node_depth=long(self.node_depth),
             node_probability=real(self.node_probability),
             title=self.title,
-            action_labels=[list(labels) for labels in self.action_labels] if self.has_labels else None,
+            action_labels=[list(self.action_labels[i]) for i in order] if self.has_labels else None,
         )
 
 

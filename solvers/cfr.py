@@ -98,6 +98,7 @@ class CFRSolver:
         self.threads = threads if threads is not None else intra_op_threads(game)
         self._legal = game.legal_mask.to(game.dtype)
         self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
+        self._owned_real = [owned.to(game.dtype) for owned in self._owned]
         self._strategy = game.uniform_strategy()
         self._regrets = torch.zeros_like(self._strategy)
         self._last_regrets = torch.zeros_like(self._strategy)
@@ -108,29 +109,35 @@ class CFRSolver:
         self, player: int, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor,
         t: Tensor, weight: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Steps 1-5 for one player against ``strategy``; returns the updated state."""
+        """Steps 1-5 for one player against ``strategy``; returns the updated state.
+
+        Other players' rows of ``values`` and ``instant`` are 0, so their regrets change only
+        under DCFR's discount (masked), and their strategy rows, which always equal regret
+        matching on their own regrets, come out of step 4 unchanged: no per-player masking
+        is needed elsewhere.
+        """
         flat_plans = flat_realization_plans(self.game, strategy)
         plans = flat_plans[:-1].view(self.game.num_infosets, self.game.max_actions)
-        owned = self._owned[player]
         # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
         # each iteration, weighted by the player's own reach.
-        average_sum = torch.where(owned, average_sum + weight * plans, average_sum)
+        average_sum = average_sum + (weight * plans) * self._owned_real[player]
         own_reach = terminal_own_reach(self.game, flat_plans)
         values, infoset_values, _ = counterfactual_values(self.game, strategy, player, own_reach)
-        instant = torch.where(owned, (values - infoset_values[:, None]) * self._legal, torch.zeros_like(values))
+        instant = (values - infoset_values[:, None]) * self._legal
         updated = regrets + instant
         if self.discount is not None:
             alpha, beta, _ = self.discount
             positive_scale = t**alpha / (t**alpha + 1)
             negative_scale = t**beta / (t**beta + 1)
             updated = torch.where(updated > 0, updated * positive_scale, updated * negative_scale)
+            updated = torch.where(self._owned[player], updated, regrets)
         if self.regret_matching_plus:
             updated = updated.clamp_min(0)
-        regrets = torch.where(owned, updated, regrets)
-        last_regrets = torch.where(owned, instant, last_regrets)
+        regrets = updated
+        if self.predictive:
+            last_regrets = torch.where(self._owned[player], instant, last_regrets)
         target = regrets + last_regrets if self.predictive else regrets
-        strategy = torch.where(owned, regret_matching(target, self._legal), strategy)
-        return strategy, regrets, last_regrets, average_sum
+        return regret_matching(target, self._legal), regrets, last_regrets, average_sum
 
     def _iterate(
         self, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor, t: Tensor
@@ -144,10 +151,9 @@ class CFRSolver:
         start = strategy
         for player in range(self.game.num_players):
             against = strategy if self.alternating else start
-            updated, regrets, last_regrets, average_sum = self._update_player(
+            strategy, regrets, last_regrets, average_sum = self._update_player(
                 player, against, regrets, last_regrets, average_sum, t, weight
             )
-            strategy = torch.where(self._owned[player], updated, strategy)
         return strategy, regrets, last_regrets, average_sum
 
     def step(self) -> None:

@@ -32,7 +32,8 @@ Tensor = torch.Tensor
 
 
 class _Layout:
-    """Index tensors computed once per game: sequences live in one flat vector of
+    """Index tensors computed once per game (levels as row slices where they are
+    contiguous): sequences live in one flat vector of
     ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at ``I * max_actions + a``
     and the empty sequence at the last index (``EMPTY``). In a realization plan that entry
     holds 1; when folding values it collects the root's value. No branch on "has a
@@ -49,10 +50,21 @@ class _Layout:
             game.terminal_last_infoset >= 0, game.terminal_last_infoset * game.max_actions + game.terminal_last_slot,
             torch.full_like(game.terminal_last_infoset, self.empty),
         )
-        self.all_levels = [(ids, self.parent_flat[ids]) for ids in game.levels()]
+        self.all_levels = [(_rows(ids), self.parent_flat[ids]) for ids in game.levels()]
         self.player_levels = [
-            [(ids, self.parent_flat[ids]) for ids in reversed(game.levels(p))] for p in range(game.num_players)
+            [(_rows(ids), self.parent_flat[ids]) for ids in reversed(game.levels(p))] for p in range(game.num_players)
         ]
+
+
+def _rows(ids: Tensor) -> slice | Tensor:
+    """A slice when ``ids`` are consecutive (always, for compiled games), else the ids.
+
+    Reading rows through a slice is a view and writing them a copy, where index tensors
+    need a gather and a scatter."""
+    start = int(ids[0])
+    if torch.equal(ids.cpu(), torch.arange(start, start + len(ids))):
+        return slice(start, start + len(ids))
+    return ids
 
 
 # Below this many entries (terminals plus sequences) a CPU iteration is a few hundred tiny
