@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["openspiel_cpp"] = openspiel_to_target("leduc_poker", args.target, 50, args.limit)
     if not args.skip_liteefg:
         results["liteefg"] = liteefg_to_target("leduc_poker", args.target, 50, args.limit)
-    print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads):")
+    print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads; "
+          "gamelab runs small CPU games on one of them, see solvers.sequence_form.intra_op_threads):")
     for label in ("gamelab", "gamelab_compiled", "openspiel_cpp", "liteefg"):
         if label in results:
             r = results[label]

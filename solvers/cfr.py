@@ -35,7 +35,9 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
-from solvers.sequence_form import counterfactual_values, flat_realization_plans, intra_op_threads, terminal_own_reach
+from solvers.sequence_form import (
+    counterfactual_values, flat_realization_plans, intra_op_threads, layout, terminal_own_reach,
+)
 
 Tensor = torch.Tensor
 
@@ -103,6 +105,7 @@ class CFRSolver:
         self._regrets = torch.zeros_like(self._strategy)
         self._last_regrets = torch.zeros_like(self._strategy)
         self._average_sum = torch.zeros_like(self._strategy)
+        layout(game)  # built eagerly, outside what torch.compile traces
         self._iterate_function = torch.compile(self._iterate, dynamic=False) if compile else self._iterate
 
     def _update_player(
