@@ -42,11 +42,14 @@ from solvers.sequence_form import (
 Tensor = torch.Tensor
 
 
-def regret_matching(regrets: Tensor, legal: Tensor) -> Tensor:
-    """Rows proportional to positive regrets; uniform over legal actions where none is positive."""
+def regret_matching(regrets: Tensor, legal: Tensor, uniform: Tensor | None = None) -> Tensor:
+    """Rows proportional to positive regrets; ``uniform`` (over legal actions) where none is positive.
+
+    Shapes: ``regrets``, ``legal`` and ``uniform`` ``(num_infosets, max_actions)``."""
     positive = regrets.clamp_min(0) * legal
-    total = positive.sum(-1, keepdim=True)
-    uniform = legal / legal.sum(-1, keepdim=True)
+    total = positive @ torch.ones(positive.shape[-1], 1, dtype=positive.dtype, device=positive.device)
+    if uniform is None:
+        uniform = legal / legal.sum(-1, keepdim=True)
     return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), uniform)
 
 
@@ -101,6 +104,7 @@ class CFRSolver:
         self._legal = game.legal_mask.to(game.dtype)
         self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
         self._owned_real = [owned.to(game.dtype) for owned in self._owned]
+        self._uniform = game.uniform_strategy()
         self._strategy = game.uniform_strategy()
         self._regrets = torch.zeros_like(self._strategy)
         self._last_regrets = torch.zeros_like(self._strategy)
@@ -140,7 +144,7 @@ class CFRSolver:
         if self.predictive:
             last_regrets = torch.where(self._owned[player], instant, last_regrets)
         target = regrets + last_regrets if self.predictive else regrets
-        return regret_matching(target, self._legal), regrets, last_regrets, average_sum
+        return regret_matching(target, self._legal, self._uniform), regrets, last_regrets, average_sum
 
     def _iterate(
         self, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor, t: Tensor
