@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from games.errors import GameError, GameFileError
-from games.normal_form import NormalFormGame
 from games.io import atomic_write_text, read_text_file
+from games.normal_form import NormalFormGame
 
 # The largest number of pure profiles a file may describe; beyond it the payoff tensor
 # would not fit in memory, and reading is refused up front.
@@ -160,7 +160,8 @@ class TokenStream:
 
     def integer(self, what: str) -> int:
         token = self.next()
-        if token.kind != "number" or not token.text.lstrip("+-").isdigit():
+        digits = token.text[1:] if token.text[:1] in "+-" else token.text
+        if token.kind != "number" or not digits.isascii() or not digits.isdigit():
             raise self.error(token, f"expected {what} (a whole number)")
         return int(token.text)
 

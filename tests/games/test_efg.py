@@ -1,13 +1,14 @@
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from games.efg import parse_efg, read_efg
 from games.errors import GameError, GameFileError
 from solvers.lp import sequence_form_lp
 from solvers.sequence_form import expected_values, nash_conv
-from tests.conftest import gambit_files
 from tests import known_values as known
+from tests.conftest import gambit_files
 from tests.fuzzing import mutate
 
 EFG_FILES = gambit_files(".efg")
@@ -187,3 +188,10 @@ def test_pygambit_reads_our_kuhn_poker_and_finds_its_value(tmp_path):
     gambit_game = pygambit.read_efg(str(tmp_path / "kuhn.efg"))
     profile = pygambit.nash.lp_solve(gambit_game, rational=True).equilibria[0]
     assert Fraction(str(profile.payoff(list(gambit_game.players)[0]))) == known.KUHN_VALUE_FRACTION
+
+
+def test_a_doubled_sign_is_a_malformed_number():
+    """Found by the fuzzer: ``--1`` as an outcome number escaped the parser as a ValueError."""
+    text = 'EFG 2 R "t" { "A" "B" }\n""\np "" 1 1 "" { "x" "y" } 0\nt "" --1 "o" { 1, -1 }\nt "" 0\n'
+    with pytest.raises(GameFileError, match="whole number"):
+        parse_efg(text)
