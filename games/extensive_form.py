@@ -125,7 +125,7 @@ class ExtensiveFormGame:
     def dtype(self) -> torch.dtype:
         return self.terminal_utilities.dtype
 
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "ExtensiveFormGame":
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> ExtensiveFormGame:
         """The same game with its tensors on ``device``; ``dtype`` applies to the real-valued ones."""
         fields = {}
         for name, value in vars(self).items():
@@ -418,7 +418,6 @@ def read_strategy(game: ExtensiveFormGame, path: Any) -> Tensor:
     import os
 
     from games.errors import GameFileError
-
     from games.io import read_text_file
 
     try:

@@ -69,7 +69,10 @@ def load_game(spec: str, **kwargs: Any) -> Any:
             raise GameError(f"bad random game {spec!r}: {error}") from None
     if re.match(r"^[a-z_][a-z0-9_]*(\(.*\))?$", spec):
         from games.adapters.openspiel import (
-            extensive_form_from_openspiel, is_openspiel_normal_form, load_openspiel_game, normal_form_from_openspiel,
+            extensive_form_from_openspiel,
+            is_openspiel_normal_form,
+            load_openspiel_game,
+            normal_form_from_openspiel,
         )
 
         try:

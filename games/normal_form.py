@@ -120,7 +120,7 @@ class NormalFormGame:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def zero_sum(cls, matrix: Any, *, batched: bool = False, **kwargs: Any) -> "NormalFormGame":
+    def zero_sum(cls, matrix: Any, *, batched: bool = False, **kwargs: Any) -> NormalFormGame:
         """A 2-player zero-sum game: the row player receives ``matrix``, the column player its negation.
 
         Shapes: ``matrix`` is ``(A_1, A_2)``, or ``(B, A_1, A_2)`` with ``batched=True``.
@@ -132,7 +132,7 @@ class NormalFormGame:
         return cls(torch.stack([row, -row], dim=1 if batched else 0), batched=batched, **kwargs)
 
     @classmethod
-    def bimatrix(cls, row_payoffs: Any, column_payoffs: Any, *, batched: bool = False, **kwargs: Any) -> "NormalFormGame":
+    def bimatrix(cls, row_payoffs: Any, column_payoffs: Any, *, batched: bool = False, **kwargs: Any) -> NormalFormGame:
         """A 2-player game from the row player's and the column player's payoff matrices.
 
         Shapes: both ``(A_1, A_2)``, or both ``(B, A_1, A_2)`` with ``batched=True``.
@@ -151,7 +151,7 @@ class NormalFormGame:
         return cls(torch.stack([row, column], dim=1 if batched else 0), batched=batched, **kwargs)
 
     @classmethod
-    def stack(cls, games: Sequence["NormalFormGame"]) -> "NormalFormGame":
+    def stack(cls, games: Sequence[NormalFormGame]) -> NormalFormGame:
         """Stacks unbatched games of one shape into a batched game."""
         if not games:
             raise GameError("cannot stack an empty list of games")
@@ -168,14 +168,14 @@ class NormalFormGame:
         )
 
     @classmethod
-    def from_openspiel(cls, game: Any, **kwargs: Any) -> "NormalFormGame":
+    def from_openspiel(cls, game: Any, **kwargs: Any) -> NormalFormGame:
         """From an OpenSpiel normal-form game object or game string (``"matrix_rps"``)."""
         from games.adapters.openspiel import normal_form_from_openspiel
 
         return normal_form_from_openspiel(game, **kwargs)
 
     @classmethod
-    def from_nfg(cls, path: Any, **kwargs: Any) -> "NormalFormGame":
+    def from_nfg(cls, path: Any, **kwargs: Any) -> NormalFormGame:
         """Reads a Gambit ``.nfg`` file (payoff or outcome version of the format)."""
         from games.nfg import read_nfg
 
@@ -201,15 +201,15 @@ class NormalFormGame:
         """The payoffs with a batch dimension, ``(B, N, A_1, ..., A_N)`` (B = 1 if unbatched)."""
         return self.payoffs if self.batched else self.payoffs.unsqueeze(0)
 
-    def as_batched(self) -> "NormalFormGame":
+    def as_batched(self) -> NormalFormGame:
         """This game if it is batched, otherwise a batch of one game (sharing the payoff tensor)."""
         return self if self.batched else self._replace(self.payoffs.unsqueeze(0), batched=True)
 
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> "NormalFormGame":
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> NormalFormGame:
         """The same game with its payoffs on another device or of another dtype."""
         return self._replace(self.payoffs.to(device=device, dtype=dtype))
 
-    def __getitem__(self, index: int) -> "NormalFormGame":
+    def __getitem__(self, index: int) -> NormalFormGame:
         """Game ``index`` of a batch, as an unbatched game."""
         if not self.batched:
             raise GameError("only a batched game can be indexed")
@@ -220,7 +220,7 @@ class NormalFormGame:
             raise GameError("an unbatched game has no length; use num_actions")
         return int(self.batch_size)
 
-    def _replace(self, payoffs: Tensor, batched: bool | None = None) -> "NormalFormGame":
+    def _replace(self, payoffs: Tensor, batched: bool | None = None) -> NormalFormGame:
         return NormalFormGame(
             payoffs,
             batched=self.batched if batched is None else batched,

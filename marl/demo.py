@@ -14,8 +14,8 @@ from rich.table import Table
 
 from games import catalog
 from solvers import registry
-from solvers.zero_sum import solve_zero_sum
 from solvers.exploitability import nash_conv
+from solvers.zero_sum import solve_zero_sum
 
 DEMO = [
     ("rps", "auto"),

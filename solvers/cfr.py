@@ -36,7 +36,11 @@ import torch
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
 from solvers.sequence_form import (
-    counterfactual_values, flat_realization_plans, intra_op_threads, layout, terminal_own_reach,
+    counterfactual_values,
+    flat_realization_plans,
+    intra_op_threads,
+    layout,
+    terminal_own_reach,
 )
 
 Tensor = torch.Tensor
@@ -53,7 +57,37 @@ def regret_matching(regrets: Tensor, legal: Tensor, uniform: Tensor | None = Non
     return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), uniform)
 
 
-class CFRSolver:
+class TreeLearner:
+    """What every iterative solver on a compiled tree holds, and how it reports policies.
+
+    ``_strategy`` (the current behavioural strategy) and ``_average_sum`` (the weighted
+    sum of realization plans that the average strategy normalizes) are
+    ``(num_infosets, max_actions)``; subclasses define ``step()``.
+    """
+
+    def __init__(self, game: ExtensiveFormGame) -> None:
+        self.game = game
+        self.iteration = 0
+        self._legal = game.legal_mask.to(game.dtype)
+        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
+        self._uniform = game.uniform_strategy()
+        self._strategy = self._uniform.clone()
+        self._average_sum = torch.zeros_like(self._strategy)
+
+    def current_policy(self) -> Tensor:
+        """The current behavioural strategy, ``(num_infosets, max_actions)``."""
+        return self._strategy.clone()
+
+    def average_policy(self) -> Tensor:
+        """The average strategy: each infoset's row of ``_average_sum`` normalized, uniform
+        where it is 0 (never reached). ``(num_infosets, max_actions)``."""
+        if self.iteration == 0:
+            return self.current_policy()
+        total = self._average_sum.sum(-1, keepdim=True)
+        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), self._uniform)
+
+
+class CFRSolver(TreeLearner):
     """Counterfactual regret minimization with the family's options as flags.
 
     Args:
@@ -93,22 +127,16 @@ class CFRSolver:
             raise SolverError(f"unknown averaging {averaging!r}; use one of {sorted(powers)}")
         if discount is not None and len(discount) != 3:
             raise SolverError(f"discount needs (alpha, beta, gamma), got {discount!r}")
-        self.game = game
+        super().__init__(game)
         self.regret_matching_plus = regret_matching_plus
         self.alternating = alternating
         self.averaging_power = powers[averaging]
         self.discount = discount
         self.predictive = predictive
-        self.iteration = 0
         self.threads = threads if threads is not None else intra_op_threads(game)
-        self._legal = game.legal_mask.to(game.dtype)
-        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
         self._owned_real = [owned.to(game.dtype) for owned in self._owned]
-        self._uniform = game.uniform_strategy()
-        self._strategy = game.uniform_strategy()
         self._regrets = torch.zeros_like(self._strategy)
         self._last_regrets = torch.zeros_like(self._strategy)
-        self._average_sum = torch.zeros_like(self._strategy)
         layout(game)  # built eagerly, outside what torch.compile traces
         self._iterate_function = torch.compile(self._iterate, dynamic=False) if compile else self._iterate
 
@@ -176,18 +204,6 @@ class CFRSolver:
             )
         finally:
             torch.set_num_threads(previous)
-
-    def current_policy(self) -> Tensor:
-        """The current behavioural strategy, ``(num_infosets, max_actions)``."""
-        return self._strategy.clone()
-
-    def average_policy(self) -> Tensor:
-        """The reach-weighted average strategy, ``(num_infosets, max_actions)``; uniform where never reached."""
-        if self.iteration == 0:
-            return self.current_policy()
-        total = self._average_sum.sum(-1, keepdim=True)
-        uniform = self._legal / self._legal.sum(-1, keepdim=True)
-        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
 
 
 class CFRPlusSolver(CFRSolver):

@@ -48,8 +48,14 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
+from solvers.cfr import TreeLearner
 from solvers.sampling import sample_paths
-from solvers.sequence_form import flat_realization_plans, layout, sequence_gradient, terminal_own_reach
+from solvers.sequence_form import (
+    flat_realization_plans,
+    layout,
+    sequence_gradient,
+    terminal_own_reach,
+)
 
 Tensor = torch.Tensor
 
@@ -107,21 +113,16 @@ def balanced_weights(game: ExtensiveFormGame) -> tuple[Tensor, Tensor]:
     return transitions, policy
 
 
-class _SequenceFTRL:
-    """Shared state: cumulative gains per player, current strategy and plan average."""
+class _SequenceFTRL(TreeLearner):
+    """Cumulative gains per player, on top of the current strategy and plan average."""
 
     def __init__(self, game: ExtensiveFormGame, learning_rate: float) -> None:
         if not learning_rate > 0:
             raise SolverError(f"learning rate must be positive, got {learning_rate}")
-        self.game = game
+        super().__init__(game)
         self.learning_rate = learning_rate
-        self.iteration = 0
-        self._legal = game.legal_mask.to(game.dtype)
-        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
         self._gains = [torch.zeros(layout(game).size, dtype=game.dtype, device=game.device)
                        for _ in range(game.num_players)]
-        self._strategy = game.uniform_strategy()
-        self._average_sum = torch.zeros_like(self._strategy)
 
     def _accumulate_average(self) -> Tensor:
         flat_plans = flat_realization_plans(self.game, self._strategy)
@@ -134,18 +135,6 @@ class _SequenceFTRL:
             rows = dilated_entropy_strategy(self.game, player, gains[player], rates, prior)
             strategy = torch.where(self._owned[player], rows, strategy)
         return strategy
-
-    def current_policy(self) -> Tensor:
-        """The current behavioural strategy, ``(num_infosets, max_actions)``."""
-        return self._strategy.clone()
-
-    def average_policy(self) -> Tensor:
-        """The behavioural strategy of the average realization plan."""
-        if self.iteration == 0:
-            return self.current_policy()
-        total = self._average_sum.sum(-1, keepdim=True)
-        uniform = self._legal / self._legal.sum(-1, keepdim=True)
-        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
 
 
 class DilatedFTRL(_SequenceFTRL):

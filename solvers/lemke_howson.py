@@ -133,7 +133,7 @@ def lemke_howson(
     eye_n = torch.eye(n, dtype=payoffs.dtype, device=payoffs.device).expand(batch, n, n)
     arange = lambda start, stop: torch.arange(start, stop, device=payoffs.device).expand(batch, stop - start).clone()
     # A y + r = 1: columns are labels 0..m-1 (r) then m..m+n-1 (y).
-    first = _Tableau(torch.cat([eye_m, row_payoffs], dim=2), arange(0, m), range(0, m))
+    first = _Tableau(torch.cat([eye_m, row_payoffs], dim=2), arange(0, m), range(m))
     # B^T x + s = 1: columns are labels 0..m-1 (x) then m..m+n-1 (s).
     second = _Tableau(torch.cat([column_payoffs.transpose(1, 2), eye_n], dim=2), arange(m, m + n), range(m, m + n))
     limit = max_pivots if max_pivots is not None else 50 * (m + n)
@@ -150,7 +150,7 @@ def lemke_howson(
         active = active & (leaving != missing_label)
         entering = torch.where(active, leaving, entering)
         tableau = first if tableau is second else second
-    x = second.values(range(0, m))
+    x = second.values(range(m))
     y = first.values(range(m, m + n))
     converged = (x.sum(-1) > 0) & (y.sum(-1) > 0) & ~active
     x = x / x.sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)

@@ -39,33 +39,28 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import TERMINAL, ExtensiveFormGame
-from solvers.cfr import regret_matching
+from solvers.cfr import TreeLearner, regret_matching
 from solvers.sampling import padded_policy, sample_paths, sample_slots, tree_index
 
 Tensor = torch.Tensor
 
 
-class _MonteCarloCFR:
+class _MonteCarloCFR(TreeLearner):
     """State shared by both samplers: current strategy, regrets, average sums, generator."""
 
     def __init__(self, game: ExtensiveFormGame, *, samples: int, seed: int) -> None:
         if samples < 1:
             raise SolverError(f"samples per iteration must be positive, got {samples}")
-        self.game = game
+        super().__init__(game)
         self.samples = samples
-        self.iteration = 0
         self._index = tree_index(game)
-        self._legal = game.legal_mask.to(game.dtype)
-        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
-        self._strategy = game.uniform_strategy()
         self._regrets = torch.zeros_like(self._strategy)
-        self._average_sum = torch.zeros_like(self._strategy)
         self._generator = torch.Generator(device=game.device)
         self._generator.manual_seed(seed)
 
     def _match(self, player: int) -> None:
         """Step 5 / 4: regret matching on ``player``'s rows."""
-        self._strategy = torch.where(self._owned[player], regret_matching(self._regrets, self._legal), self._strategy)
+        self._strategy = torch.where(self._owned[player], regret_matching(self._regrets, self._legal, self._uniform), self._strategy)
 
     def step(self) -> None:
         """One iteration: each player traverses in turn."""
@@ -76,18 +71,6 @@ class _MonteCarloCFR:
 
     def _traverse(self, player: int) -> None:
         raise NotImplementedError
-
-    def current_policy(self) -> Tensor:
-        """The current behavioural strategy, ``(num_infosets, max_actions)``."""
-        return self._strategy.clone()
-
-    def average_policy(self) -> Tensor:
-        """The sampled average strategy; uniform at infosets no sample has reached."""
-        if self.iteration == 0:
-            return self.current_policy()
-        total = self._average_sum.sum(-1, keepdim=True)
-        uniform = self._legal / self._legal.sum(-1, keepdim=True)
-        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), uniform)
 
 
 class ExternalSamplingMCCFR(_MonteCarloCFR):

@@ -34,7 +34,7 @@ from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
 from games.normal_form import NormalFormGame
 from solvers import cfr, ftrl, mccfr, regret, sequence_form
-from solvers.exploitability import ce_gap, cce_gap, marginals, nash_conv
+from solvers.exploitability import cce_gap, ce_gap, marginals, nash_conv
 
 Tensor = torch.Tensor
 

@@ -4,7 +4,9 @@ import torch
 from open_spiel.python.algorithms import exploitability
 
 from games.adapters.openspiel import (
-    extensive_form_from_openspiel, strategy_from_tabular_policy, strategy_to_tabular_policy,
+    extensive_form_from_openspiel,
+    strategy_from_tabular_policy,
+    strategy_to_tabular_policy,
 )
 from games.errors import GameError
 from games.extensive_form import TreeCompiler

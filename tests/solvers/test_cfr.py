@@ -4,7 +4,10 @@ import torch
 from open_spiel.python.algorithms import cfr as openspiel_cfr
 from open_spiel.python.algorithms import discounted_cfr as openspiel_discounted
 
-from games.adapters.openspiel import extensive_form_from_openspiel, strategy_from_tabular_policy
+from games.adapters.openspiel import (
+    extensive_form_from_openspiel,
+    strategy_from_tabular_policy,
+)
 from games.errors import SolverError
 from solvers import cfr
 from solvers.sequence_form import expected_values, nash_conv

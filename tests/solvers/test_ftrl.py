@@ -3,8 +3,18 @@ import torch
 
 from games.adapters.openspiel import extensive_form_from_openspiel
 from games.errors import SolverError
-from solvers.ftrl import BalancedFTRL, DilatedFTRL, balanced_weights, dilated_entropy_strategy
-from solvers.sequence_form import expected_values, flat_realization_plans, layout, nash_conv
+from solvers.ftrl import (
+    BalancedFTRL,
+    DilatedFTRL,
+    balanced_weights,
+    dilated_entropy_strategy,
+)
+from solvers.sequence_form import (
+    expected_values,
+    flat_realization_plans,
+    layout,
+    nash_conv,
+)
 from tests import known_values as known
 
 

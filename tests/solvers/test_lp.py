@@ -6,7 +6,11 @@ from games.errors import SolverError
 from games.nfg import read_nfg
 from solvers.exploitability import cce_gap, ce_gap, nash_conv
 from solvers.gambit import to_pygambit
-from solvers.lp import coarse_correlated_equilibrium, correlated_equilibrium, zero_sum_lp
+from solvers.lp import (
+    coarse_correlated_equilibrium,
+    correlated_equilibrium,
+    zero_sum_lp,
+)
 from tests import known_values as known
 from tests.conftest import gambit_files
 

@@ -4,7 +4,13 @@ import torch
 from games.adapters.openspiel import extensive_form_from_openspiel
 from games.errors import SolverError
 from solvers.mccfr import ExternalSamplingMCCFR, OutcomeSamplingMCCFR
-from solvers.sequence_form import counterfactual_values, expected_values, flat_realization_plans, nash_conv, terminal_own_reach
+from solvers.sequence_form import (
+    counterfactual_values,
+    expected_values,
+    flat_realization_plans,
+    nash_conv,
+    terminal_own_reach,
+)
 from tests import known_values as known
 
 

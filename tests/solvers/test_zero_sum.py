@@ -87,7 +87,7 @@ class _UselessRanking:
 
 
 def test_double_oracle_grows_a_wrong_restriction_until_it_is_right(monkeypatch):
-    import solvers.zero_sum as zero_sum
+    from solvers import zero_sum
 
     monkeypatch.setattr(zero_sum, "RegretMatching", _UselessRanking)
     game = catalog.random_zero_sum(80, 80, seed=5)
