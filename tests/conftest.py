@@ -25,3 +25,19 @@ def gambit_files(suffix: str) -> list[pathlib.Path]:
     if not files:
         raise FileNotFoundError(f"no Gambit {suffix} files under {GAMBIT_DATA}: shared/ must sit beside the repository")
     return files
+
+
+@pytest.fixture(scope="session")
+def kuhn():
+    """Kuhn poker compiled from OpenSpiel (float64, CPU); solvers never modify a game."""
+    from games.adapters.openspiel import extensive_form_from_openspiel
+
+    return extensive_form_from_openspiel("kuhn_poker")
+
+
+@pytest.fixture(scope="session")
+def leduc():
+    """Leduc poker compiled from OpenSpiel (float64, CPU)."""
+    from games.adapters.openspiel import extensive_form_from_openspiel
+
+    return extensive_form_from_openspiel("leduc_poker")

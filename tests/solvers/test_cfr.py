@@ -29,16 +29,6 @@ LEDUC_BOUNDS = {"cfr": (300, 0.3), "cfr-alternating": (300, 0.3), "cfr+": (300, 
                 "lcfr": (300, 5e-2), "dcfr": (300, 1e-2), "pcfr+": (300, 1e-2)}
 
 
-@pytest.fixture(scope="module")
-def kuhn():
-    return extensive_form_from_openspiel("kuhn_poker")
-
-
-@pytest.fixture(scope="module")
-def leduc():
-    return extensive_form_from_openspiel("leduc_poker")
-
-
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_kuhn_value_and_convergence(name, kuhn):
     iterations, bound = KUHN_BOUNDS[name]

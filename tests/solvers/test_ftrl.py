@@ -18,11 +18,6 @@ from solvers.sequence_form import (
 from tests import known_values as known
 
 
-@pytest.fixture(scope="module")
-def kuhn():
-    return extensive_form_from_openspiel("kuhn_poker")
-
-
 def regularized_objective(game, player, gains, rates, strategy):
     """<G, x> - sum_I (1 / eta_I) x_parent(I) sum_a s log s over ``player``'s infosets."""
     plan = layout(game)

@@ -14,16 +14,6 @@ from solvers.sequence_form import (
 from tests import known_values as known
 
 
-@pytest.fixture(scope="module")
-def kuhn():
-    return extensive_form_from_openspiel("kuhn_poker")
-
-
-@pytest.fixture(scope="module")
-def leduc():
-    return extensive_form_from_openspiel("leduc_poker")
-
-
 def exact_regrets(game, strategy, player):
     """CFR's instantaneous counterfactual regrets of ``player`` (0 on other rows)."""
     own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
