@@ -40,6 +40,7 @@ from solvers.sequence_form import (
     flat_realization_plans,
     intra_op_threads,
     layout,
+    row_sums,
     terminal_own_reach,
 )
 
@@ -51,7 +52,7 @@ def regret_matching(regrets: Tensor, legal: Tensor, uniform: Tensor | None = Non
 
     Shapes: ``regrets``, ``legal`` and ``uniform`` ``(num_infosets, max_actions)``."""
     positive = regrets.clamp_min(0) * legal
-    total = positive @ torch.ones(positive.shape[-1], 1, dtype=positive.dtype, device=positive.device)
+    total = row_sums(positive)[:, None]
     if uniform is None:
         uniform = legal / legal.sum(-1, keepdim=True)
     return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), uniform)

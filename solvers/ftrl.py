@@ -202,6 +202,8 @@ class BalancedFTRL(_SequenceFTRL):
         self.exploration = exploration
         self.episodes = episodes
         self._transitions, self._balanced_policy = balanced_weights(game)
+        # 1 / p*(I) per infoset, and 1 for the empty sequence (a player who never acted).
+        self._exploration_scale = 1 / torch.cat([self._transitions, self._transitions.new_ones(1)])
         low, high = float(game.terminal_utilities.min()), float(game.terminal_utilities.max())
         self._loss_offset, self._loss_scale = high, (high - low) or 1.0
         self._generator = torch.Generator(device=game.device)
@@ -217,7 +219,7 @@ class BalancedFTRL(_SequenceFTRL):
         eta = self.learning_rate / math.sqrt(self.iteration)
         paths = sample_paths(game, self._strategy, self.episodes, self._generator)
         losses = (self._loss_offset - game.terminal_utilities[paths.terminal]) / self._loss_scale
-        gamma = self.exploration / math.sqrt(self.iteration) / torch.cat([self._transitions, self._transitions.new_ones(1)])
+        gamma = self.exploration / math.sqrt(self.iteration) * self._exploration_scale
         for player in range(game.num_players):
             last = plan.terminal_last_flat[player][paths.terminal]
             estimate = losses[:, player] / (paths.reach[:, player] + gamma[torch.div(last, game.max_actions,

@@ -98,26 +98,27 @@ class ExternalSamplingMCCFR(_MonteCarloCFR):
             infoset = game.node_infoset[frontier].clamp_min(0)
             children = index.children[frontier]
             mine = owner == player
-            weights = torch.where((owner >= 0)[:, None], policy[infoset], index.chance[frontier])
+            rows = policy[infoset]
+            weights = torch.where((owner >= 0)[:, None], rows, index.chance[frontier])
             sampled = sample_slots(torch.where((owner == TERMINAL)[:, None], torch.ones_like(weights), weights),
                                    self._generator)
             expand = torch.where(mine[:, None], children >= 0,
                                  torch.nn.functional.one_hot(sampled, width).bool() & (owner != TERMINAL)[:, None])
             parent_row, slot = torch.nonzero(expand, as_tuple=True)
-            levels.append((frontier, owner, infoset, parent_row, slot))
+            levels.append((frontier, owner, infoset, rows, parent_row, slot))
             # Step 4: simple averaging at the next player's expanded nodes.
             at = (owner == averaged).to(game.dtype)[:, None]
-            self._average_sum.index_add_(0, infoset, at * policy[infoset][:, : game.max_actions])
+            self._average_sum.index_add_(0, infoset, at * rows[:, : game.max_actions])
             frontier = children[parent_row, slot]
         # Steps 2-3: fold values bottom-up and collect regrets.
         utilities = game.terminal_utilities[:, player]
         below = None
-        for frontier, owner, infoset, parent_row, slot in reversed(levels):
+        for frontier, owner, infoset, rows, parent_row, slot in reversed(levels):
             child_values = torch.zeros(frontier.numel(), width, dtype=game.dtype, device=game.device)
             if below is not None:
                 child_values[parent_row, slot] = below
             mine = (owner == player)[:, None]
-            values = torch.where(mine, policy[infoset] * child_values, child_values).sum(-1)
+            values = torch.where(mine, rows * child_values, child_values).sum(-1)
             values = torch.where(owner == TERMINAL, utilities[index.node_terminal[frontier].clamp_min(0)], values)
             regrets = (child_values - values[:, None]) * index.legal[infoset] * mine
             self._regrets.index_add_(0, infoset, regrets[:, : game.max_actions])

@@ -43,6 +43,7 @@ class TreeIndex:
         self.max_depth = int(game.node_depth.max())
         self.legal = torch.zeros(game.num_infosets, self.width, dtype=game.dtype, device=device)
         self.legal[:, : game.max_actions] = game.legal_mask.to(game.dtype)
+        self.uniform = self.legal / self.legal.sum(-1, keepdim=True)
 
 
 def tree_index(game: ExtensiveFormGame) -> TreeIndex:
@@ -117,7 +118,6 @@ def sample_paths(
     index = tree_index(game)
     policy = padded_policy(index, policy)
     device, dtype = game.device, game.dtype
-    uniform = index.legal / index.legal.sum(-1, keepdim=True)
     current = torch.zeros(count, dtype=torch.long, device=device)
     reach = torch.ones(count, game.num_players, dtype=dtype, device=device)
     sample = torch.ones(count, dtype=dtype, device=device)
@@ -133,7 +133,7 @@ def sample_paths(
         on_policy = policy[infoset]
         sampling = on_policy
         if explore_player is not None and epsilon > 0:
-            explored = epsilon * uniform[infoset] + (1 - epsilon) * on_policy
+            explored = epsilon * index.uniform[infoset] + (1 - epsilon) * on_policy
             sampling = torch.where((player == explore_player)[:, None], explored, on_policy)
         weights = torch.where(decision[:, None], sampling, index.chance[current])
         weights = torch.where((player == TERMINAL)[:, None], torch.ones_like(weights), weights)
