@@ -42,24 +42,18 @@ def test_sampled_regrets_are_unbiased(solver_class, samples, player, kuhn, devic
     assert float(expected.abs().max()) > 0.1  # the check has something to find
 
 
-def test_external_sampling_converges_on_kuhn(kuhn):
-    solver = ExternalSamplingMCCFR(kuhn, seed=0)
-    for _ in range(2000):
-        solver.step()
-    average = solver.average_policy()
-    kuhn.check_strategy(average)
+@pytest.mark.parametrize("make, iterations, bound", [
     # OpenSpiel's external sampling reaches 0.055 after 2000 iterations with its seed 0.
-    assert float(nash_conv(kuhn, average)) < 0.06
-    assert float(expected_values(kuhn, average)[0]) == pytest.approx(known.KUHN_VALUE, abs=0.01)
-
-
-def test_outcome_sampling_converges_on_kuhn(kuhn):
-    solver = OutcomeSamplingMCCFR(kuhn, samples=64, seed=0)
-    for _ in range(500):
+    (lambda g: ExternalSamplingMCCFR(g, seed=0), 2000, 0.06),
+    (lambda g: OutcomeSamplingMCCFR(g, samples=64, seed=0), 500, 0.05),
+], ids=["external", "outcome"])
+def test_sampling_converges_on_kuhn(make, iterations, bound, kuhn):
+    solver = make(kuhn)
+    for _ in range(iterations):
         solver.step()
     average = solver.average_policy()
     kuhn.check_strategy(average)
-    assert float(nash_conv(kuhn, average)) < 0.05
+    assert float(nash_conv(kuhn, average)) < bound
     assert float(expected_values(kuhn, average)[0]) == pytest.approx(known.KUHN_VALUE, abs=0.01)
 
 
