@@ -1,0 +1,115 @@
+"""Concrete Markov-game worlds built on ``games.particle``.
+
+``make(name, num_envs=B, device=..., seed=..., **config)`` builds a scenario; the keyword
+arguments beyond the game's own are the fields of the scenario's typed config dataclass
+(``SpreadConfig``, ``TagConfig``, ...). ``names()`` lists the scenarios.
+
+>>> import scenarios
+>>> game = scenarios.make("spread", num_envs=4, seed=0, num_agents=3)
+>>> observations, infos = game.reset()
+>>> observations["agent_0"].shape
+torch.Size([4, 18])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import torch
+
+from games.errors import GameError
+from games.markov import ConfigError, MarkovGame
+from scenarios.adversary import Adversary, AdversaryConfig
+from scenarios.navigation import Navigation, NavigationConfig
+from scenarios.spread import Spread, SpreadConfig
+from scenarios.tag import Tag, TagConfig
+
+SCENARIOS: dict[str, type] = {
+    "spread": Spread,
+    "tag": Tag,
+    "adversary": Adversary,
+    "navigation": Navigation,
+}
+
+# The mpe2 task each MPE-equivalent scenario reproduces.
+MPE_EQUIVALENTS = {"spread": "simple_spread_v3", "tag": "simple_tag_v3", "adversary": "simple_adversary_v3"}
+
+
+def names() -> list[str]:
+    """The scenario names ``make`` accepts."""
+    return sorted(SCENARIOS)
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of a scenario."""
+    return _lookup(name).config_class
+
+
+def _lookup(name: str) -> type:
+    if name not in SCENARIOS:
+        close = difflib.get_close_matches(str(name), SCENARIOS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise GameError(f"unknown scenario {name!r}{hint}; the scenarios are {', '.join(names())}")
+    return SCENARIOS[name]
+
+
+def make(
+    name: str,
+    num_envs: int = 1,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    first_copy: int = 0,
+    **config: Any,
+) -> MarkovGame:
+    """Builds ``num_envs`` copies of scenario ``name`` on ``device``.
+
+    Args:
+        name: one of ``names()``.
+        num_envs: ``B``, the number of copies stepped together.
+        device: torch device.
+        seed: seed of the copies' random streams; ``None`` draws one from the OS.
+        dtype: torch.float32 (the default) or torch.float64.
+        first_copy: stream index of copy 0 (see ``games.markov``).
+        **config: fields of the scenario's config dataclass.
+
+    Raises:
+        GameError: for an unknown name; ``ConfigError`` for an unknown field or a bad value.
+    """
+    scenario = _lookup(name)
+    fields = {field.name for field in dataclasses.fields(scenario.config_class)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}"
+        )
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"device {device!r} is not a torch device: {error}") from None
+    return scenario(
+        scenario.config_class(**config),
+        num_envs=num_envs,
+        device=device,
+        seed=seed,
+        dtype=dtype,
+        first_copy=first_copy,
+    )
+
+
+__all__ = [
+    "MPE_EQUIVALENTS",
+    "Adversary",
+    "AdversaryConfig",
+    "Navigation",
+    "NavigationConfig",
+    "Spread",
+    "SpreadConfig",
+    "Tag",
+    "TagConfig",
+    "config_class",
+    "make",
+    "names",
+]

@@ -1,0 +1,232 @@
+"""``navigation``: N agents each reach their own goal among static obstacles.
+
+The world for decentralized controllers and safety filters: sized by config from a few
+agents to hundreds, with local sensing. Agents (radius ``agent_size``) and obstacles
+(radius ``obstacle_size``) collide with mpe2's contact forces; goals do not collide.
+The arena is ``[-S, S]^2`` with ``S = arena_size``, by default ``max(1, sqrt(N / 8))`` so
+that the density of agents stays that of 8 agents in ``[-1, 1]^2``. Agents and goals
+start uniformly in the arena and obstacles in its inner 80%.
+
+Observation of agent ``i`` (``6 + 3 K + 3 K_o`` numbers, ``K = max_neighbours``,
+``K_o = max_obstacles_seen``): ``[v_i, p_i, g_i - p_i]``, then for the ``K`` nearest other
+agents within ``sensing_radius``, ``[p_j - p_i, 1]`` (zeros where fewer are in range),
+then the same for the ``K_o`` nearest obstacles.
+
+Reward of agent ``i`` at each step: its progress towards its goal (the drop in distance)
+minus ``collision_penalty`` for each agent or obstacle it overlaps. An episode terminates
+when every agent is within ``goal_radius`` of its goal, or is truncated at ``max_cycles``.
+
+Collisions are counted: ``infos[agent]["collisions"]`` is ``(B,)`` overlaps of that agent
+at this step, and ``infos[agent]["episode_collisions"]`` is ``(B,)`` the episode's total
+so far of overlapping pairs (agent-agent pairs counted once, plus agent-obstacle pairs).
+
+Memory: observations and rewards build ``(B, N, N)`` distances; with the engine's contact
+step (see ``games/particle.py``) a step holds about ``10 B N (N + O)`` numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from games.markov import ConfigError, require_bool, require_float, require_int
+from games.particle import ParticleGame, ParticleWorld
+
+
+@dataclass(frozen=True)
+class NavigationConfig:
+    num_agents: int = 8
+    """N, the number of agents (each has its own goal)."""
+    num_obstacles: int = 4
+    """Number of static obstacles."""
+    agent_size: float = 0.05
+    """Agent radius."""
+    obstacle_size: float = 0.1
+    """Obstacle radius."""
+    arena_size: float | None = None
+    """Half-width S of the arena; ``None`` scales it as ``max(1, sqrt(N / 8))``."""
+    sensing_radius: float = 0.5
+    """Agents and obstacles farther than this are not observed."""
+    max_neighbours: int = 4
+    """K, the number of nearest agents an observation holds."""
+    max_obstacles_seen: int = 2
+    """K_o, the number of nearest obstacles an observation holds."""
+    goal_radius: float = 0.05
+    """An agent within this distance of its goal has reached it."""
+    collision_penalty: float = 1.0
+    """Reward lost per overlapping agent or obstacle per step."""
+    acceleration: float = 3.0
+    """Force per unit of action."""
+    max_speed: float = 1.0
+    """Speed limit of the agents."""
+    max_cycles: int = 100
+    """Episode length in steps."""
+    continuous_actions: bool = True
+    """``Box(0, 1, (5,))`` actions (the default here) instead of ``Discrete(5)``."""
+
+    def __post_init__(self) -> None:
+        require_int("num_agents", self.num_agents, 1)
+        require_int("num_obstacles", self.num_obstacles, 0)
+        require_float("agent_size", self.agent_size, 0.0, open_minimum=True)
+        require_float("obstacle_size", self.obstacle_size, 0.0, open_minimum=True)
+        if self.arena_size is not None:
+            require_float("arena_size", self.arena_size, 0.0, open_minimum=True)
+        require_float("sensing_radius", self.sensing_radius, 0.0)
+        require_int("max_neighbours", self.max_neighbours, 0)
+        require_int("max_obstacles_seen", self.max_obstacles_seen, 0)
+        require_float("goal_radius", self.goal_radius, 0.0, open_minimum=True)
+        require_float("collision_penalty", self.collision_penalty, 0.0)
+        require_float("acceleration", self.acceleration, 0.0, open_minimum=True)
+        require_float("max_speed", self.max_speed, 0.0, open_minimum=True)
+        require_int("max_cycles", self.max_cycles, 1)
+        require_bool("continuous_actions", self.continuous_actions)
+        if self.arena_size is not None and self.arena_size <= self.goal_radius:
+            raise ConfigError(f"arena_size ({self.arena_size}) must exceed goal_radius ({self.goal_radius})")
+
+    @property
+    def half_width(self) -> float:
+        return self.arena_size if self.arena_size is not None else max(1.0, math.sqrt(self.num_agents / 8))
+
+
+class Navigation(ParticleGame):
+    """Goal reaching with collisions counted. See the module docstring."""
+
+    metadata = {"name": "navigation", "render_modes": ["rgb_array"]}
+    config_class = NavigationConfig
+
+    def __init__(self, config: NavigationConfig, **game) -> None:
+        self.config = config
+        count, obstacles = config.num_agents, config.num_obstacles
+        names = [f"agent_{i}" for i in range(count)]
+        size = 6 + 3 * config.max_neighbours + 3 * config.max_obstacles_seen
+        super().__init__(
+            names, dict.fromkeys(names, size), continuous=config.continuous_actions, max_steps=config.max_cycles, **game
+        )
+        self.world = ParticleWorld(
+            self.num_envs,
+            count,
+            sizes=[config.agent_size] * count + [config.obstacle_size] * obstacles + [config.goal_radius] * count,
+            movable=[True] * count + [False] * (obstacles + count),
+            collide=[True] * (count + obstacles) + [False] * count,
+            max_speeds=[config.max_speed] * count + [None] * (obstacles + count),
+            device=self.device,
+            dtype=self.dtype,
+        )
+        self.accelerations = torch.full((count,), config.acceleration, dtype=self.dtype, device=self.device)
+        self.colors = [(0.35, 0.35, 0.85)] * count + [(0.25, 0.25, 0.25)] * obstacles + [(0.55, 0.8, 0.55)] * count
+        self._goal_distance = torch.zeros(self.num_envs, count, dtype=self.dtype, device=self.device)
+        self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self._step_collisions = torch.zeros(self.num_envs, count, dtype=torch.long, device=self.device)
+        self._eye = torch.eye(count, dtype=torch.bool, device=self.device)
+
+    # Entity blocks: agents, obstacles, goals.
+    def _agents(self) -> slice:
+        return slice(0, self.config.num_agents)
+
+    def _obstacles(self) -> slice:
+        count = self.config.num_agents
+        return slice(count, count + self.config.num_obstacles)
+
+    def _goals(self) -> slice:
+        start = self.config.num_agents + self.config.num_obstacles
+        return slice(start, start + self.config.num_agents)
+
+    def goal_distance(self) -> torch.Tensor:
+        """``(B, N)`` distance of each agent to its goal."""
+        offset = self.world.position[:, self._goals()] - self.world.position[:, self._agents()]
+        return offset.square().sum(-1).sqrt()
+
+    def _reset_copies(self, mask: torch.Tensor) -> None:
+        count, obstacles = self.config.num_agents, self.config.num_obstacles
+        half = self.config.half_width
+        draws = self._uniform(2 * (2 * count + obstacles)) * 2.0 - 1.0
+        agents = draws[:, : 2 * count].view(self.num_envs, count, 2) * half
+        blocks = draws[:, 2 * count : 2 * (count + obstacles)].view(self.num_envs, obstacles, 2) * (0.8 * half)
+        goals = draws[:, 2 * (count + obstacles) :].view(self.num_envs, count, 2) * half
+        self.world.reset_entities(mask, torch.cat([agents, blocks, goals], dim=1))
+        self._goal_distance = torch.where(mask[:, None], self.goal_distance(), self._goal_distance)
+        self.episode_collisions = self.episode_collisions.masked_fill(mask, 0)
+
+    def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
+        """``(B, N, 3 slots)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.
+
+        ``distance`` is ``(B, N, M)`` (``inf`` where excluded) and ``offset`` ``(B, N, M, 2)``."""
+        batch, count, candidates = distance.shape
+        taken = min(slots, candidates)
+        rows = distance.new_zeros(batch, count, slots, 3)
+        if taken:
+            nearest, index = distance.topk(taken, dim=2, largest=False)
+            seen = (nearest <= self.config.sensing_radius)[..., None]
+            picked = torch.gather(offset, 2, index[..., None].expand(-1, -1, -1, 2))
+            rows[:, :, :taken, :2] = torch.where(seen, picked, 0.0)
+            rows[:, :, :taken, 2:] = seen.to(self.dtype)
+        return rows.flatten(2)
+
+    def _observations(self) -> dict[str, torch.Tensor]:
+        agents = self.world.position[:, self._agents()]
+        to_agents = agents[:, None, :, :] - agents[:, :, None, :]  # (B, N, N, 2)
+        agent_distance = to_agents.square().sum(-1).sqrt().masked_fill(self._eye, float("inf"))
+        to_obstacles = self.world.position[:, None, self._obstacles(), :] - agents[:, :, None, :]
+        obstacle_distance = to_obstacles.square().sum(-1).sqrt()
+        to_goal = self.world.position[:, self._goals()] - agents
+        stacked = torch.cat(
+            [
+                self.world.velocity[:, self._agents()],
+                agents,
+                to_goal,
+                self._nearest(agent_distance, to_agents, self.config.max_neighbours),
+                self._nearest(obstacle_distance, to_obstacles, self.config.max_obstacles_seen),
+            ],
+            dim=2,
+        )
+        return {agent: stacked[:, i] for i, agent in enumerate(self.possible_agents)}
+
+    def _rewards(self) -> torch.Tensor:
+        agents = self._agents()
+        pairs = self.world.overlapping(agents, agents) & ~self._eye  # (B, N, N)
+        blocked = self.world.overlapping(agents, self._obstacles())  # (B, N, O)
+        per_agent = pairs.sum(dim=2) + blocked.sum(dim=2)  # (B, N)
+        self._step_collisions = per_agent
+        self.episode_collisions = self.episode_collisions + pairs.sum(dim=(1, 2)) // 2 + blocked.sum(dim=(1, 2))
+        distance = self.goal_distance()
+        progress = self._goal_distance - distance
+        self._goal_distance = distance
+        return progress - self.config.collision_penalty * per_agent.to(self.dtype)
+
+    def _terminated(self) -> torch.Tensor:
+        return (self._goal_distance <= self.config.goal_radius).all(dim=1)
+
+    def _extra_infos(self) -> dict[str, dict[str, torch.Tensor]]:
+        total = self.episode_collisions
+        return {
+            agent: {"collisions": self._step_collisions[:, i], "episode_collisions": total}
+            for i, agent in enumerate(self.possible_agents)
+        }
+
+
+def goal_seeking_policy(game: Navigation, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Scripted play: each agent pushes straight at its goal, braking as it arrives.
+
+    It ignores the other agents and the obstacles, which makes it the baseline a
+    decentralized controller or a safety filter should beat on collisions."""
+    actions = {}
+    for agent in game.possible_agents:
+        seen = observations[agent]
+        to_goal, velocity = seen[:, 4:6], seen[:, 0:2]
+        drift = velocity * (game.world.dt * (1 - game.world.damping) / game.world.damping)
+        push = ((to_goal - drift) * 4.0).clamp(-1.0, 1.0)
+        if game.continuous:
+            action = torch.zeros(game.num_envs, 5, dtype=game.dtype, device=game.device)
+            action[:, 1] = (-push[:, 0]).clamp_min(0)
+            action[:, 2] = push[:, 0].clamp_min(0)
+            action[:, 3] = (-push[:, 1]).clamp_min(0)
+            action[:, 4] = push[:, 1].clamp_min(0)
+        else:
+            horizontal = push[:, 0].abs() >= push[:, 1].abs()
+            action = torch.where(
+                horizontal, torch.where(push[:, 0] < 0, 1, 2), torch.where(push[:, 1] < 0, 3, 4)
+            )
+        actions[agent] = action
+    return actions

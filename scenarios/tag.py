@@ -1,0 +1,132 @@
+"""``tag``: predator-prey, mpe2's ``simple_tag_v3`` on batched tensors.
+
+Slow adversaries (radius 0.075, acceleration 3, top speed 1.0) chase fast good agents
+(radius 0.05, acceleration 4, top speed 1.3) among static obstacles (radius 0.2). Every
+entity collides. Agents start uniformly in ``[-1, 1]^2``, obstacles in ``[-0.9, 0.9]^2``.
+
+Rewards, as in mpe2:
+- every adversary gets +10 for each (good agent, adversary) pair that overlaps, so the
+  adversaries share one team reward;
+- a good agent gets -10 for each adversary overlapping it, minus, for each coordinate
+  ``x`` of its position, ``bound(|x|)``: 0 below 0.9, ``10 (|x| - 0.9)`` below 1, and
+  ``min(exp(2 |x| - 2), 10)`` beyond, which keeps it from fleeing forever.
+
+Observation of agent ``i``: ``[v_i, p_i, p_o - p_i for each obstacle o, p_j - p_i for
+each other agent j, v_g for each other good agent g]``: 16 numbers for an adversary and
+14 for the good agent with the defaults (1 good agent, 3 adversaries, 2 obstacles).
+Agent names: ``adversary_0..`` first, then ``agent_0..``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from games.markov import require_bool, require_int
+from games.particle import ParticleGame, ParticleWorld, others_index
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    num_good: int = 1
+    """Number of good agents (the prey)."""
+    num_adversaries: int = 3
+    """Number of adversaries (the predators)."""
+    num_obstacles: int = 2
+    """Number of static obstacles."""
+    max_cycles: int = 25
+    """Episode length in steps."""
+    continuous_actions: bool = False
+    """``Box(0, 1, (5,))`` actions instead of ``Discrete(5)``."""
+
+    def __post_init__(self) -> None:
+        require_int("num_good", self.num_good, 1)
+        require_int("num_adversaries", self.num_adversaries, 1)
+        require_int("num_obstacles", self.num_obstacles, 0)
+        require_int("max_cycles", self.max_cycles, 1)
+        require_bool("continuous_actions", self.continuous_actions)
+
+
+def boundary_penalty(position: torch.Tensor) -> torch.Tensor:
+    """mpe2's ``bound``: ``(...)`` penalties for ``(...)`` absolute coordinates."""
+    beyond = torch.exp(2.0 * position - 2.0).clamp_max(10.0)
+    edge = (position - 0.9) * 10.0
+    return torch.where(position < 0.9, torch.zeros_like(position), torch.where(position < 1.0, edge, beyond))
+
+
+class Tag(ParticleGame):
+    """Batched ``simple_tag_v3``. See the module docstring."""
+
+    metadata = {"name": "tag", "render_modes": ["rgb_array"]}
+    config_class = TagConfig
+
+    def __init__(self, config: TagConfig, **game) -> None:
+        self.config = config
+        good, adversaries, obstacles = config.num_good, config.num_adversaries, config.num_obstacles
+        count = good + adversaries
+        self.adversary_names = [f"adversary_{i}" for i in range(adversaries)]
+        self.good_names = [f"agent_{i}" for i in range(good)]
+        common = 4 + 2 * obstacles + 2 * (count - 1)
+        sizes = {name: common + 2 * good for name in self.adversary_names}
+        sizes.update({name: common + 2 * (good - 1) for name in self.good_names})
+        super().__init__(
+            self.adversary_names + self.good_names,
+            sizes,
+            continuous=config.continuous_actions,
+            max_steps=config.max_cycles,
+            **game,
+        )
+        self.world = ParticleWorld(
+            self.num_envs,
+            count,
+            sizes=[0.075] * adversaries + [0.05] * good + [0.2] * obstacles,
+            movable=[True] * count + [False] * obstacles,
+            collide=[True] * (count + obstacles),
+            max_speeds=[1.0] * adversaries + [1.3] * good + [None] * obstacles,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        self.accelerations = torch.tensor([3.0] * adversaries + [4.0] * good, dtype=self.dtype, device=self.device)
+        self.colors = [(0.85, 0.35, 0.35)] * adversaries + [(0.35, 0.85, 0.35)] * good + [(0.25, 0.25, 0.25)] * obstacles
+        self._others = others_index(count, self.device)
+        self._other_good = others_index(good, self.device)
+
+    def _reset_copies(self, mask: torch.Tensor) -> None:
+        count = self.config.num_good + self.config.num_adversaries
+        obstacles = self.config.num_obstacles
+        draws = self._uniform(2 * (count + obstacles))
+        agents = (draws[:, : 2 * count] * 2.0 - 1.0).view(self.num_envs, count, 2)
+        landmarks = (draws[:, 2 * count :] * 1.8 - 0.9).view(self.num_envs, obstacles, 2)
+        self.world.reset_entities(mask, torch.cat([agents, landmarks], dim=1))
+
+    def _observations(self) -> dict[str, torch.Tensor]:
+        adversaries, good = self.config.num_adversaries, self.config.num_good
+        count = adversaries + good
+        position, velocity = self.world.position, self.world.velocity
+        agents = position[:, :count]
+        to_obstacles = position[:, None, count:, :] - agents[:, :, None, :]  # (B, N, O, 2)
+        to_agents = agents[:, None, :, :] - agents[:, :, None, :]
+        to_others = to_agents[:, self._others[0], self._others[1]]  # (B, N, N - 1, 2)
+        shared = torch.cat([velocity[:, :count], agents, to_obstacles.flatten(2), to_others.flatten(2)], dim=2)
+        good_velocity = velocity[:, adversaries:count]  # (B, G, 2)
+        seen_by_adversaries = good_velocity.flatten(1)[:, None, :].expand(-1, adversaries, -1)
+        seen_by_good = good_velocity[:, self._other_good[1]].flatten(2)  # (B, G, 2 (G - 1))
+        adversary_obs = torch.cat([shared[:, :adversaries], seen_by_adversaries], dim=2)
+        good_obs = torch.cat([shared[:, adversaries:], seen_by_good], dim=2)
+        observations = {name: adversary_obs[:, i] for i, name in enumerate(self.adversary_names)}
+        observations.update({name: good_obs[:, i] for i, name in enumerate(self.good_names)})
+        return observations
+
+    def caught(self) -> torch.Tensor:
+        """``(B, A, G)`` bool: adversary ``a`` overlaps good agent ``g``."""
+        adversaries, good = self.config.num_adversaries, self.config.num_good
+        return self.world.overlapping(slice(0, adversaries), slice(adversaries, adversaries + good))
+
+    def _rewards(self) -> torch.Tensor:
+        adversaries, good = self.config.num_adversaries, self.config.num_good
+        caught = self.caught().to(self.dtype)
+        team = 10.0 * caught.sum(dim=(1, 2))  # (B,)
+        good_position = self.world.position[:, adversaries : adversaries + good]
+        good_reward = -10.0 * caught.sum(dim=1) - boundary_penalty(good_position.abs()).sum(dim=2)  # (B, G)
+        return torch.cat([team[:, None].expand(-1, adversaries), good_reward], dim=1)
