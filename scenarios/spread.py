@@ -8,7 +8,7 @@ An agent's reward is ``(1 - local_ratio) * global + local_ratio * local``. Episo
 Agents (radius 0.15, acceleration 5, no speed limit) and landmarks start uniformly in
 ``[-1, 1]^2`` at rest. Landmarks do not collide; agents push each other apart.
 
-Observation of agent ``i`` (``4 N + 2 (N - 1)`` numbers, 18 for N = 3), as in mpe2:
+Observation of agent ``i`` (``6 N`` numbers, 18 for N = 3), as in mpe2:
 ``[v_i, p_i, p_l - p_i for each landmark l, p_j - p_i for each other agent j,
 c_j for each other agent j]``; the communication ``c_j`` is two zeros, since agents in
 this task are silent.
@@ -56,7 +56,7 @@ class Spread(ParticleGame):
         count = config.num_agents
         self.config = config
         agents = [f"agent_{i}" for i in range(count)]
-        size = 4 * count + 2 * (count - 1)
+        size = 4 + 2 * count + 4 * (count - 1)  # 6 N
         super().__init__(
             agents,
             dict.fromkeys(agents, size),
