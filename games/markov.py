@@ -266,7 +266,7 @@ class MarkovGame:
             self._reset_copies(done)
             observations = self._observations()
         self._observed = observations
-        reward_by_agent = {agent: rewards[:, index] for index, agent in enumerate(self.possible_agents)}
+        reward_by_agent = {agent: rewards[index] for index, agent in enumerate(self.possible_agents)}
         infos = {agent: {"final_observation": final[agent], **extra.get(agent, {})} for agent in self.possible_agents}
         terminated_by_agent = dict.fromkeys(self.possible_agents, terminated)
         truncated_by_agent = dict.fromkeys(self.possible_agents, truncated)
@@ -374,7 +374,7 @@ class MarkovGame:
         raise NotImplementedError
 
     def _rewards(self) -> torch.Tensor:
-        """``(B, N)`` rewards of the step just taken, agents in ``possible_agents`` order."""
+        """``(N, B)`` rewards of the step just taken, agents in ``possible_agents`` order."""
         raise NotImplementedError
 
     def _observations(self) -> dict[AgentID, torch.Tensor]:

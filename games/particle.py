@@ -13,9 +13,10 @@ over pairs of entities. One step of ``ParticleWorld.step`` does, for every copy 
    ``v = v * (1 - damping) + f / m * dt``, then ``v`` is scaled down to ``max_speed``.
 
 Entities are stored in one array: the ``num_agents`` agents first, then landmarks and
-obstacles. Shapes: positions and velocities ``(B, E, 2)``.
+obstacles. Shapes: positions and velocities ``(E, 2, B)`` inside (batch-last, see
+``ParticleWorld``), ``(B, E, 2)`` through ``position`` and ``velocity``.
 
-Memory: the contact step builds ``(B, M, C)`` distances and ``(B, M, C, 2)`` offsets,
+Memory: the contact step builds ``(M, C, B)`` distances and ``(M, C, 2, B)`` offsets,
 where ``C`` entities collide and ``M`` of them move, about ``6 * B * M * C`` numbers at
 the game's dtype in flight. Navigation with 256 agents and 16 obstacles at ``B = 64`` is
 ``6 * 64 * 256 * 272`` float32 numbers, about 107 MB. Scenarios whose rewards or
@@ -41,11 +42,16 @@ MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 class ParticleWorld:
     """Positions and velocities of ``B`` copies of ``E`` round entities, and their physics.
 
+    Layout: the state is kept batch-last, ``pos`` and ``vel`` of shape ``(E, 2, B)``, so
+    that every broadcast runs along a contiguous batch dimension (about 20x faster on a
+    CPU than ``(B, E, 2)`` for small ``E``). ``position`` and ``velocity`` give and take
+    the ``(B, E, 2)`` form. Helpers ending in ``_bl`` return batch-last tensors.
+
     Args:
         num_envs: ``B``.
         num_agents: the first ``num_agents`` entities are agents, driven by controls.
         sizes: ``(E,)`` radii.
-        movable: ``(E,)`` whether each entity moves.
+        movable: ``(E,)`` whether each entity moves; movers must come first.
         collide: ``(E,)`` whether each entity takes part in contacts.
         masses: ``(E,)`` masses (mpe2: 1 for all).
         max_speeds: ``(E,)`` speed limits; ``None`` or ``inf`` for none.
@@ -80,102 +86,142 @@ class ParticleWorld:
         self.contact_force = contact_force
         self.contact_margin = contact_margin
         self.sizes = torch.tensor(list(sizes), dtype=dtype, device=self.device)
-        self.movable = torch.tensor(list(movable), dtype=torch.bool, device=self.device)
-        self.collide = torch.tensor(list(collide), dtype=torch.bool, device=self.device)
         masses = [1.0] * count if masses is None else list(masses)
         self.masses = torch.tensor(masses, dtype=dtype, device=self.device)
         speeds = [float("inf")] * count if max_speeds is None else [float("inf") if s is None else s for s in max_speeds]
         self.max_speeds = torch.tensor(speeds, dtype=dtype, device=self.device)
-        self.limited = bool(torch.isfinite(self.max_speeds).any())
-        self.position = torch.zeros(num_envs, count, 2, dtype=dtype, device=self.device)
-        self.velocity = torch.zeros(num_envs, count, 2, dtype=dtype, device=self.device)
+        self.pos = torch.zeros(count, 2, num_envs, dtype=dtype, device=self.device)
+        self.vel = torch.zeros(count, 2, num_envs, dtype=dtype, device=self.device)
 
         movers = [i for i in range(count) if movable[i]]
         if movers != list(range(len(movers))) or any(not movable[i] for i in range(num_agents)):
             raise ValueError("agents must come first and be movable; movable landmarks are not supported")
         self.num_movers = len(movers)
+        self._limited = bool(torch.isfinite(self.max_speeds[: self.num_movers]).any())
+        self._speed_limit = self.max_speeds[: self.num_movers, None]  # (movers, 1)
+        self._inverse_mass = (1.0 / self.masses[: self.num_movers])[:, None, None]
         colliders = [i for i in range(count) if collide[i]]
-        self._colliders = torch.tensor(colliders, dtype=torch.long, device=self.device)
-        self._moving_colliders = torch.tensor([i for i in colliders if movable[i]], dtype=torch.long, device=self.device)
-        # Position of each moving collider in the collider list, to mask self-contact.
-        where = {entity: column for column, entity in enumerate(colliders)}
-        self._self_column = torch.tensor(
-            [where[int(i)] for i in self._moving_colliders], dtype=torch.long, device=self.device
-        )
-        rows, columns = len(self._moving_colliders), len(colliders)
-        pair_radii = self.sizes[self._moving_colliders][:, None] + self.sizes[self._colliders][None, :]
-        self._pair_radii = pair_radii
-        not_self = torch.ones(rows, columns, dtype=torch.bool, device=self.device)
-        if rows:
-            not_self[torch.arange(rows, device=self.device), self._self_column] = False
-        self._not_self = not_self
-        self._contacts = rows > 0 and columns > 1
-        # Which rows of the mover block receive contact forces.
-        self._contact_rows = self._moving_colliders
-        self._contact_rows_are_prefix = bool(
-            rows == self.num_movers and torch.equal(self._moving_colliders.cpu(), torch.arange(rows))
-        )
+        moving = [i for i in colliders if movable[i]]
+        self._colliders = _block(colliders, self.device)
+        self._moving = _block(moving, self.device)
+        self._moving_rows = torch.tensor(moving, dtype=torch.long, device=self.device)
+        self._contacts = len(moving) > 0 and len(colliders) > 1
+        column = {entity: j for j, entity in enumerate(colliders)}
+        not_self = torch.ones(len(moving), len(colliders), dtype=dtype, device=self.device)
+        for i, entity in enumerate(moving):
+            not_self[i, column[entity]] = 0.0
+        # contact_force, with zero on the diagonal: (M, C, 1)
+        self._strength = (contact_force * not_self)[:, :, None]
+        sizes_tensor = self.sizes
+        self._pair_radii = (sizes_tensor[self._moving][:, None] + sizes_tensor[self._colliders][None, :])[:, :, None]
+        self._moving_prefix = moving == list(range(len(moving)))
+
+    # ----------------------------------------------------------------------------------
+    # The (B, E, 2) views
+
+    @property
+    def position(self) -> torch.Tensor:
+        """``(B, E, 2)`` view of the positions (it follows the world as it steps)."""
+        return self.pos.permute(2, 0, 1)
+
+    @position.setter
+    def position(self, value: torch.Tensor) -> None:
+        self.pos = self._batch_last(value, "position")
+
+    @property
+    def velocity(self) -> torch.Tensor:
+        """``(B, E, 2)`` view of the velocities."""
+        return self.vel.permute(2, 0, 1)
+
+    @velocity.setter
+    def velocity(self, value: torch.Tensor) -> None:
+        self.vel = self._batch_last(value, "velocity")
+
+    def _batch_last(self, value: torch.Tensor, name: str) -> torch.Tensor:
+        expected = (self.num_envs, self.num_entities, 2)
+        if tuple(value.shape) != expected:
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(value.shape)}")
+        return value.to(device=self.device, dtype=self.dtype).permute(1, 2, 0).contiguous()
+
+    # ----------------------------------------------------------------------------------
+    # Physics
 
     def contact_forces(self) -> torch.Tensor:
-        """``(B, M, 2)`` summed contact force on each moving collider, ``M`` as in the docstring."""
-        mine = self.position[:, self._moving_colliders]  # (B, M, 2)
-        theirs = self.position[:, self._colliders]  # (B, C, 2)
-        offset = mine[:, :, None, :] - theirs[:, None, :, :]  # (B, M, C, 2)
-        distance = offset.square().sum(-1).sqrt().clamp_min(1e-12)  # (B, M, C)
+        """``(M, 2, B)`` summed contact force on each moving collider (``M`` of them)."""
+        mine = self.pos[self._moving]  # (M, 2, B)
+        theirs = self.pos[self._colliders]  # (C, 2, B)
+        offset = mine[:, None] - theirs[None, :]  # (M, C, 2, B)
+        distance = offset.square().sum(2).sqrt_().clamp_min_(1e-12)  # (M, C, B)
         margin = self.contact_margin
         penetration = F.softplus((self._pair_radii - distance) / margin) * margin
-        magnitude = torch.where(self._not_self, self.contact_force * penetration / distance, 0.0)
-        return (offset * magnitude[..., None]).sum(2)
+        magnitude = penetration.mul_(self._strength).div_(distance)  # (M, C, B)
+        return (offset * magnitude[:, :, None]).sum(1)
 
     def step(self, controls: torch.Tensor) -> None:
-        """Advances every copy by ``dt``.
+        """Advances every copy by ``dt``, in place.
 
         Args:
-            controls: ``(B, num_agents, 2)`` forces on the agents (action times acceleration).
+            controls: ``(num_agents, 2, B)`` forces on the agents (action times acceleration).
         """
         movers = self.num_movers
         force = controls
         if movers > self.num_agents:
-            force = torch.cat([controls, controls.new_zeros(self.num_envs, movers - self.num_agents, 2)], dim=1)
+            force = torch.cat([controls, controls.new_zeros(movers - self.num_agents, 2, self.num_envs)])
         if self._contacts:
             contact = self.contact_forces()
-            if self._contact_rows_are_prefix:
-                force = force + contact
+            if self._moving_prefix:
+                force = force.clone() if force is controls else force
+                force[: contact.shape[0]] += contact
             else:
-                force = force.index_add(1, self._contact_rows, contact)
-        position = self.position[:, :movers]
-        velocity = self.velocity[:, :movers]
-        position = position + velocity * self.dt
-        velocity = velocity * (1.0 - self.damping) + force / self.masses[:movers, None] * self.dt
-        if self.limited:
-            speed = velocity.square().sum(-1, keepdim=True).sqrt()
-            limit = self.max_speeds[:movers, None]
-            velocity = torch.where(speed > limit, velocity / speed * limit, velocity)
-        if movers == self.num_entities:
-            self.position, self.velocity = position, velocity
-        else:
-            self.position = torch.cat([position, self.position[:, movers:]], dim=1)
-            self.velocity = torch.cat([velocity, self.velocity[:, movers:]], dim=1)
+                force = force.index_add(0, self._moving_rows, contact)
+        position, velocity = self.pos[:movers], self.vel[:movers]
+        position.add_(velocity, alpha=self.dt)
+        velocity.mul_(1.0 - self.damping).add_(force * self._inverse_mass, alpha=self.dt)
+        if self._limited:
+            speed = velocity.square().sum(1).sqrt_()  # (movers, B)
+            scale = torch.where(speed > self._speed_limit, self._speed_limit / speed, 1.0)
+            velocity.mul_(scale[:, None])
+
+    # ----------------------------------------------------------------------------------
+    # Geometry
+
+    def distances_bl(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
+        """``(|first|, |second|, B)`` distances between two groups of entities."""
+        offset = self.pos[second][None, :] - self.pos[first][:, None]
+        return offset.square().sum(2).sqrt_()
+
+    def overlapping_bl(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
+        """``(|first|, |second|, B)`` bool: closer than the sum of radii (mpe2's ``is_collision``)."""
+        radii = self.sizes[first][:, None, None] + self.sizes[second][None, :, None]
+        return self.distances_bl(first, second) < radii
 
     def distances(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
         """``(B, |first|, |second|)`` distances between two groups of entities."""
-        offset = self.position[:, first, None, :] - self.position[:, None, second, :]
-        return offset.square().sum(-1).sqrt()
+        return self.distances_bl(first, second).permute(2, 0, 1)
 
     def overlapping(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
-        """``(B, |first|, |second|)`` bool: closer than the sum of radii (mpe2's ``is_collision``)."""
-        radii = self.sizes[first][:, None] + self.sizes[second][None, :]
-        return self.distances(first, second) < radii
+        """``(B, |first|, |second|)`` bool: closer than the sum of radii."""
+        return self.overlapping_bl(first, second).permute(2, 0, 1)
 
     def reset_entities(self, mask: torch.Tensor, position: torch.Tensor, first: int = 0) -> None:
-        """Places entities ``first : first + k`` of the copies in ``mask`` at ``position`` (``(B, k, 2)``), at rest."""
-        count = position.shape[1]
-        keep = ~mask[:, None, None]
-        block = slice(first, first + count)
-        new_position = torch.where(keep, self.position[:, block], position)
-        new_velocity = torch.where(keep, self.velocity[:, block], torch.zeros_like(position))
-        self.position = torch.cat([self.position[:, :first], new_position, self.position[:, first + count :]], dim=1)
-        self.velocity = torch.cat([self.velocity[:, :first], new_velocity, self.velocity[:, first + count :]], dim=1)
+        """Places entities ``first : first + k`` of the copies in ``mask`` at rest.
+
+        Args:
+            mask: ``(B,)`` bool, the copies to change.
+            position: ``(k, 2, B)`` new positions, batch-last.
+            first: the first entity of the block.
+        """
+        block = slice(first, first + position.shape[0])
+        keep = ~mask
+        self.pos[block] = torch.where(keep, self.pos[block], position)
+        self.vel[block] = torch.where(keep, self.vel[block], 0.0)
+
+
+def _block(indices: list[int], device: torch.device) -> slice | torch.Tensor:
+    """A slice when ``indices`` are consecutive (cheaper to index with), else an index tensor."""
+    if indices and indices == list(range(indices[0], indices[-1] + 1)):
+        return slice(indices[0], indices[-1] + 1)
+    return torch.tensor(indices, dtype=torch.long, device=device)
 
 
 class ParticleGame(MarkovGame):
@@ -187,7 +233,8 @@ class ParticleGame(MarkovGame):
     acceleration (mpe2's ``accel``, 5.0 when an agent sets none).
 
     Subclasses build ``self.world`` and set ``self.accelerations`` ``(N,)``; for rendering
-    they also set ``self.colors`` (``E`` RGB triples in [0, 1]).
+    they also set ``self.colors`` (``E`` RGB triples in [0, 1]). They compute batch-last
+    (see ``ParticleWorld``) and return rewards as ``(N, B)``.
     """
 
     world: ParticleWorld
@@ -196,29 +243,35 @@ class ParticleGame(MarkovGame):
 
     def __init__(self, possible_agents: Sequence[AgentID], observation_sizes, **kwargs) -> None:
         super().__init__(possible_agents, observation_sizes, dict.fromkeys(possible_agents, 5), **kwargs)
-        self._moves = torch.tensor(MOVES, dtype=self.dtype, device=self.device)
+        self._moves = torch.tensor(MOVES, dtype=self.dtype, device=self.device).T.contiguous()  # (2, 5)
 
     def controls(self, actions: torch.Tensor) -> torch.Tensor:
-        """``(B, N, 2)`` forces from stacked actions (``(B, N)`` indices or ``(B, N, 5)``)."""
+        """``(N, 2, B)`` forces from stacked actions (``(B, N)`` indices or ``(B, N, 5)``)."""
         if self.continuous:
-            direction = torch.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]], dim=-1)
+            a = actions.permute(1, 2, 0)  # (N, 5, B)
+            direction = torch.stack([a[:, 2] - a[:, 1], a[:, 4] - a[:, 3]], dim=1)
         else:
-            direction = self._moves[actions]
-        return direction * self.accelerations[:, None]
+            index = actions.T  # (N, B)
+            direction = torch.stack([self._moves[0][index], self._moves[1][index]], dim=1)
+        return direction * self.accelerations[:, None, None]
 
     def _advance(self, actions: torch.Tensor) -> None:
         self.world.step(self.controls(actions))
 
-    def entity_sizes(self) -> list[float]:
-        """Radii of the entities, for rendering."""
-        return self.world.sizes.tolist()
+    def split_observations(self, stacked: torch.Tensor, agents: Sequence[AgentID] | None = None) -> dict:
+        """``{agent: Tensor[B, D]}`` from batch-last ``(n, D, B)`` observations of ``n`` agents.
+
+        Each value is a transposed view (strides ``(1, B)``), not a copy: matrix products
+        take it as it is, and ``.contiguous()`` makes a row-major copy where one is needed."""
+        agents = self.possible_agents if agents is None else agents
+        return {agent: stacked[i].T for i, agent in enumerate(agents)}
 
 
 def others_index(count: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Index pair selecting, for each of ``count`` entities, all the others in order.
 
-    ``values[:, rows, columns]`` turns a ``(B, count, count, ...)`` pairwise tensor into
-    ``(B, count, count - 1, ...)`` with entity ``i``'s own entry left out.
+    ``values[rows, columns]`` turns a ``(count, count, ...)`` pairwise tensor into
+    ``(count, count - 1, ...)`` with entity ``i``'s own entry left out.
     """
     rows = torch.arange(count, device=device)[:, None].expand(count, max(count - 1, 0))
     columns = torch.tensor(

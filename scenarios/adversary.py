@@ -76,13 +76,17 @@ class Adversary(ParticleGame):
         goal = (draws[:, 0] * good).long().clamp_max(good - 1)
         self.goal = torch.where(mask, goal, self.goal)
         start = (draws[:, 1:] * 2.0 - 1.0).view(self.num_envs, count + good, 2)
-        self.world.reset_entities(mask, start)
+        self.world.reset_entities(mask, start.permute(1, 2, 0))
+
+    def goal_position_bl(self) -> torch.Tensor:
+        """``(2, B)`` position of each copy's goal landmark."""
+        count = self.config.num_good + 1
+        landmarks = self.world.pos[count:]  # (L, 2, B)
+        return torch.gather(landmarks, 0, self.goal[None, None].expand(1, 2, -1))[0]
 
     def goal_position(self) -> torch.Tensor:
         """``(B, 2)`` position of each copy's goal landmark."""
-        count = self.config.num_good + 1
-        landmarks = self.world.position[:, count:]
-        return torch.gather(landmarks, 1, self.goal[:, None, None].expand(-1, 1, 2))[:, 0]
+        return self.goal_position_bl().T
 
     def entity_colors(self) -> list[list[tuple[float, float, float]]]:
         """Per copy, the entity colors with the goal landmark in green (as mpe2 draws it)."""
@@ -96,20 +100,19 @@ class Adversary(ParticleGame):
 
     def _observations(self) -> dict[str, torch.Tensor]:
         count = self.config.num_good + 1
-        agents = self.world.position[:, :count]
-        to_landmarks = self.world.position[:, None, count:, :] - agents[:, :, None, :]  # (B, N + 1, L, 2)
-        to_agents = agents[:, None, :, :] - agents[:, :, None, :]
-        to_others = to_agents[:, self._others[0], self._others[1]]
-        shared = torch.cat([to_landmarks.flatten(2), to_others.flatten(2)], dim=2)
-        to_goal = self.goal_position()[:, None, :] - agents[:, 1:]  # (B, N, 2)
-        good_obs = torch.cat([to_goal, shared[:, 1:]], dim=2)
-        observations = {"adversary_0": shared[:, 0]}
-        observations.update({name: good_obs[:, i] for i, name in enumerate(self.possible_agents[1:])})
+        agents = self.world.pos[:count]  # (N + 1, 2, B)
+        to_landmarks = self.world.pos[None, count:] - agents[:, None]  # (N + 1, L, 2, B)
+        to_agents = agents[None] - agents[:, None]
+        to_others = to_agents[self._others]
+        shared = torch.cat([to_landmarks.flatten(1, 2), to_others.flatten(1, 2)], dim=1)
+        to_goal = self.goal_position_bl()[None] - agents[1:]  # (N, 2, B)
+        observations = self.split_observations(shared[:1], ["adversary_0"])
+        observations.update(self.split_observations(torch.cat([to_goal, shared[1:]], dim=1), self.possible_agents[1:]))
         return observations
 
     def _rewards(self) -> torch.Tensor:
         count = self.config.num_good + 1
-        to_goal = (self.world.position[:, :count] - self.goal_position()[:, None, :]).square().sum(-1).sqrt()
-        adversary = to_goal[:, 0]
-        good = -to_goal[:, 1:].min(dim=1).values + adversary
-        return torch.cat([-adversary[:, None], good[:, None].expand(-1, count - 1)], dim=1)
+        to_goal = (self.world.pos[:count] - self.goal_position_bl()[None]).square().sum(1).sqrt()  # (N + 1, B)
+        adversary = to_goal[0]
+        good = -to_goal[1:].amin(dim=0) + adversary
+        return torch.cat([-adversary[None], good[None].expand(count - 1, -1)], dim=0)

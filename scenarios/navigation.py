@@ -116,10 +116,10 @@ class Navigation(ParticleGame):
         )
         self.accelerations = torch.full((count,), config.acceleration, dtype=self.dtype, device=self.device)
         self.colors = [(0.35, 0.35, 0.85)] * count + [(0.25, 0.25, 0.25)] * obstacles + [(0.55, 0.8, 0.55)] * count
-        self._goal_distance = torch.zeros(self.num_envs, count, dtype=self.dtype, device=self.device)
+        self._goal_distance = torch.zeros(count, self.num_envs, dtype=self.dtype, device=self.device)
         self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        self._step_collisions = torch.zeros(self.num_envs, count, dtype=torch.long, device=self.device)
-        self._eye = torch.eye(count, dtype=torch.bool, device=self.device)
+        self._step_collisions = torch.zeros(count, self.num_envs, dtype=torch.long, device=self.device)
+        self._eye = torch.eye(count, dtype=torch.bool, device=self.device)[:, :, None]
 
     # Entity blocks: agents, obstacles, goals.
     def _agents(self) -> slice:
@@ -133,75 +133,78 @@ class Navigation(ParticleGame):
         start = self.config.num_agents + self.config.num_obstacles
         return slice(start, start + self.config.num_agents)
 
+    def goal_distance_bl(self) -> torch.Tensor:
+        """``(N, B)`` distance of each agent to its goal."""
+        offset = self.world.pos[self._goals()] - self.world.pos[self._agents()]
+        return offset.square().sum(1).sqrt()
+
     def goal_distance(self) -> torch.Tensor:
         """``(B, N)`` distance of each agent to its goal."""
-        offset = self.world.position[:, self._goals()] - self.world.position[:, self._agents()]
-        return offset.square().sum(-1).sqrt()
+        return self.goal_distance_bl().T
 
     def _reset_copies(self, mask: torch.Tensor) -> None:
         count, obstacles = self.config.num_agents, self.config.num_obstacles
         half = self.config.half_width
-        draws = self._uniform(2 * (2 * count + obstacles)) * 2.0 - 1.0
-        agents = draws[:, : 2 * count].view(self.num_envs, count, 2) * half
-        blocks = draws[:, 2 * count : 2 * (count + obstacles)].view(self.num_envs, obstacles, 2) * (0.8 * half)
-        goals = draws[:, 2 * (count + obstacles) :].view(self.num_envs, count, 2) * half
-        self.world.reset_entities(mask, torch.cat([agents, blocks, goals], dim=1))
-        self._goal_distance = torch.where(mask[:, None], self.goal_distance(), self._goal_distance)
+        draws = (self._uniform(2 * (2 * count + obstacles)) * 2.0 - 1.0).view(self.num_envs, 2 * count + obstacles, 2)
+        scale = torch.full((2 * count + obstacles, 1), half, dtype=self.dtype, device=self.device)
+        scale[count : count + obstacles] *= 0.8  # obstacles in the inner 80%
+        self.world.reset_entities(mask, (draws * scale).permute(1, 2, 0))
+        self._goal_distance = torch.where(mask, self.goal_distance_bl(), self._goal_distance)
         self.episode_collisions = self.episode_collisions.masked_fill(mask, 0)
 
     def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
-        """``(B, N, 3 slots)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.
+        """``(N, 3 slots, B)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.
 
-        ``distance`` is ``(B, N, M)`` (``inf`` where excluded) and ``offset`` ``(B, N, M, 2)``."""
-        batch, count, candidates = distance.shape
+        ``distance`` is ``(N, M, B)`` (``inf`` where excluded) and ``offset`` ``(N, M, 2, B)``."""
+        count, candidates, batch = distance.shape
         taken = min(slots, candidates)
-        rows = distance.new_zeros(batch, count, slots, 3)
+        rows = distance.new_zeros(count, slots, 3, batch)
         if taken:
-            nearest, index = distance.topk(taken, dim=2, largest=False)
-            seen = (nearest <= self.config.sensing_radius)[..., None]
-            picked = torch.gather(offset, 2, index[..., None].expand(-1, -1, -1, 2))
-            rows[:, :, :taken, :2] = torch.where(seen, picked, 0.0)
-            rows[:, :, :taken, 2:] = seen.to(self.dtype)
-        return rows.flatten(2)
+            nearest, index = distance.topk(taken, dim=1, largest=False)  # (N, k, B)
+            seen = (nearest <= self.config.sensing_radius)[:, :, None]
+            picked = torch.gather(offset, 1, index[:, :, None, :].expand(-1, -1, 2, -1))  # (N, k, 2, B)
+            rows[:, :taken, :2] = torch.where(seen, picked, 0.0)
+            rows[:, :taken, 2:] = seen.to(self.dtype)
+        return rows.flatten(1, 2)
 
     def _observations(self) -> dict[str, torch.Tensor]:
-        agents = self.world.position[:, self._agents()]
-        to_agents = agents[:, None, :, :] - agents[:, :, None, :]  # (B, N, N, 2)
-        agent_distance = to_agents.square().sum(-1).sqrt().masked_fill(self._eye, float("inf"))
-        to_obstacles = self.world.position[:, None, self._obstacles(), :] - agents[:, :, None, :]
-        obstacle_distance = to_obstacles.square().sum(-1).sqrt()
-        to_goal = self.world.position[:, self._goals()] - agents
+        agents = self.world.pos[self._agents()]  # (N, 2, B)
+        to_agents = agents[None] - agents[:, None]  # (N, N, 2, B)
+        agent_distance = to_agents.square().sum(2).sqrt().masked_fill(self._eye, float("inf"))
+        to_obstacles = self.world.pos[None, self._obstacles()] - agents[:, None]  # (N, O, 2, B)
+        obstacle_distance = to_obstacles.square().sum(2).sqrt()
+        to_goal = self.world.pos[self._goals()] - agents
         stacked = torch.cat(
             [
-                self.world.velocity[:, self._agents()],
+                self.world.vel[self._agents()],
                 agents,
                 to_goal,
                 self._nearest(agent_distance, to_agents, self.config.max_neighbours),
                 self._nearest(obstacle_distance, to_obstacles, self.config.max_obstacles_seen),
             ],
-            dim=2,
+            dim=1,
         )
-        return {agent: stacked[:, i] for i, agent in enumerate(self.possible_agents)}
+        return self.split_observations(stacked)
 
     def _rewards(self) -> torch.Tensor:
         agents = self._agents()
-        pairs = self.world.overlapping(agents, agents) & ~self._eye  # (B, N, N)
-        blocked = self.world.overlapping(agents, self._obstacles())  # (B, N, O)
-        per_agent = pairs.sum(dim=2) + blocked.sum(dim=2)  # (B, N)
+        pairs = self.world.overlapping_bl(agents, agents) & ~self._eye  # (N, N, B)
+        blocked = self.world.overlapping_bl(agents, self._obstacles())  # (N, O, B)
+        per_agent = pairs.sum(dim=1) + blocked.sum(dim=1)  # (N, B)
         self._step_collisions = per_agent
-        self.episode_collisions = self.episode_collisions + pairs.sum(dim=(1, 2)) // 2 + blocked.sum(dim=(1, 2))
-        distance = self.goal_distance()
+        self.episode_collisions = self.episode_collisions + pairs.sum(dim=(0, 1)) // 2 + blocked.sum(dim=(0, 1))
+        distance = self.goal_distance_bl()
         progress = self._goal_distance - distance
         self._goal_distance = distance
         return progress - self.config.collision_penalty * per_agent.to(self.dtype)
 
     def _terminated(self) -> torch.Tensor:
-        return (self._goal_distance <= self.config.goal_radius).all(dim=1)
+        return (self._goal_distance <= self.config.goal_radius).all(dim=0)
 
     def _extra_infos(self) -> dict[str, dict[str, torch.Tensor]]:
         total = self.episode_collisions
         return {
-            agent: {"collisions": self._step_collisions[:, i], "episode_collisions": total}
+            agent: {"collisions": self._step_collisions[i], "episode_collisions": total}
             for i, agent in enumerate(self.possible_agents)
         }
 

@@ -76,34 +76,34 @@ class Spread(ParticleGame):
         self.accelerations = torch.full((count,), 5.0, dtype=self.dtype, device=self.device)
         self.colors = [(0.35, 0.35, 0.85)] * count + [(0.25, 0.25, 0.25)] * count
         self._others = others_index(count, self.device)
-        self._not_self = ~torch.eye(count, dtype=torch.bool, device=self.device)
+        self._not_self = ~torch.eye(count, dtype=torch.bool, device=self.device)[:, :, None]
 
     def _reset_copies(self, mask: torch.Tensor) -> None:
         count = self.config.num_agents
-        start = self._uniform(4 * count) * 2.0 - 1.0
-        self.world.reset_entities(mask, start.view(self.num_envs, 2 * count, 2))
+        start = self._uniform(4 * count) * 2.0 - 1.0  # (B, 4 N): agents, then landmarks
+        self.world.reset_entities(mask, start.view(self.num_envs, 2 * count, 2).permute(1, 2, 0))
 
     def _observations(self) -> dict[str, torch.Tensor]:
         count = self.config.num_agents
-        position = self.world.position
-        agents, landmarks = position[:, :count], position[:, count:]
-        to_landmarks = landmarks[:, None, :, :] - agents[:, :, None, :]  # (B, N, N, 2)
-        to_agents = agents[:, None, :, :] - agents[:, :, None, :]  # (B, N, N, 2)
-        to_others = to_agents[:, self._others[0], self._others[1]]  # (B, N, N - 1, 2)
-        silence = position.new_zeros(self.num_envs, count, 2 * (count - 1))
+        agents, landmarks = self.world.pos[:count], self.world.pos[count:]  # (N, 2, B)
+        to_landmarks = landmarks[None] - agents[:, None]  # (N, L, 2, B)
+        to_agents = agents[None] - agents[:, None]  # (N, N, 2, B): [i, j] = p_j - p_i
+        to_others = to_agents[self._others]  # (N, N - 1, 2, B)
+        silence = agents.new_zeros(count, 2 * (count - 1), self.num_envs)
         stacked = torch.cat(
-            [self.world.velocity[:, :count], agents, to_landmarks.flatten(2), to_others.flatten(2), silence], dim=2
+            [self.world.vel[:count], agents, to_landmarks.flatten(1, 2), to_others.flatten(1, 2), silence], dim=1
         )
-        return {agent: stacked[:, i] for i, agent in enumerate(self.possible_agents)}
+        return self.split_observations(stacked)
 
     def _rewards(self) -> torch.Tensor:
         count = self.config.num_agents
-        nearest = self.world.distances(slice(0, count), slice(count, 2 * count)).min(dim=1).values  # (B, L)
-        global_reward = -nearest.sum(dim=1, keepdim=True)  # (B, 1)
-        overlaps = self.world.overlapping(slice(0, count), slice(0, count)) & self._not_self
-        local_reward = -overlaps.sum(dim=2).to(self.dtype)  # (B, N)
+        agents, landmarks = slice(0, count), slice(count, 2 * count)
+        nearest = self.world.distances_bl(agents, landmarks).amin(dim=0)  # (L, B)
+        global_reward = -nearest.sum(dim=0)  # (B,)
+        overlaps = self.world.overlapping_bl(agents, agents) & self._not_self  # (N, N, B)
+        local_reward = -overlaps.sum(dim=1).to(self.dtype)  # (N, B)
         ratio = self.config.local_ratio
-        return global_reward * (1.0 - ratio) + local_reward * ratio
+        return (global_reward * (1.0 - ratio)) + local_reward * ratio
 
     def landmark_assignment(self) -> torch.Tensor:
         """``(B, N)`` landmark of each agent in the assignment of least total distance.

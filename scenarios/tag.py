@@ -88,7 +88,9 @@ class Tag(ParticleGame):
             dtype=self.dtype,
         )
         self.accelerations = torch.tensor([3.0] * adversaries + [4.0] * good, dtype=self.dtype, device=self.device)
-        self.colors = [(0.85, 0.35, 0.35)] * adversaries + [(0.35, 0.85, 0.35)] * good + [(0.25, 0.25, 0.25)] * obstacles
+        self.colors = (
+            [(0.85, 0.35, 0.35)] * adversaries + [(0.35, 0.85, 0.35)] * good + [(0.25, 0.25, 0.25)] * obstacles
+        )
         self._others = others_index(count, self.device)
         self._other_good = others_index(good, self.device)
 
@@ -96,37 +98,39 @@ class Tag(ParticleGame):
         count = self.config.num_good + self.config.num_adversaries
         obstacles = self.config.num_obstacles
         draws = self._uniform(2 * (count + obstacles))
-        agents = (draws[:, : 2 * count] * 2.0 - 1.0).view(self.num_envs, count, 2)
-        landmarks = (draws[:, 2 * count :] * 1.8 - 0.9).view(self.num_envs, obstacles, 2)
-        self.world.reset_entities(mask, torch.cat([agents, landmarks], dim=1))
+        agents = draws[:, : 2 * count] * 2.0 - 1.0
+        landmarks = draws[:, 2 * count :] * 1.8 - 0.9
+        start = torch.cat([agents, landmarks], dim=1).view(self.num_envs, count + obstacles, 2)
+        self.world.reset_entities(mask, start.permute(1, 2, 0))
 
     def _observations(self) -> dict[str, torch.Tensor]:
         adversaries, good = self.config.num_adversaries, self.config.num_good
         count = adversaries + good
-        position, velocity = self.world.position, self.world.velocity
-        agents = position[:, :count]
-        to_obstacles = position[:, None, count:, :] - agents[:, :, None, :]  # (B, N, O, 2)
-        to_agents = agents[:, None, :, :] - agents[:, :, None, :]
-        to_others = to_agents[:, self._others[0], self._others[1]]  # (B, N, N - 1, 2)
-        shared = torch.cat([velocity[:, :count], agents, to_obstacles.flatten(2), to_others.flatten(2)], dim=2)
-        good_velocity = velocity[:, adversaries:count]  # (B, G, 2)
-        seen_by_adversaries = good_velocity.flatten(1)[:, None, :].expand(-1, adversaries, -1)
-        seen_by_good = good_velocity[:, self._other_good[1]].flatten(2)  # (B, G, 2 (G - 1))
-        adversary_obs = torch.cat([shared[:, :adversaries], seen_by_adversaries], dim=2)
-        good_obs = torch.cat([shared[:, adversaries:], seen_by_good], dim=2)
-        observations = {name: adversary_obs[:, i] for i, name in enumerate(self.adversary_names)}
-        observations.update({name: good_obs[:, i] for i, name in enumerate(self.good_names)})
+        position, velocity = self.world.pos, self.world.vel  # (E, 2, B)
+        agents = position[:count]
+        to_obstacles = position[None, count:] - agents[:, None]  # (N, O, 2, B)
+        to_agents = position[None, :count] - agents[:, None]  # (N, N, 2, B)
+        to_others = to_agents[self._others]  # (N, N - 1, 2, B)
+        shared = torch.cat([velocity[:count], agents, to_obstacles.flatten(1, 2), to_others.flatten(1, 2)], dim=1)
+        good_velocity = velocity[adversaries:count]  # (G, 2, B)
+        seen_by_adversaries = good_velocity.flatten(0, 1)[None].expand(adversaries, -1, -1)
+        seen_by_good = good_velocity[self._other_good[1]].flatten(1, 2)  # (G, 2 (G - 1), B)
+        observations = self.split_observations(
+            torch.cat([shared[:adversaries], seen_by_adversaries], dim=1), self.adversary_names
+        )
+        observations.update(self.split_observations(torch.cat([shared[adversaries:], seen_by_good], dim=1),
+                                                    self.good_names))
         return observations
 
     def caught(self) -> torch.Tensor:
-        """``(B, A, G)`` bool: adversary ``a`` overlaps good agent ``g``."""
+        """``(A, G, B)`` bool: adversary ``a`` overlaps good agent ``g``."""
         adversaries, good = self.config.num_adversaries, self.config.num_good
-        return self.world.overlapping(slice(0, adversaries), slice(adversaries, adversaries + good))
+        return self.world.overlapping_bl(slice(0, adversaries), slice(adversaries, adversaries + good))
 
     def _rewards(self) -> torch.Tensor:
         adversaries, good = self.config.num_adversaries, self.config.num_good
         caught = self.caught().to(self.dtype)
-        team = 10.0 * caught.sum(dim=(1, 2))  # (B,)
-        good_position = self.world.position[:, adversaries : adversaries + good]
-        good_reward = -10.0 * caught.sum(dim=1) - boundary_penalty(good_position.abs()).sum(dim=2)  # (B, G)
-        return torch.cat([team[:, None].expand(-1, adversaries), good_reward], dim=1)
+        team = 10.0 * caught.sum(dim=(0, 1))  # (B,)
+        good_position = self.world.pos[adversaries : adversaries + good]  # (G, 2, B)
+        good_reward = -10.0 * caught.sum(dim=0) - boundary_penalty(good_position.abs()).sum(dim=1)  # (G, B)
+        return torch.cat([team[None].expand(adversaries, -1), good_reward], dim=0)

@@ -74,7 +74,7 @@ def test_vectorized_step_equals_mpe2s_pair_by_pair_loop(world):
     engine = ParticleWorld(1, agents, sizes, movable, collide, max_speeds=speeds, dtype=torch.float64)
     engine.position = torch.tensor(position)[None]
     engine.velocity = torch.tensor(velocity)[None]
-    engine.step(torch.tensor(controls)[None])
+    engine.step(torch.tensor(controls)[:, :, None])  # (N, 2, B) batch-last
     expected_position, expected_velocity = _loop_step(
         position, velocity, controls, sizes, movable, collide, speeds, agents
     )
@@ -87,14 +87,14 @@ def test_a_coasting_agent_moves_with_its_old_velocity_and_slows_by_the_damping()
     engine.velocity[0, 0] = torch.tensor([1.0, -2.0])
     for step in range(4):
         before_position, before_velocity = engine.position.clone(), engine.velocity.clone()
-        engine.step(torch.zeros(1, 1, 2, dtype=torch.float64))
+        engine.step(torch.zeros(1, 2, 1, dtype=torch.float64))
         torch.testing.assert_close(engine.position, before_position + 0.1 * before_velocity)
         torch.testing.assert_close(engine.velocity, 0.75 * before_velocity)
 
 
 def test_constant_push_converges_to_the_speed_limit_and_never_exceeds_it():
     engine = ParticleWorld(3, 1, [0.05], [True], [False], max_speeds=[1.3], dtype=torch.float64)
-    push = torch.tensor([4.0, 0.0], dtype=torch.float64).expand(3, 1, 2)
+    push = torch.tensor([4.0, 0.0], dtype=torch.float64)[None, :, None].expand(1, 2, 3)
     speeds = []
     for _ in range(40):
         engine.step(push)
@@ -104,7 +104,7 @@ def test_constant_push_converges_to_the_speed_limit_and_never_exceeds_it():
     # Without the limit the terminal speed is force * dt / damping = 1.6.
     free = ParticleWorld(1, 1, [0.05], [True], [False], dtype=torch.float64)
     for _ in range(200):
-        free.step(push[:1])
+        free.step(push[..., :1])
     assert math.isclose(float(free.velocity.norm()), 1.6, rel_tol=1e-9)
 
 
@@ -112,7 +112,7 @@ def test_contact_forces_conserve_momentum_and_spare_static_obstacles():
     engine = ParticleWorld(2, 2, [0.15, 0.15, 0.2], [True, True, False], [True, True, True], dtype=torch.float64)
     engine.position = torch.tensor([[[0.0, 0.0], [0.1, 0.05], [3.0, 3.0]], [[0.0, 0.0], [0.1, 0.05], [0.0, 0.25]]],
                                    dtype=torch.float64)
-    still = torch.zeros(2, 2, 2, dtype=torch.float64)
+    still = torch.zeros(2, 2, 2, dtype=torch.float64)  # (N, 2, B)
     obstacle = engine.position[:, 2].clone()
     engine.step(still)
     # Copy 0: two agents alone, equal masses: equal and opposite impulses.
