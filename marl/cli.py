@@ -72,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("games", help="list the catalog of classic games")
     commands.add_parser("solvers", help="list the solvers")
+    commands.add_parser("scenarios", help="list the Markov-game scenarios and their settings")
+
+    render = commands.add_parser("render", help="write an animated GIF of one episode of a scenario")
+    render.add_argument("scenario", help="scenario name; see `gamelab scenarios`")
+    render.add_argument("--policy", default="random",
+                        help="random, scripted (spread, navigation) or module:callable taking (game, observations)")
+    render.add_argument("--out", required=True, help="the .gif to write")
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a scenario setting, e.g. --set num_agents=5 (repeatable)")
+    render.add_argument("--steps", type=_positive_int, default=None, help="steps to play (default: one episode)")
+    render.add_argument("--seed", type=int, default=0, help="reset seed (default 0)")
+    render.add_argument("--fps", type=_positive_int, default=10, help="frames per second (default 10)")
+    render.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+    bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
+    bench.add_argument("target", choices=["sim", "matrix", "cfr"], help="which benchmark")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 
 
@@ -267,10 +284,102 @@ def command_solvers(_: argparse.Namespace) -> int:
     return 0
 
 
+def command_scenarios(_: argparse.Namespace) -> int:
+    import dataclasses
+
+    import scenarios
+
+    for name in scenarios.names():
+        fields = dataclasses.fields(scenarios.config_class(name))
+        settings = ", ".join(f"{field.name}={field.default!r}" for field in fields)
+        print(f"{name:12s} {settings}")
+    return 0
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false, null)."""
+    if "=" not in text:
+        raise GamelabError(f"--set {text!r}: expected KEY=VALUE")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _load_policy(spec: str, scenario: str) -> Any:
+    import importlib
+
+    if spec == "random":
+        return "random"
+    if spec == "scripted":
+        from scenarios.navigation import goal_seeking_policy
+        from scenarios.spread import greedy_assignment_policy
+
+        scripted = {"spread": greedy_assignment_policy, "navigation": goal_seeking_policy}
+        if scenario not in scripted:
+            raise GamelabError(
+                f"no scripted policy for {scenario!r} (there are for {', '.join(sorted(scripted))}); "
+                "use random or module:callable"
+            )
+        return scripted[scenario]
+    if ":" not in spec:
+        raise GamelabError(f"--policy {spec!r}: expected random, scripted or module:callable")
+    module_name, attribute = spec.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise GamelabError(f"--policy {spec!r}: cannot import {module_name!r}: {error}") from None
+    policy = getattr(module, attribute, None)
+    if not callable(policy):
+        raise GamelabError(f"--policy {spec!r}: {module_name} has no callable {attribute!r}")
+    return policy
+
+
+def command_render(args: argparse.Namespace) -> int:
+    import scenarios
+    from games.render import record_gif
+
+    _check_output_path(args.out, "--out")
+    if not args.out.lower().endswith(".gif"):
+        raise GamelabError(f"--out {args.out!r}: the animation is written as GIF, so the name must end in .gif")
+    settings = dict(_setting(text) for text in args.set)
+    game = scenarios.make(args.scenario, num_envs=1, device=_device(args.device), seed=args.seed, **settings)
+    policy = _load_policy(args.policy, args.scenario)
+    frames = record_gif(game, policy, args.out, steps=args.steps, seed=args.seed, fps=args.fps)
+    print(f"wrote {args.out}: {frames} frames of {args.scenario}")
+    return 0
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    import importlib
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isdir(os.path.join(root, "benchmarks")) and root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        module = importlib.import_module(f"benchmarks.{args.target}")
+    except ImportError as error:
+        raise GamelabError(
+            f"the benchmarks ship with gamelab's source checkout, not with an installed package ({error})"
+        ) from None
+    result = module.main(list(args.options))
+    return result if isinstance(result, int) else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"solve": command_solve, "games": command_games, "solvers": command_solvers}
+    handlers = {
+        "solve": command_solve,
+        "games": command_games,
+        "solvers": command_solvers,
+        "scenarios": command_scenarios,
+        "render": command_render,
+        "bench": command_bench,
+    }
     try:
         return handlers[args.command](args)
     except GamelabError as error:

@@ -120,3 +120,58 @@ def test_gambit_efg_file_solved_exactly_by_the_sequence_form_lp(capsys):
     assert main(["solve", str(GAMBIT_DATA / "4cards.efg"), "--solver", "lp", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["nash_conv"] < 1e-8 and payload["solver"] == "lp"
+
+
+def test_render_writes_an_animated_gif_of_one_episode(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "spread.gif"
+    assert main(["render", "spread", "--policy", "scripted", "--set", "num_agents=4", "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.format == "GIF" and image.n_frames == 26  # the start and 25 steps
+    assert "26 frames" in capsys.readouterr().out
+
+
+def test_render_plays_a_policy_given_as_module_callable(tmp_path):
+    out = tmp_path / "nav.gif"
+    code = main(["render", "navigation", "--policy", "scenarios.navigation:goal_seeking_policy",
+                 "--steps", "5", "--out", str(out)])
+    assert code == 0 and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["render", "sprd", "--out", "x.gif"], "did you mean 'spread'"),
+        (["render", "spread", "--set", "num_agents=0", "--out", "x.gif"], "num_agents must be >= 1"),
+        (["render", "spread", "--set", "N=3", "--out", "x.gif"], "spread has no setting 'N'"),
+        (["render", "tag", "--policy", "scripted", "--out", "x.gif"], "no scripted policy for 'tag'"),
+        (["render", "spread", "--policy", "nowhere:policy", "--out", "x.gif"], "cannot import 'nowhere'"),
+        (["render", "spread", "--out", "x.png"], "must end in .gif"),
+    ],
+)
+def test_render_refuses_bad_input_with_exit_code_2(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scenarios_lists_every_scenario_with_its_settings(capsys):
+    assert main(["scenarios"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("spread", "tag", "adversary", "navigation"):
+        assert name in listed
+    assert "num_agents=3" in listed
+
+
+def test_bench_sim_prints_json_with_ratios(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "marl.cli", "bench", "sim", "--batches", "16", "--seconds", "0.05", "--repeats", "1",
+         "--json"], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    row = payload["spread_n3"][0]
+    assert row["num_envs"] == 16 and row["gamelab"] > 0
+    assert payload["spread_n10"]["gamelab"] > 0
