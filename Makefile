@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-test
 	$(PIP) install -q -e ".[bench]"
 	$(PY) -m benchmarks.matrix
 	$(PY) -m benchmarks.cfr
+	$(PY) -m benchmarks.sim
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,4 +1,4 @@
-"""``make demo``: compute equilibria of a few classic games and show their NashConv.
+"""``make demo``: equilibria of a few classic games, then a batched Markov game.
 
 Run with ``python -m marl.demo``. Each line names the game, the solver that ``auto`` (or
 the named one) chose, the equilibrium found, and its NashConv measured in the game.
@@ -68,8 +68,31 @@ def main() -> None:
         f"({report.iterations} interior-point iterations): values "
         f"{', '.join(f'{v:+.5f}' for v in solution.value.tolist())}, max NashConv {float(gaps.max()):.1e}"
     )
+    _markov_demo(console)
     console.print("Try: gamelab solve battle_of_the_sexes --plot bos.png, "
-                  "gamelab solve 'random_zero_sum(300,300)' --json, gamelab solvers")
+                  "gamelab solve 'random_zero_sum(300,300)' --json, gamelab solvers, "
+                  "gamelab render spread --policy scripted --out spread.gif")
+
+
+def _markov_demo(console: Console, copies: int = 4096) -> None:
+    """Random and scripted play in 4096 copies of ``spread`` (mpe2's simple_spread_v3)."""
+    import scenarios
+    from games.render import random_policy
+    from scenarios.spread import greedy_assignment_policy
+
+    game = scenarios.make("spread", num_envs=copies, seed=0)
+    for label, policy in (("uniform random", random_policy(0)), ("scripted assignment", greedy_assignment_policy)):
+        observations, _ = game.reset(seed=0)
+        total = torch.zeros(copies)
+        start = time.perf_counter()
+        for _ in range(game.max_steps):
+            observations, rewards, *_ = game.step(policy(game, observations))
+            total += sum(rewards.values()) / game.num_agents
+        seconds = time.perf_counter() - start
+        console.print(
+            f"spread, {copies} copies, {label}: mean return per agent {float(total.mean()):+.2f} "
+            f"({copies * game.max_steps / seconds:,.0f} env-steps/s with the policy)"
+        )
 
 
 if __name__ == "__main__":
