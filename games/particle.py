@@ -267,6 +267,36 @@ class ParticleGame(MarkovGame):
         return {agent: stacked[i].T for i, agent in enumerate(agents)}
 
 
+def steer(offset: torch.Tensor, velocity: torch.Tensor, world: ParticleWorld, continuous: bool) -> torch.Tensor:
+    """MPE actions that drive agents to targets and brake on arrival (for scripted play).
+
+    The agents aim at the target minus the distance their velocity still carries them
+    under damping alone (``v dt (1 - d) / d``). Continuous actions push along that
+    offset, saturating beyond 0.25; discrete ones move along its larger axis, or stay
+    within 0.05 of it.
+
+    Args:
+        offset: ``(..., 2)`` target minus position.
+        velocity: ``(..., 2)`` the agents' velocities.
+        world: the world (for ``dt`` and ``damping``).
+        continuous: whether to return ``(..., 5)`` continuous actions or ``(...)`` indices.
+    """
+    aim = offset - velocity * (world.dt * (1 - world.damping) / world.damping)
+    if continuous:
+        push = (aim * 4.0).clamp(-1.0, 1.0)
+        zero = torch.zeros_like(push[..., 0])
+        return torch.stack(
+            [zero, (-push[..., 0]).clamp_min(0), push[..., 0].clamp_min(0),
+             (-push[..., 1]).clamp_min(0), push[..., 1].clamp_min(0)],
+            dim=-1,
+        )
+    horizontal = aim[..., 0].abs() >= aim[..., 1].abs()
+    move = torch.where(
+        horizontal, torch.where(aim[..., 0] < 0, 1, 2), torch.where(aim[..., 1] < 0, 3, 4)
+    )
+    return torch.where(aim.square().sum(-1) < 0.05**2, 0, move)
+
+
 def others_index(count: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Index pair selecting, for each of ``count`` entities, all the others in order.
 

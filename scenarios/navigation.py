@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from games.markov import ConfigError, require_bool, require_float, require_int
-from games.particle import ParticleGame, ParticleWorld
+from games.particle import ParticleGame, ParticleWorld, steer
 
 
 @dataclass(frozen=True)
@@ -214,22 +214,6 @@ def goal_seeking_policy(game: Navigation, observations: dict[str, torch.Tensor])
 
     It ignores the other agents and the obstacles, which makes it the baseline a
     decentralized controller or a safety filter should beat on collisions."""
-    actions = {}
-    for agent in game.possible_agents:
-        seen = observations[agent]
-        to_goal, velocity = seen[:, 4:6], seen[:, 0:2]
-        drift = velocity * (game.world.dt * (1 - game.world.damping) / game.world.damping)
-        push = ((to_goal - drift) * 4.0).clamp(-1.0, 1.0)
-        if game.continuous:
-            action = torch.zeros(game.num_envs, 5, dtype=game.dtype, device=game.device)
-            action[:, 1] = (-push[:, 0]).clamp_min(0)
-            action[:, 2] = push[:, 0].clamp_min(0)
-            action[:, 3] = (-push[:, 1]).clamp_min(0)
-            action[:, 4] = push[:, 1].clamp_min(0)
-        else:
-            horizontal = push[:, 0].abs() >= push[:, 1].abs()
-            action = torch.where(
-                horizontal, torch.where(push[:, 0] < 0, 1, 2), torch.where(push[:, 1] < 0, 3, 4)
-            )
-        actions[agent] = action
-    return actions
+    seen = torch.stack([observations[agent] for agent in game.possible_agents], dim=1)  # (B, N, D)
+    actions = steer(seen[..., 4:6], seen[..., 0:2], game.world, game.continuous)
+    return {agent: actions[:, i] for i, agent in enumerate(game.possible_agents)}

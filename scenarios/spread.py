@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from games.markov import require_bool, require_float, require_int
-from games.particle import ParticleGame, ParticleWorld, others_index
+from games.particle import ParticleGame, ParticleWorld, others_index, steer
 
 
 @dataclass(frozen=True)
@@ -120,30 +120,13 @@ class Spread(ParticleGame):
 def greedy_assignment_policy(game: Spread, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Scripted play: each agent heads for its landmark in the least-distance assignment.
 
-    Discrete actions move along the axis with the larger remaining offset; continuous
-    actions push along the offset, scaled so that the agent brakes near its landmark.
+    The steering is ``games.particle.steer``: aim where damping would stop the agent.
     """
     del observations
     count = game.config.num_agents
     target = game.landmark_assignment()  # (B, N)
     landmarks = game.world.position[:, count:]
-    goal = torch.gather(landmarks, 1, target[..., None].expand(-1, -1, 2))
-    # Aim where the agent would stop: damping carries it v * dt * (1 - d) / d further.
-    drift = game.world.velocity[:, :count] * (game.world.dt * (1 - game.world.damping) / game.world.damping)
-    offset = goal - game.world.position[:, :count] - drift  # (B, N, 2)
-    if game.continuous:
-        push = (offset * 4.0).clamp(-1.0, 1.0)
-        action = torch.zeros(*offset.shape[:2], 5, dtype=game.dtype, device=game.device)
-        action[..., 1] = (-push[..., 0]).clamp_min(0)
-        action[..., 2] = push[..., 0].clamp_min(0)
-        action[..., 3] = (-push[..., 1]).clamp_min(0)
-        action[..., 4] = push[..., 1].clamp_min(0)
-        return {agent: action[:, i] for i, agent in enumerate(game.possible_agents)}
-    horizontal = offset[..., 0].abs() >= offset[..., 1].abs()
-    move = torch.where(
-        horizontal,
-        torch.where(offset[..., 0] < 0, 1, 2),
-        torch.where(offset[..., 1] < 0, 3, 4),
-    )
-    move = torch.where(offset.square().sum(-1) < 0.05**2, 0, move)
-    return {agent: move[:, i] for i, agent in enumerate(game.possible_agents)}
+    goal = torch.gather(landmarks, 1, target[..., None].expand(-1, -1, 2))  # (B, N, 2)
+    offset = goal - game.world.position[:, :count]
+    actions = steer(offset, game.world.velocity[:, :count], game.world, game.continuous)
+    return {agent: actions[:, i] for i, agent in enumerate(game.possible_agents)}
