@@ -159,6 +159,8 @@ class MarkovGame:
         self._started = False
         self.validate_actions = True
         self.autoreset = True
+        self._size_row: torch.Tensor | None = None
+        self._one_size = False
 
     # ----------------------------------------------------------------------------------
     # Spaces
@@ -335,16 +337,25 @@ class MarkovGame:
         if self.continuous:
             stacked = torch.stack([actions[agent].to(self.dtype) for agent in self.possible_agents], dim=1)
             if self.validate_actions:
-                bad = ~torch.isfinite(stacked) | (stacked < self.action_low) | (stacked > self.action_high)
-                if bool(bad.any()):
+                low, high = (float(v) for v in torch.aminmax(stacked))
+                if not (low >= self.action_low and high <= self.action_high):  # NaN fails both
+                    bad = ~torch.isfinite(stacked) | (stacked < self.action_low) | (stacked > self.action_high)
                     self._raise_range_error(bad.flatten(2).any(2))
         else:
             stacked = torch.stack([actions[agent].long() for agent in self.possible_agents], dim=1)
             if self.validate_actions:
-                sizes = torch.tensor([self._action_sizes[a] for a in self.possible_agents], device=self.device)
-                bad = (stacked < 0) | (stacked >= sizes)
-                if bool(bad.any()):
-                    self._raise_range_error(bad)
+                if self._size_row is None:
+                    self._size_row = torch.tensor([self._action_sizes[a] for a in self.possible_agents],
+                                                  device=self.device)
+                    self._one_size = len(set(self._action_sizes.values())) == 1
+                if self._one_size:  # one reduction and one sync on the common path
+                    low, high = (int(v) for v in torch.aminmax(stacked))
+                    if low < 0 or high >= self._action_sizes[self.possible_agents[0]]:
+                        self._raise_range_error((stacked < 0) | (stacked >= self._size_row))
+                else:
+                    bad = (stacked < 0) | (stacked >= self._size_row)
+                    if bool(bad.any()):
+                        self._raise_range_error(bad)
         return stacked
 
     def _raise_range_error(self, bad: torch.Tensor) -> None:

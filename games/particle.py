@@ -115,6 +115,8 @@ class ParticleWorld:
         sizes_tensor = self.sizes
         self._pair_radii = (sizes_tensor[self._moving][:, None] + sizes_tensor[self._colliders][None, :])[:, :, None]
         self._moving_prefix = moving == list(range(len(moving)))
+        self._offsets_key: tuple[int, int] | None = None
+        self._offsets: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------------------------
     # The (B, E, 2) views
@@ -184,6 +186,23 @@ class ParticleWorld:
 
     # ----------------------------------------------------------------------------------
     # Geometry
+
+    def agent_offsets_bl(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Offsets and distances from every agent to every entity, batch-last.
+
+        Returns:
+            ``(offsets, distances)``: ``(A, E, 2, B)`` with ``offsets[a, e] = p_e - p_a``,
+            and ``(A, E, B)``. Computed once per state and shared by a scenario's rewards
+            and observations: the cache is keyed on the position tensor and its in-place
+            version counter, so any change of the positions (a step, a reset, or a write
+            through ``position``) recomputes it.
+        """
+        key = (id(self.pos), self.pos._version)
+        if self._offsets_key != key:
+            offsets = self.pos[None] - self.pos[: self.num_agents, None]
+            self._offsets = (offsets, offsets.square().sum(2).sqrt_())
+            self._offsets_key = key
+        return self._offsets
 
     def distances_bl(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
         """``(|first|, |second|, B)`` distances between two groups of entities."""

@@ -76,7 +76,7 @@ class Spread(ParticleGame):
         self.accelerations = torch.full((count,), 5.0, dtype=self.dtype, device=self.device)
         self.colors = [(0.35, 0.35, 0.85)] * count + [(0.25, 0.25, 0.25)] * count
         self._others = others_index(count, self.device)
-        self._not_self = ~torch.eye(count, dtype=torch.bool, device=self.device)[:, :, None]
+        self._collision_radius = 0.3  # two agents of radius 0.15
 
     def _reset_copies(self, mask: torch.Tensor) -> None:
         count = self.config.num_agents
@@ -85,23 +85,24 @@ class Spread(ParticleGame):
 
     def _observations(self) -> dict[str, torch.Tensor]:
         count = self.config.num_agents
-        agents, landmarks = self.world.pos[:count], self.world.pos[count:]  # (N, 2, B)
-        to_landmarks = landmarks[None] - agents[:, None]  # (N, L, 2, B)
-        to_agents = agents[None] - agents[:, None]  # (N, N, 2, B): [i, j] = p_j - p_i
-        to_others = to_agents[self._others]  # (N, N - 1, 2, B)
-        silence = agents.new_zeros(count, 2 * (count - 1), self.num_envs)
+        offsets, _ = self.world.agent_offsets_bl()  # (N, E, 2, B): [i, e] = p_e - p_i
+        to_landmarks = offsets[:, count:]  # (N, L, 2, B)
+        to_others = offsets[:, :count][self._others]  # (N, N - 1, 2, B)
+        silence = offsets.new_zeros(count, 2 * (count - 1), self.num_envs)
         stacked = torch.cat(
-            [self.world.vel[:count], agents, to_landmarks.flatten(1, 2), to_others.flatten(1, 2), silence], dim=1
+            [self.world.vel[:count], self.world.pos[:count], to_landmarks.flatten(1, 2), to_others.flatten(1, 2),
+             silence],
+            dim=1,
         )
         return self.split_observations(stacked)
 
     def _rewards(self) -> torch.Tensor:
         count = self.config.num_agents
-        agents, landmarks = slice(0, count), slice(count, 2 * count)
-        nearest = self.world.distances_bl(agents, landmarks).amin(dim=0)  # (L, B)
-        global_reward = -nearest.sum(dim=0)  # (B,)
-        overlaps = self.world.overlapping_bl(agents, agents) & self._not_self  # (N, N, B)
-        local_reward = -overlaps.sum(dim=1).to(self.dtype)  # (N, B)
+        _, distances = self.world.agent_offsets_bl()  # (N, E, B)
+        global_reward = -distances[:, count:].amin(dim=0).sum(dim=0)  # (B,)
+        # Every agent overlaps itself (distance 0): count the others by subtracting 1.
+        overlaps = (distances[:, :count] < self._collision_radius).sum(dim=1) - 1  # (N, B)
+        local_reward = -overlaps.to(self.dtype)
         ratio = self.config.local_ratio
         return (global_reward * (1.0 - ratio)) + local_reward * ratio
 

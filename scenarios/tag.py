@@ -108,9 +108,9 @@ class Tag(ParticleGame):
         count = adversaries + good
         position, velocity = self.world.pos, self.world.vel  # (E, 2, B)
         agents = position[:count]
-        to_obstacles = position[None, count:] - agents[:, None]  # (N, O, 2, B)
-        to_agents = position[None, :count] - agents[:, None]  # (N, N, 2, B)
-        to_others = to_agents[self._others]  # (N, N - 1, 2, B)
+        offsets, _ = self.world.agent_offsets_bl()  # (N, E, 2, B): [i, e] = p_e - p_i
+        to_obstacles = offsets[:, count:]  # (N, O, 2, B)
+        to_others = offsets[:, :count][self._others]  # (N, N - 1, 2, B)
         shared = torch.cat([velocity[:count], agents, to_obstacles.flatten(1, 2), to_others.flatten(1, 2)], dim=1)
         good_velocity = velocity[adversaries:count]  # (G, 2, B)
         seen_by_adversaries = good_velocity.flatten(0, 1)[None].expand(adversaries, -1, -1)
@@ -125,7 +125,8 @@ class Tag(ParticleGame):
     def caught(self) -> torch.Tensor:
         """``(A, G, B)`` bool: adversary ``a`` overlaps good agent ``g``."""
         adversaries, good = self.config.num_adversaries, self.config.num_good
-        return self.world.overlapping_bl(slice(0, adversaries), slice(adversaries, adversaries + good))
+        _, distances = self.world.agent_offsets_bl()
+        return distances[:adversaries, adversaries : adversaries + good] < 0.125  # radii 0.075 + 0.05
 
     def _rewards(self) -> torch.Tensor:
         adversaries, good = self.config.num_adversaries, self.config.num_good
