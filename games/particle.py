@@ -149,15 +149,17 @@ class ParticleWorld:
     # Physics
 
     def contact_forces(self) -> torch.Tensor:
-        """``(M, 2, B)`` summed contact force on each moving collider (``M`` of them)."""
-        mine = self.pos[self._moving]  # (M, 2, B)
-        theirs = self.pos[self._colliders]  # (C, 2, B)
-        offset = mine[:, None] - theirs[None, :]  # (M, C, 2, B)
-        distance = offset.square().sum(2).sqrt_().clamp_min_(1e-12)  # (M, C, B)
+        """``(M, 2, B)`` summed contact force on each moving collider (``M`` of them).
+
+        Moving colliders are agents, so the offsets come from ``agent_offsets_bl``, which
+        the scenario's observations of the same state have usually computed already."""
+        offsets, distances = self.agent_offsets_bl()  # (A, E, 2, B), (A, E, B): p_e - p_a
+        offset = offsets[self._moving][:, self._colliders]  # (M, C, 2, B)
+        distance = distances[self._moving][:, self._colliders].clamp_min(1e-12)  # (M, C, B)
         margin = self.contact_margin
         penetration = F.softplus((self._pair_radii - distance) / margin) * margin
         magnitude = penetration.mul_(self._strength).div_(distance)  # (M, C, B)
-        return (offset * magnitude[:, :, None]).sum(1)
+        return -(offset * magnitude[:, :, None]).sum(1)
 
     def step(self, controls: torch.Tensor) -> None:
         """Advances every copy by ``dt``, in place.
