@@ -13,15 +13,17 @@ is reset with its vectorized ``reset()``; mpe2 with ``reset()``). Measured:
 3. VMAS ``simple_spread`` (N = 3) on the same device at each B;
 4. gamelab ``spread`` and VMAS ``simple_spread`` with N = 10 at B = 1024.
 
-Each measurement runs whole episodes for at least ``--seconds`` after a warm-up episode
-and keeps the best of ``--repeats`` runs (the machines are shared and noisy). Printed
-ratios are gamelab env-steps/s over the anchor's.
+Each measurement runs in its own Python process (so that one library's allocations and
+thread pools do not slow the next), runs whole episodes for at least ``--seconds`` after
+a warm-up episode, and keeps the best of ``--repeats`` runs (the machines are shared and
+noisy). Printed ratios are gamelab env-steps/s over the anchor's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -108,14 +110,34 @@ def mpe2_rate(seconds: float, repeats: int) -> float | None:
     return _rate(episode, EPISODE, seconds, repeats, torch.device("cpu"))
 
 
+def measure(library: str, batch: int, agents: int, device: torch.device, seconds: float, repeats: int) -> float | None:
+    """One measurement in a fresh Python process; ``None`` when the library is missing."""
+    import subprocess
+
+    command = [sys.executable, "-m", "benchmarks.sim", "--one", f"{library}:{batch}:{agents}",
+               "--device", str(device), "--seconds", str(seconds), "--repeats", str(repeats)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_here(spec: str, device: torch.device, seconds: float, repeats: int) -> float | None:
+    library, batch, agents = spec.split(":")
+    if library == "gamelab":
+        return gamelab_rate(int(batch), int(agents), device, seconds, repeats)
+    if library == "vmas":
+        return vmas_rate(int(batch), int(agents), device, seconds, repeats)
+    return mpe2_rate(seconds, repeats)
+
+
 def run(device: torch.device, batches: list[int], seconds: float, repeats: int, wide: int = 1024) -> dict:
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "episode_steps": EPISODE}
-    mpe2 = mpe2_rate(seconds, repeats)
+    mpe2 = measure("mpe2", 1, 3, device, seconds, repeats)
     results["mpe2_simple_spread_v3"] = mpe2
     rows = []
     for batch in batches:
-        ours = gamelab_rate(batch, 3, device, seconds, repeats)
-        theirs = vmas_rate(batch, 3, device, seconds, repeats)
+        ours = measure("gamelab", batch, 3, device, seconds, repeats)
+        theirs = measure("vmas", batch, 3, device, seconds, repeats)
         rows.append({
             "num_envs": batch,
             "gamelab": ours,
@@ -125,8 +147,8 @@ def run(device: torch.device, batches: list[int], seconds: float, repeats: int, 
         })
         _print_row(rows[-1])
     results["spread_n3"] = rows
-    ours = gamelab_rate(wide, 10, device, seconds, repeats)
-    theirs = vmas_rate(wide, 10, device, seconds, repeats)
+    ours = measure("gamelab", wide, 10, device, seconds, repeats)
+    theirs = measure("vmas", wide, 10, device, seconds, repeats)
     results["spread_n10"] = {"num_envs": wide, "gamelab": ours, "vmas": theirs,
                              "vs_vmas": None if theirs is None else ours / theirs}
     return results
@@ -146,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.5, help="minimum timed seconds per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the best is kept")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # LIBRARY:B:N, one measurement (used internally)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.one:
+        print(json.dumps(_measure_here(args.one, device, args.seconds, args.repeats)))
+        return 0
     batches = [int(b) for b in args.batches.split(",") if b]
     print(f"env-steps/s, spread N=3, random discrete actions, {EPISODE}-step episodes, device {device}, "
           f"{torch.get_num_threads()} threads", flush=True)
