@@ -46,7 +46,7 @@ def test_the_parallel_env_returns_the_last_observation_then_empties_its_agents()
     observations, _ = env.reset(seed=2)
     assert observations["agent_0"].dtype == np.float32
     assert env.state().shape == (54,)
-    for step in range(3):
+    for _ in range(3):
         observations, rewards, terminated, truncated, infos = env.step({agent: 2 for agent in env.agents})
     assert all(truncated.values()) and env.agents == []
     assert isinstance(rewards["agent_0"], float)
@@ -79,7 +79,7 @@ def test_mpe2_behind_the_batched_api_gives_mpe2s_own_values(name):
         observations, rewards, terminated, truncated, infos = batch.step(actions)
         rows = [ref.step({a: int(actions[a][i]) for a in ref.agents}) for i, ref in enumerate(references)]
         for i, row in enumerate(rows):
-            for position, agent in enumerate(batch.possible_agents):
+            for agent in batch.possible_agents:
                 assert float(rewards[agent][i]) == pytest.approx(row[1][agent], abs=1e-6)
                 np.testing.assert_array_equal(infos[agent]["final_observation"][i].numpy(), row[0][agent])
         expected = []
