@@ -207,7 +207,12 @@ class ParticleWorld:
         return self._offsets
 
     def distances_bl(self, first: slice | torch.Tensor, second: slice | torch.Tensor) -> torch.Tensor:
-        """``(|first|, |second|, B)`` distances between two groups of entities."""
+        """``(|first|, |second|, B)`` distances between two groups of entities.
+
+        When ``first`` is a slice of agents, the distances come from ``agent_offsets_bl``,
+        so rewards, observations and contacts of one state share one computation."""
+        if isinstance(first, slice) and first.step is None and (first.stop or 0) <= self.num_agents:
+            return self.agent_offsets_bl()[1][first][:, second]
         offset = self.pos[second][None, :] - self.pos[first][:, None]
         return offset.square().sum(2).sqrt_()
 

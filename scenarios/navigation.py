@@ -169,10 +169,10 @@ class Navigation(ParticleGame):
 
     def _observations(self) -> dict[str, torch.Tensor]:
         agents = self.world.pos[self._agents()]  # (N, 2, B)
-        to_agents = agents[None] - agents[:, None]  # (N, N, 2, B)
-        agent_distance = to_agents.square().sum(2).sqrt().masked_fill(self._eye, float("inf"))
-        to_obstacles = self.world.pos[None, self._obstacles()] - agents[:, None]  # (N, O, 2, B)
-        obstacle_distance = to_obstacles.square().sum(2).sqrt()
+        offsets, distances = self.world.agent_offsets_bl()  # (N, E, 2, B): [i, e] = p_e - p_i
+        to_agents, to_obstacles = offsets[:, self._agents()], offsets[:, self._obstacles()]
+        agent_distance = distances[:, self._agents()].masked_fill(self._eye, float("inf"))  # (N, N, B)
+        obstacle_distance = distances[:, self._obstacles()]  # (N, O, B)
         to_goal = self.world.pos[self._goals()] - agents
         stacked = torch.cat(
             [

@@ -76,7 +76,6 @@ class Spread(ParticleGame):
         self.accelerations = torch.full((count,), 5.0, dtype=self.dtype, device=self.device)
         self.colors = [(0.35, 0.35, 0.85)] * count + [(0.25, 0.25, 0.25)] * count
         self._others = others_index(count, self.device)
-        self._collision_radius = 0.3  # two agents of radius 0.15
 
     def _reset_copies(self, mask: torch.Tensor) -> None:
         count = self.config.num_agents
@@ -98,10 +97,10 @@ class Spread(ParticleGame):
 
     def _rewards(self) -> torch.Tensor:
         count = self.config.num_agents
-        _, distances = self.world.agent_offsets_bl()  # (N, E, B)
-        global_reward = -distances[:, count:].amin(dim=0).sum(dim=0)  # (B,)
+        agents, landmarks = slice(0, count), slice(count, 2 * count)
+        global_reward = -self.world.distances_bl(agents, landmarks).amin(dim=0).sum(dim=0)  # (B,)
         # Every agent overlaps itself (distance 0): count the others by subtracting 1.
-        overlaps = (distances[:, :count] < self._collision_radius).sum(dim=1) - 1  # (N, B)
+        overlaps = self.world.overlapping_bl(agents, agents).sum(dim=1) - 1  # (N, B)
         local_reward = -overlaps.to(self.dtype)
         ratio = self.config.local_ratio
         return (global_reward * (1.0 - ratio)) + local_reward * ratio

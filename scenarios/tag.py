@@ -125,8 +125,7 @@ class Tag(ParticleGame):
     def caught(self) -> torch.Tensor:
         """``(A, G, B)`` bool: adversary ``a`` overlaps good agent ``g``."""
         adversaries, good = self.config.num_adversaries, self.config.num_good
-        _, distances = self.world.agent_offsets_bl()
-        return distances[:adversaries, adversaries : adversaries + good] < 0.125  # radii 0.075 + 0.05
+        return self.world.overlapping_bl(slice(0, adversaries), slice(adversaries, adversaries + good))
 
     def _rewards(self) -> torch.Tensor:
         adversaries, good = self.config.num_adversaries, self.config.num_good
