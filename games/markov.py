@@ -159,8 +159,8 @@ class MarkovGame:
         self._started = False
         self.validate_actions = True
         self.autoreset = True
-        self._size_row: torch.Tensor | None = None
-        self._one_size = False
+        self._size_row = torch.tensor([self._action_sizes[a] for a in self.possible_agents], device=self.device)
+        self._one_size = len(set(self._action_sizes.values())) == 1
 
     # ----------------------------------------------------------------------------------
     # Spaces
@@ -344,10 +344,6 @@ class MarkovGame:
         else:
             stacked = torch.stack([actions[agent].long() for agent in self.possible_agents], dim=1)
             if self.validate_actions:
-                if self._size_row is None:
-                    self._size_row = torch.tensor([self._action_sizes[a] for a in self.possible_agents],
-                                                  device=self.device)
-                    self._one_size = len(set(self._action_sizes.values())) == 1
                 if self._one_size:  # one reduction and one sync on the common path
                     low, high = (int(v) for v in torch.aminmax(stacked))
                     if low < 0 or high >= self._action_sizes[self.possible_agents[0]]:

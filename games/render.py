@@ -68,20 +68,18 @@ def draw_frame(game: Any, copy: int = 0, size: int = 480, extent: float | None =
 
 def random_policy(seed: int = 0) -> Policy:
     """A policy that picks uniformly random actions from a seeded generator."""
-    generator: dict[str, torch.Generator] = {}
+    generator = torch.Generator().manual_seed(seed)
 
     def policy(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         del observations
-        if "cpu" not in generator:
-            generator["cpu"] = torch.Generator().manual_seed(seed)
         actions = {}
         for agent in game.possible_agents:
             space = game.action_space(agent)
             if game.continuous:
-                draw = torch.rand(game.num_envs, space.shape[0], generator=generator["cpu"], dtype=torch.float64)
+                draw = torch.rand(game.num_envs, space.shape[0], generator=generator, dtype=torch.float64)
                 actions[agent] = (space.low[0] + draw * (space.high[0] - space.low[0])).to(game.dtype).to(game.device)
             else:
-                actions[agent] = torch.randint(space.n, (game.num_envs,), generator=generator["cpu"]).to(game.device)
+                actions[agent] = torch.randint(space.n, (game.num_envs,), generator=generator).to(game.device)
         return actions
 
     return policy

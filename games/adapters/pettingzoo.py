@@ -258,13 +258,15 @@ class ParallelEnvBatch(MarkovGame):
         observations = self._gather(self._latest)
         self._observed = observations
         final_observations = self._gather(final)
-        reward_tensor = torch.as_tensor(rewards, device=self.device).to(self.dtype)
-        as_bool = lambda values: torch.as_tensor(values, device=self.device)  # noqa: E731
+        # (N, B) per-agent rows
+        reward_rows = torch.as_tensor(rewards, device=self.device).to(self.dtype).T
+        terminated_rows = torch.as_tensor(terminated, device=self.device).T
+        truncated_rows = torch.as_tensor(truncated, device=self.device).T
         return (
             observations,
-            {agent: reward_tensor[:, i] for i, agent in enumerate(self.possible_agents)},
-            {agent: as_bool(terminated[:, i]) for i, agent in enumerate(self.possible_agents)},
-            {agent: as_bool(truncated[:, i]) for i, agent in enumerate(self.possible_agents)},
+            {agent: reward_rows[i] for i, agent in enumerate(self.possible_agents)},
+            {agent: terminated_rows[i] for i, agent in enumerate(self.possible_agents)},
+            {agent: truncated_rows[i] for i, agent in enumerate(self.possible_agents)},
             {agent: {"final_observation": final_observations[agent]} for agent in self.possible_agents},
         )
 
