@@ -211,12 +211,13 @@ class MarkovGame:
         Args:
             seed: restart every copy's stream at episode 0 of this seed; ``None`` moves each
                 copy on to its next episode.
-            options: accepted for PettingZoo compatibility; unused.
+            options: ``{"episodes": Tensor[B] of int}`` starts copy ``i`` at episode
+                ``episodes[i]`` of its stream instead (to resume an interrupted run exactly);
+                other options are ignored, as PettingZoo allows.
 
         Returns:
             ``(observations, infos)``: ``{agent: Tensor[B, obs_dim]}`` and ``{agent: {}}``.
         """
-        del options
         if seed is not None:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
                 raise ConfigError(f"seed must be an integer, got {seed!r}")
@@ -224,6 +225,8 @@ class MarkovGame:
             self.episodes.zero_()
         elif self._started:
             self.episodes += 1
+        if options is not None and "episodes" in options:
+            self.episodes.copy_(self._episode_indices(options["episodes"]))
         self._started = True
         self.steps.zero_()
         everything = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -231,6 +234,18 @@ class MarkovGame:
         observations = self._observations()
         self._observed = observations
         return observations, {agent: {} for agent in self.possible_agents}
+
+    def _episode_indices(self, episodes: Any) -> torch.Tensor:
+        """Checks ``options["episodes"]`` of ``reset``: ``B`` non-negative integers."""
+        episodes = torch.as_tensor(episodes)
+        if episodes.dtype.is_floating_point or episodes.dtype == torch.bool or tuple(episodes.shape) != (self.num_envs,):
+            raise ConfigError(
+                f"options['episodes'] must be {self.num_envs} integers, one per copy; got {episodes.dtype} "
+                f"of shape {tuple(episodes.shape)}"
+            )
+        if bool((episodes < 0).any()):
+            raise ConfigError("options['episodes'] must be >= 0")
+        return episodes.to(device=self.device, dtype=torch.int64)
 
     def step(
         self, actions: Mapping[AgentID, torch.Tensor]

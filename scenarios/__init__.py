@@ -25,12 +25,14 @@ from scenarios.adversary import Adversary, AdversaryConfig
 from scenarios.navigation import Navigation, NavigationConfig
 from scenarios.spread import Spread, SpreadConfig
 from scenarios.tag import Tag, TagConfig
+from scenarios.two_step import TwoStep, TwoStepConfig
 
 SCENARIOS: dict[str, type] = {
     "spread": Spread,
     "tag": Tag,
     "adversary": Adversary,
     "navigation": Navigation,
+    "two_step": TwoStep,
 }
 
 # The mpe2 task each MPE-equivalent scenario reproduces.
@@ -109,6 +111,8 @@ __all__ = [
     "SpreadConfig",
     "Tag",
     "TagConfig",
+    "TwoStep",
+    "TwoStepConfig",
     "config_class",
     "make",
     "names",

@@ -1,0 +1,289 @@
+"""A MADDPG training run: games, the loop, logs, checkpoints and resuming.
+
+The run reads top to bottom (``train``):
+
+1. build the learner (``marl.maddpg.MADDPG``) and a replay buffer on the training device;
+2. reset the game's ``B`` copies (or restore everything from a checkpoint);
+3. loop: act in every copy with exploration, step, store ``B`` transitions, and run one
+   update per ``transitions_per_update`` transitions once ``learning_starts`` are stored;
+4. every ``log_every`` transitions, log the mean return of the episodes that finished
+   (per agent, on the game's reward scale) to TensorBoard and the caller;
+5. every ``checkpoint_every`` transitions, at the next step where every copy starts a new
+   episode, write ``checkpoint.pt`` atomically. Ctrl-C writes one too.
+
+Resuming loads the checkpoint (weights, targets, optimizers, generators, the replay buffer,
+counters and each copy's episode index) and goes on; when the checkpoint fell on an episode
+boundary, the resumed run is the uninterrupted run, transition for transition.
+
+Games are gamelab scenario names (``spread``) or ``pettingzoo:MODULE`` for a PettingZoo
+environment module with a ``parallel_env`` factory (``pettingzoo:mpe2.simple_spread_v3``),
+driven through ``games.adapters.pettingzoo``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from marl import checkpoint
+from marl.maddpg import MADDPG, GameSpec, MADDPGConfig, TrainingError
+from marl.replay import ReplayBuffer
+
+PETTINGZOO_PREFIX = "pettingzoo:"
+CHECKPOINT_FILE = "checkpoint.pt"
+POLICY_FILE = "policy.pt"
+
+
+def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", seed: int = 0,
+              settings: dict[str, Any] | None = None) -> Any:
+    """``num_envs`` copies of a scenario (``spread``) or of ``pettingzoo:MODULE`` as a ``MarkovGame``.
+
+    For ``pettingzoo:MODULE`` the settings are passed to ``MODULE.parallel_env`` and the
+    copies run on the CPU (the trainer moves tensors to its device).
+    """
+    settings = dict(settings or {})
+    if not name.startswith(PETTINGZOO_PREFIX):
+        import scenarios
+
+        return scenarios.make(name, num_envs=num_envs, device=device, seed=seed, **settings)
+    from games.adapters.pettingzoo import from_parallel_env
+
+    module_name = name[len(PETTINGZOO_PREFIX):]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise TrainingError(f"game {name!r}: cannot import {module_name!r} ({error})") from None
+    factory = getattr(module, "parallel_env", None)
+    if not callable(factory):
+        raise TrainingError(f"game {name!r}: {module_name} has no parallel_env() factory")
+    try:
+        factory(**settings).close()
+    except TypeError as error:
+        raise TrainingError(f"game {name!r}: bad settings {settings}: {error}") from None
+    return from_parallel_env(lambda: factory(**settings), num_envs, seed=seed)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns."""
+
+    learner: MADDPG
+    env_steps: int
+    updates: int
+    seconds: float
+    curve: list[dict[str, float]] = field(default_factory=list)
+    """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent)."""
+    interrupted: bool = False
+
+
+def _joint(values: dict[str, torch.Tensor], agents: tuple[str, ...], device: torch.device) -> torch.Tensor:
+    return torch.cat([values[agent].reshape(values[agent].shape[0], -1) for agent in agents], dim=1).to(
+        device=device, dtype=torch.float32
+    )
+
+
+def train(
+    game: Any,
+    config: MADDPGConfig,
+    *,
+    device: torch.device | str = "cpu",
+    run_dir: str | os.PathLike | None = None,
+    game_name: str = "",
+    game_settings: dict[str, Any] | None = None,
+    resume: bool = False,
+    time_limit: float | None = None,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Trains MADDPG (or independent DDPG) on ``game`` for ``config.env_steps`` transitions.
+
+    Args:
+        game: a ``MarkovGame`` with ``config.num_envs`` copies.
+        config: the settings.
+        device: where the networks and the replay buffer live.
+        run_dir: folder for TensorBoard logs and ``checkpoint.pt``; ``None`` writes nothing.
+        game_name, game_settings: recorded in checkpoints, and checked against on resume.
+        resume: continue from ``run_dir/checkpoint.pt``.
+        time_limit: stop after this many seconds of this call (the run can be resumed).
+        callback: called with the logged statistics after every log.
+    """
+    device = torch.device(device)
+    if game.num_envs != config.num_envs:
+        raise TrainingError(f"the game has {game.num_envs} copies but config.num_envs is {config.num_envs}")
+    spec = GameSpec.of(game)
+    settings = dict(game_settings or {})
+    learner = MADDPG(spec, config, device)
+    buffer = ReplayBuffer(config.buffer_size, learner.joint_observation_size, learner.joint_action_size,
+                          spec.num_agents, device=device)
+    copies, agents = config.num_envs, spec.agents
+    members = torch.zeros(copies, spec.num_agents, dtype=torch.int64, device=device)
+    env_steps, updates, seconds_before, curve = 0, 0, 0.0, []
+    path = None if run_dir is None else os.path.join(os.fspath(run_dir), CHECKPOINT_FILE)
+
+    if resume:
+        if path is None:
+            raise TrainingError("resuming needs a run folder")
+        saved = checkpoint.load(path)
+        checkpoint.check_game(saved, path, game_name, settings)
+        if saved["spec"] != spec.to_dict():
+            raise checkpoint.CheckpointError(f"{path}: the checkpoint's agents and spaces do not fit the game")
+        if "run" not in saved:
+            raise checkpoint.CheckpointError(f"{path}: a policy file, not a training checkpoint; it cannot be resumed")
+        try:
+            learner.load_state_dict(saved["learner"])
+            buffer.load_state_dict(saved["run"]["replay"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"{path}: the checkpoint does not fit this run: {error}") from None
+        run = saved["run"]
+        env_steps, updates, seconds_before = int(run["env_steps"]), int(run["updates"]), float(run["seconds"])
+        curve = list(run["curve"])
+        members.copy_(run["members"].to(device))
+        observations, _ = game.reset(seed=config.seed, options={"episodes": run["episodes"]})
+    else:
+        observations, _ = game.reset(seed=config.seed)
+
+    writer = None
+    if run_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(os.fspath(run_dir), purge_step=env_steps if resume else None)
+
+    def write_checkpoint() -> None:
+        if path is None:
+            return
+        # Copies in the middle of an episode restart at their next one when resumed.
+        episodes = (game.episodes + (game.steps > 0).to(game.episodes.dtype)).cpu()
+        checkpoint.save(path, {
+            "game": {"name": game_name, "settings": settings},
+            "spec": spec.to_dict(),
+            "config": dataclasses.asdict(config),
+            "learner": learner.state_dict(),
+            "run": {
+                "env_steps": env_steps, "updates": updates, "seconds": seconds_before + elapsed(),
+                "curve": curve, "members": members.cpu(), "episodes": episodes, "replay": buffer.state_dict(),
+            },
+        })
+
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    joint_observations = _joint(observations, agents, device)
+    returns = torch.zeros(copies, dtype=torch.float64, device=device)
+    finished_sum = torch.zeros((), dtype=torch.float64, device=device)
+    finished_count = torch.zeros((), dtype=torch.float64, device=device)
+    losses: dict[str, torch.Tensor] = {}
+    next_log = (env_steps // config.log_every + 1) * config.log_every
+    next_checkpoint = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every
+    slack = copies * max(1, min(game.max_steps, 10_000))
+    interrupted = False
+    try:
+        while env_steps < config.env_steps:
+            if time_limit is not None and elapsed() >= time_limit:
+                break
+            joint_actions = learner.act(joint_observations, members, explore=True)
+            observations, rewards, terminated, truncated, infos = game.step(
+                learner.game_actions(joint_actions, game.device)
+            )
+            final = _joint({agent: infos[agent]["final_observation"] for agent in agents}, agents, device)
+            reward_rows = torch.stack([rewards[agent] for agent in agents], dim=1).to(device, torch.float32)
+            ended = torch.stack([terminated[agent] for agent in agents], dim=1).to(device)
+            cut = torch.stack([truncated[agent] for agent in agents], dim=1).to(device)
+            buffer.add(observations=joint_observations, actions=joint_actions, rewards=reward_rows,
+                       next_observations=final, terminated=ended.float(), members=members)
+            joint_observations = _joint(observations, agents, device)
+            env_steps += copies
+
+            done = (ended | cut).any(1)
+            returns += reward_rows.mean(1)
+            finished_sum += (returns * done).sum()
+            finished_count += done.sum()
+            returns.masked_fill_(done, 0.0)
+            if learner.members > 1:
+                fresh = torch.randint(learner.members, members.shape, generator=learner.generator, device=device)
+                members = torch.where(done[:, None], fresh, members)
+
+            if env_steps >= config.learning_starts:
+                due = (env_steps - config.learning_starts) // config.transitions_per_update + 1
+                while updates < due:
+                    losses = learner.update(buffer.sample(config.batch_size, learner.generator))
+                    updates += 1
+
+            if env_steps >= next_log or env_steps >= config.env_steps:
+                next_log = (env_steps // config.log_every + 1) * config.log_every
+                count = float(finished_count)
+                stats = {
+                    "env_steps": float(env_steps),
+                    "updates": float(updates),
+                    "seconds": seconds_before + elapsed(),
+                    "episode_return": float(finished_sum) / count if count else math.nan,
+                    **{name: float(value) for name, value in losses.items()},
+                }
+                finished_sum.zero_()
+                finished_count.zero_()
+                if count:
+                    curve.append({key: stats[key] for key in ("env_steps", "seconds", "episode_return")})
+                if writer is not None:
+                    for name, value in stats.items():
+                        if name not in ("env_steps",) and not math.isnan(value):
+                            writer.add_scalar(f"train/{name}", value, env_steps)
+                if callback is not None:
+                    callback(stats)
+
+            if env_steps >= next_checkpoint:
+                at_boundary = bool((game.steps == 0).all())
+                if at_boundary or env_steps >= next_checkpoint + slack:
+                    write_checkpoint()
+                    next_checkpoint = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every
+    except KeyboardInterrupt:
+        interrupted = True
+    write_checkpoint()
+    if writer is not None:
+        writer.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return TrainResult(learner, env_steps, updates, seconds_before + elapsed(), curve)
+
+
+def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> None:
+    """Writes the trained actors alone (no optimizers, no replay) as a small checkpoint."""
+    state = learner.state_dict()
+    checkpoint.save(path, {
+        "game": {"name": game_name, "settings": dict(game_settings)},
+        "spec": learner.spec.to_dict(),
+        "config": dataclasses.asdict(learner.config),
+        "learner": {"actors": state["actors"]},
+    })
+
+
+def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str | None = None,
+                game_settings: dict[str, Any] | None = None):
+    """A ``TrainedPolicy`` from a checkpoint or policy file, checked against the game when given."""
+    from marl.maddpg import TrainedPolicy
+
+    saved = checkpoint.load(path)
+    if game_name is not None:
+        checkpoint.check_game(saved, path, game_name, dict(game_settings or {}))
+    try:
+        spec = GameSpec(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in saved["spec"].items()})
+        config = MADDPGConfig(**{key: tuple(value) if key == "hidden_sizes" else value
+                                 for key, value in saved["config"].items()})
+    except (TypeError, TrainingError) as error:
+        raise checkpoint.CheckpointError(f"{os.fspath(path)}: malformed checkpoint header: {error}") from None
+    if game is not None and GameSpec.of(game) != spec:
+        raise checkpoint.CheckpointError(f"{os.fspath(path)}: the checkpoint's agents and spaces do not fit the game")
+    learner = MADDPG(spec, config, "cpu" if game is None else game.device)
+    try:
+        learner.actors.load_state_dict(saved["learner"]["actors"])
+    except (KeyError, RuntimeError, TypeError) as error:
+        raise checkpoint.CheckpointError(f"{os.fspath(path)}: the checkpoint's actors do not fit: {error}") from None
+    return TrainedPolicy(learner)
