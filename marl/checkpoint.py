@@ -53,8 +53,10 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupted or foreign): {reason[:200]}") from None
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (corrupted or foreign): {type(error).__name__} {detail}".rstrip()
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gamelab MADDPG checkpoint (no {FORMAT!r} format marker)")
     if payload.get("version") != VERSION:
@@ -67,12 +69,16 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_game(payload: dict[str, Any], path: str | os.PathLike, name: str, settings: dict[str, Any]) -> None:
     """Raises ``CheckpointError`` unless the checkpoint was trained on game ``name`` with ``settings``."""
+    from marl.envs import resolved_settings
+
     saved = payload["game"]
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{os.fspath(path)}: the checkpoint's 'game' entry is malformed")
     if saved.get("name") != name:
         raise CheckpointError(
             f"{os.fspath(path)}: the checkpoint was trained on {saved.get('name')!r}, not {name!r}"
         )
-    if dict(saved.get("settings", {})) != dict(settings):
+    if resolved_settings(name, saved.get("settings", {})) != resolved_settings(name, settings):
         raise CheckpointError(
             f"{os.fspath(path)}: the checkpoint was trained on {name} with settings {saved.get('settings')}, "
             f"not {settings}"

@@ -4,6 +4,9 @@
                        [--device D] [--out FILE] [--plot FILE] [--json]
     gamelab games      list the catalog of classic games
     gamelab solvers    list the solvers and what they do
+    gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
+                       [--device D] [--out DIR] [--resume] [--json]
+    gamelab evaluate CHECKPOINT --scenario NAME [--episodes N] [--gif FILE] [--json]
 
 GAME is a catalog name (``gamelab games``), a Gambit ``.nfg`` path, ``random(3,3,3,seed=1)``,
 ``random_zero_sum(100,100,seed=0)``, or an OpenSpiel game string: normal-form
@@ -77,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="write an animated GIF of one episode of a scenario")
     render.add_argument("scenario", help="scenario name; see `gamelab scenarios`")
     render.add_argument("--policy", default="random",
-                        help="random, scripted (spread, navigation) or module:callable taking (game, observations)")
+                        help="random, scripted (spread, navigation), a checkpoint or policy .pt from "
+                             "`gamelab train`, or module:callable taking (game, observations)")
     render.add_argument("--out", required=True, help="the .gif to write")
     render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a scenario setting, e.g. --set num_agents=5 (repeatable)")
@@ -86,8 +90,47 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--fps", type=_positive_int, default=10, help="frames per second (default 10)")
     render.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
+    train = commands.add_parser("train", help="train agents on a Markov game")
+    algorithms = train.add_subparsers(dest="algorithm", required=True)
+    maddpg = algorithms.add_parser(
+        "maddpg", help="MADDPG (Lowe et al. 2017), or independent DDPG with --independent",
+        description="Trains MADDPG on a scenario or a PettingZoo environment (pettingzoo:MODULE), "
+                    "then evaluates the trained agents over 100 episodes and draws one as a GIF.",
+    )
+    maddpg.add_argument("--scenario", required=True,
+                        help="scenario name (see `gamelab scenarios`) or pettingzoo:MODULE, "
+                             "e.g. pettingzoo:mpe2.simple_spread_v3")
+    maddpg.add_argument("--env-steps", type=_positive_int, default=None,
+                        help="transitions to collect, summed over copies (default 1,500,000)")
+    maddpg.add_argument("--num-envs", type=_positive_int, default=None, help="copies stepped together (default 64)")
+    maddpg.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    maddpg.add_argument("--device", default="cpu", help="torch device of the networks and the buffer (default cpu)")
+    maddpg.add_argument("--out", default=None, help="run folder (default runs/maddpg-SCENARIO-seedS)")
+    maddpg.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    maddpg.add_argument("--independent", action="store_true",
+                        help="independent DDPG: critics see only their own agent (centralized_critic=false)")
+    maddpg.add_argument("--minutes", type=_non_negative_float, default=None,
+                        help="stop training after this many minutes (resumable)")
+    maddpg.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a scenario setting, e.g. --set num_agents=5 (repeatable)")
+    maddpg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a trainer setting of MADDPGConfig, e.g. --param batch_size=512 (repeatable)")
+    maddpg.add_argument("--no-gif", action="store_true", help="skip the GIF of the trained agents")
+    maddpg.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    evaluate = commands.add_parser("evaluate", help="replay a trained policy and report its mean return")
+    evaluate.add_argument("checkpoint", help="checkpoint.pt or policy.pt written by `gamelab train`")
+    evaluate.add_argument("--scenario", required=True, help="the scenario (or pettingzoo:MODULE) it was trained on")
+    evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="the scenario settings it was trained with (repeatable)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
+    evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
+    evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    evaluate.add_argument("--gif", default=None, help="also write one episode as this .gif")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
-    bench.add_argument("target", choices=["sim", "matrix", "cfr"], help="which benchmark")
+    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg"], help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 
@@ -308,7 +351,7 @@ def _setting(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _load_policy(spec: str, scenario: str) -> Any:
+def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
     import importlib
 
     if spec == "random":
@@ -324,8 +367,12 @@ def _load_policy(spec: str, scenario: str) -> Any:
                 "use random or module:callable"
             )
         return scripted[scenario]
+    if spec.endswith(".pt"):
+        from marl.train import load_policy
+
+        return load_policy(spec, game_name=scenario, game_settings=settings)
     if ":" not in spec:
-        raise GamelabError(f"--policy {spec!r}: expected random, scripted or module:callable")
+        raise GamelabError(f"--policy {spec!r}: expected random, scripted, a .pt checkpoint or module:callable")
     module_name, attribute = spec.split(":", 1)
     try:
         module = importlib.import_module(module_name)
@@ -346,9 +393,190 @@ def command_render(args: argparse.Namespace) -> int:
         raise GamelabError(f"--out {args.out!r}: the animation is written as GIF, so the name must end in .gif")
     settings = dict(_setting(text) for text in args.set)
     game = scenarios.make(args.scenario, num_envs=1, device=_device(args.device), seed=args.seed, **settings)
-    policy = _load_policy(args.policy, args.scenario)
+    policy = _load_policy(args.policy, args.scenario, settings)
     frames = record_gif(game, policy, args.out, steps=args.steps, seed=args.seed, fps=args.fps)
     print(f"wrote {args.out}: {frames} frames of {args.scenario}")
+    return 0
+
+
+def _run_folder(args: argparse.Namespace) -> str:
+    import os
+    import re
+
+    folder = args.out or os.path.join("runs", f"maddpg-{re.sub(r'[^A-Za-z0-9_.-]+', '-', args.scenario)}-"
+                                              f"seed{0 if args.seed is None else args.seed}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise GamelabError(f"--out {folder}: exists and is not a folder")
+    has_run = os.path.isfile(os.path.join(folder, "checkpoint.pt"))
+    if args.resume and not has_run:
+        raise GamelabError(f"--resume: {folder} holds no checkpoint.pt to continue")
+    if not args.resume and has_run:
+        raise GamelabError(f"--out {folder} already holds a run; pass --resume to continue it, or choose another --out")
+    return folder
+
+
+def _trainer_config(args: argparse.Namespace, folder: str) -> Any:
+    import dataclasses
+    import os
+
+    from marl import checkpoint
+    from marl.maddpg import MADDPGConfig
+
+    overrides = dict(_setting(text) for text in args.param)
+    if "hidden_sizes" in overrides and isinstance(overrides["hidden_sizes"], list):
+        overrides["hidden_sizes"] = tuple(overrides["hidden_sizes"])
+    named = {"num_envs": args.num_envs, "seed": args.seed, "centralized_critic": False if args.independent else None}
+    overrides.update({key: value for key, value in named.items() if value is not None})
+    if not args.resume:
+        if args.env_steps is not None:
+            overrides["env_steps"] = args.env_steps
+        return MADDPGConfig.from_dict(overrides)
+    path = os.path.join(folder, "checkpoint.pt")
+    saved = checkpoint.load(path)
+    values = dict(saved["config"])
+    values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    for key, value in overrides.items():
+        if values.get(key) != value:
+            raise GamelabError(
+                f"--resume: {path} was trained with {key}={values.get(key)!r}; "
+                f"a resumed run keeps its settings (only --env-steps can change)"
+            )
+    if args.env_steps is not None:
+        values["env_steps"] = args.env_steps
+    config = MADDPGConfig.from_dict(values)
+    if dataclasses.asdict(config) != values:
+        raise GamelabError(f"--resume: {path} holds settings this gamelab does not read")
+    return config
+
+
+def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes: int, seed: int, device: Any,
+                     gif: str | None) -> dict[str, Any]:
+    """Mean return per agent of ``policy`` and of uniform random play over the same episodes."""
+    from games.render import random_policy, record_gif
+    from marl.envs import make_game
+    from marl.evaluation import episode_returns
+
+    game = make_game(name, episodes, device=device, seed=seed, settings=settings)
+    trained = episode_returns(policy, game, seed)
+    random = episode_returns(random_policy(seed), game, seed)
+    out = {
+        "mean_episode_return": float(trained.mean()),
+        "episode_return_std": float(trained.std()) if episodes > 1 else 0.0,
+        "random_return": float(random.mean()),
+        "eval_episodes": episodes,
+        "gif": None,
+    }
+    if gif is not None:
+        single = make_game(name, 1, device=device, seed=seed, settings=settings)
+        if hasattr(single, "world"):
+            record_gif(single, policy, gif, seed=seed)
+            out["gif"] = gif
+    return out
+
+
+def command_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from games.io import atomic_write_text
+    from marl.envs import make_game
+    from marl.plots import write_learning_curves
+    from marl.train import POLICY_FILE, save_policy, train
+
+    console = Console(stderr=args.json)
+    folder = _run_folder(args)
+    config = _trainer_config(args, folder)
+    device = _device(args.device)
+    settings = dict(_setting(text) for text in args.set)
+    game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)
+    os.makedirs(folder, exist_ok=True)
+    with Progress(
+        TextColumn(f"[bold]MADDPG {args.scenario}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
+        TextColumn("return {task.fields[episode_return]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=config.env_steps, episode_return="-")
+
+        def show(stats: dict[str, float]) -> None:
+            value = stats["episode_return"]
+            progress.update(task, completed=int(stats["env_steps"]),
+                            episode_return="-" if value != value else f"{value:+.2f}")
+
+        try:
+            result = train(game, config, device=device, run_dir=folder, game_name=args.scenario,
+                           game_settings=settings, resume=args.resume,
+                           time_limit=None if args.minutes is None else 60 * args.minutes, callback=show)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: the checkpoint in {folder} is up to date; continue with --resume")
+            return 130
+    save_policy(os.path.join(folder, POLICY_FILE), result.learner, args.scenario, settings)
+    gif = None if args.no_gif else os.path.join(folder, "trained.gif")
+    evaluation = _evaluate_policy(
+        _trained_policy(result.learner), args.scenario, settings, config.eval_episodes, config.seed + 1, device, gif
+    )
+    if result.curve:
+        write_learning_curves(os.path.join(folder, "learning_curve.png"), {"MADDPG": result.curve},
+                              title=f"MADDPG on {args.scenario}",
+                              references={"uniform random": evaluation["random_return"]})
+    payload = {
+        "scenario": args.scenario,
+        "settings": settings,
+        "algorithm": "maddpg" if config.centralized_critic else "independent-ddpg",
+        **evaluation,
+        "env_steps": result.env_steps,
+        "updates": result.updates,
+        "seconds": result.seconds,
+        "run_dir": folder,
+        "checkpoint": os.path.join(folder, "checkpoint.pt"),
+        "policy": os.path.join(folder, POLICY_FILE),
+        "config": dataclasses.asdict(config),
+    }
+    atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        console.print(
+            f"[bold]{payload['algorithm']}[/bold] on {args.scenario}: {result.env_steps:,} env steps, "
+            f"{result.updates:,} updates, {result.seconds:.1f} s"
+        )
+        console.print(
+            f"mean return per agent over {evaluation['eval_episodes']} episodes: "
+            f"{evaluation['mean_episode_return']:+.2f} (uniform random {evaluation['random_return']:+.2f})"
+        )
+        console.print(f"run folder {folder}: checkpoint.pt, policy.pt, result.json, TensorBoard logs"
+                      + (", trained.gif" if evaluation["gif"] else ""))
+    return 0
+
+
+def _trained_policy(learner: Any) -> Any:
+    from marl.maddpg import TrainedPolicy
+
+    return TrainedPolicy(learner)
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from marl.train import load_policy
+
+    if args.gif is not None:
+        _check_output_path(args.gif, "--gif")
+        if not args.gif.lower().endswith(".gif"):
+            raise GamelabError(f"--gif {args.gif!r}: the name must end in .gif")
+    settings = dict(_setting(text) for text in args.set)
+    device = _device(args.device)
+    policy = load_policy(args.checkpoint, game_name=args.scenario, game_settings=settings, device=device)
+    evaluation = _evaluate_policy(policy, args.scenario, settings, args.episodes, args.seed, device, args.gif)
+    payload = {"checkpoint": args.checkpoint, "scenario": args.scenario, "settings": settings, **evaluation}
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        print(f"{args.checkpoint} on {args.scenario}: mean return per agent over {args.episodes} episodes "
+              f"{evaluation['mean_episode_return']:+.2f} (std {evaluation['episode_return_std']:.2f}; "
+              f"uniform random {evaluation['random_return']:+.2f})")
+        if evaluation["gif"]:
+            print(f"wrote {evaluation['gif']}")
     return 0
 
 
@@ -378,6 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "solvers": command_solvers,
         "scenarios": command_scenarios,
         "render": command_render,
+        "train": command_train,
+        "evaluate": command_evaluate,
         "bench": command_bench,
     }
     try:

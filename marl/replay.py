@@ -101,7 +101,7 @@ class ReplayBuffer:
             "capacity": self.capacity,
             "size": self.size,
             "position": self.position,
-            **{name: tensor[: self.size].cpu() for name, tensor in self.storage.items()},
+            **{name: tensor[: self.size].to("cpu", copy=True) for name, tensor in self.storage.items()},
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:

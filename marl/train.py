@@ -15,15 +15,13 @@ Resuming loads the checkpoint (weights, targets, optimizers, generators, the rep
 counters and each copy's episode index) and goes on; when the checkpoint fell on an episode
 boundary, the resumed run is the uninterrupted run, transition for transition.
 
-Games are gamelab scenario names (``spread``) or ``pettingzoo:MODULE`` for a PettingZoo
-environment module with a ``parallel_env`` factory (``pettingzoo:mpe2.simple_spread_v3``),
-driven through ``games.adapters.pettingzoo``.
+Games come from ``marl.envs.make_game``: scenario names, or PettingZoo environments
+through the adapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
 import time
@@ -37,38 +35,8 @@ from marl import checkpoint
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig, TrainingError
 from marl.replay import ReplayBuffer
 
-PETTINGZOO_PREFIX = "pettingzoo:"
 CHECKPOINT_FILE = "checkpoint.pt"
 POLICY_FILE = "policy.pt"
-
-
-def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", seed: int = 0,
-              settings: dict[str, Any] | None = None) -> Any:
-    """``num_envs`` copies of a scenario (``spread``) or of ``pettingzoo:MODULE`` as a ``MarkovGame``.
-
-    For ``pettingzoo:MODULE`` the settings are passed to ``MODULE.parallel_env`` and the
-    copies run on the CPU (the trainer moves tensors to its device).
-    """
-    settings = dict(settings or {})
-    if not name.startswith(PETTINGZOO_PREFIX):
-        import scenarios
-
-        return scenarios.make(name, num_envs=num_envs, device=device, seed=seed, **settings)
-    from games.adapters.pettingzoo import from_parallel_env
-
-    module_name = name[len(PETTINGZOO_PREFIX):]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise TrainingError(f"game {name!r}: cannot import {module_name!r} ({error})") from None
-    factory = getattr(module, "parallel_env", None)
-    if not callable(factory):
-        raise TrainingError(f"game {name!r}: {module_name} has no parallel_env() factory")
-    try:
-        factory(**settings).close()
-    except TypeError as error:
-        raise TrainingError(f"game {name!r}: bad settings {settings}: {error}") from None
-    return from_parallel_env(lambda: factory(**settings), num_envs, seed=seed)
 
 
 @dataclass
@@ -265,8 +233,8 @@ def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_s
 
 
 def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str | None = None,
-                game_settings: dict[str, Any] | None = None):
-    """A ``TrainedPolicy`` from a checkpoint or policy file, checked against the game when given."""
+                game_settings: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
+    """A ``TrainedPolicy`` on ``device`` from a checkpoint or policy file, checked against the game when given."""
     from marl.maddpg import TrainedPolicy
 
     saved = checkpoint.load(path)
@@ -281,7 +249,7 @@ def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: malformed checkpoint header: {error}") from None
     if game is not None and GameSpec.of(game) != spec:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: the checkpoint's agents and spaces do not fit the game")
-    learner = MADDPG(spec, config, "cpu" if game is None else game.device)
+    learner = MADDPG(spec, config, device)
     try:
         learner.actors.load_state_dict(saved["learner"]["actors"])
     except (KeyError, RuntimeError, TypeError) as error:

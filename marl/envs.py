@@ -1,0 +1,67 @@
+"""Games that the trainers run on, by name.
+
+A name is a gamelab scenario (``spread``, see ``gamelab scenarios``) or
+``pettingzoo:MODULE`` for any PettingZoo environment module with a ``parallel_env``
+factory, such as ``pettingzoo:mpe2.simple_spread_v3``; those are driven through
+``games.adapters.pettingzoo.from_parallel_env`` (copies stepped one by one on the CPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+
+from marl.maddpg import TrainingError
+
+PETTINGZOO_PREFIX = "pettingzoo:"
+
+
+def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", seed: int = 0,
+              settings: dict[str, Any] | None = None) -> Any:
+    """``num_envs`` copies of a scenario (``spread``) or of ``pettingzoo:MODULE`` as a ``MarkovGame``.
+
+    For ``pettingzoo:MODULE`` the settings are passed to ``MODULE.parallel_env`` and the
+    copies run on the CPU (the trainer moves tensors to its device).
+    """
+    settings = dict(settings or {})
+    if not name.startswith(PETTINGZOO_PREFIX):
+        import scenarios
+
+        return scenarios.make(name, num_envs=num_envs, device=device, seed=seed, **settings)
+    from games.adapters.pettingzoo import from_parallel_env
+
+    module_name = name[len(PETTINGZOO_PREFIX):]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise TrainingError(f"game {name!r}: cannot import {module_name!r} ({error})") from None
+    factory = getattr(module, "parallel_env", None)
+    if not callable(factory):
+        raise TrainingError(f"game {name!r}: {module_name} has no parallel_env() factory")
+    try:
+        factory(**settings).close()
+    except TypeError as error:
+        raise TrainingError(f"game {name!r}: bad settings {settings}: {error}") from None
+    return from_parallel_env(lambda: factory(**settings), num_envs, seed=seed)
+
+
+def resolved_settings(name: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Every setting of a scenario, defaults filled in (so ``{}`` equals the explicit defaults).
+
+    PettingZoo environments' settings are returned as given.
+    """
+    settings = dict(settings or {})
+    if name.startswith(PETTINGZOO_PREFIX):
+        return settings
+    import dataclasses
+
+    import scenarios
+
+    config_class = scenarios.config_class(name)
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise TrainingError(f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}")
+    return dataclasses.asdict(config_class(**settings))

@@ -1,0 +1,50 @@
+"""Learning-curve pictures: episode return against environment steps and wall-clock time."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+
+
+def write_learning_curves(
+    path: str | os.PathLike,
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    *,
+    title: str,
+    references: Mapping[str, float] | None = None,
+) -> None:
+    """Writes a PNG with two panels, return vs env steps and return vs seconds, atomically.
+
+    Args:
+        path: the ``.png`` to write.
+        curves: ``{label: [{"env_steps", "seconds", "episode_return"}, ...]}``.
+        title: the figure title.
+        references: ``{label: return}`` drawn as horizontal dashed lines (random play, a script).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from games.io import atomic_write_bytes
+
+    figure, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for label, points in curves.items():
+        by_steps.plot([p["env_steps"] for p in points], [p["episode_return"] for p in points], label=label)
+        by_time.plot([p["seconds"] for p in points], [p["episode_return"] for p in points], label=label)
+    for axes, name in ((by_steps, "environment steps"), (by_time, "seconds")):
+        for label, value in (references or {}).items():
+            axes.axhline(value, linestyle="--", linewidth=1, color="gray")
+            axes.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
+                          color="dimgray", va="bottom")
+        axes.set_xlabel(name)
+        axes.grid(True, alpha=0.3)
+    by_steps.set_ylabel("mean episode return per agent")
+    by_steps.legend(loc="lower right")
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
