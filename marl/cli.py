@@ -479,7 +479,13 @@ def command_train(args: argparse.Namespace) -> int:
     import os
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from games.io import atomic_write_text
     from marl.envs import make_game
@@ -500,10 +506,10 @@ def command_train(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("train", total=config.env_steps, episode_return="-")
 
-        def show(stats: dict[str, float]) -> None:
+        def show(stats: dict[str, float], _: Any) -> None:
             value = stats["episode_return"]
             progress.update(task, completed=int(stats["env_steps"]),
-                            episode_return="-" if value != value else f"{value:+.2f}")
+                            episode_return="-" if math.isnan(value) else f"{value:+.2f}")
 
         try:
             result = train(game, config, device=device, run_dir=folder, game_name=args.scenario,

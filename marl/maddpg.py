@@ -44,6 +44,7 @@ actor input ``(G, K, M, obs)``, actor output ``(G, K, M, actions)``, critic inpu
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ class MADDPGConfig:
         for name in ("actor_lr", "critic_lr", "gamma", "tau", "grad_clip", "actor_regularization",
                      "gumbel_temperature", "exploration_noise"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise TrainingError(f"{name} must be a number, got {value!r}")
             low, high = bounded.get(name, (0.0, float("inf")))
             if not low <= value <= high or value == float("inf"):
@@ -459,4 +460,4 @@ class TrainedPolicy:
         return learner.game_actions(learner.act(joint, members, explore=False), game.device)
 
 
-__all__ = ["GameSpec", "MADDPG", "MADDPGConfig", "TrainedPolicy", "TrainingError"]
+__all__ = ["MADDPG", "GameSpec", "MADDPGConfig", "TrainedPolicy", "TrainingError"]

@@ -68,7 +68,7 @@ def train(
     game_settings: dict[str, Any] | None = None,
     resume: bool = False,
     time_limit: float | None = None,
-    callback: Callable[[dict[str, float]], None] | None = None,
+    callback: Callable[[dict[str, float], MADDPG], None] | None = None,
 ) -> TrainResult:
     """Trains MADDPG (or independent DDPG) on ``game`` for ``config.env_steps`` transitions.
 
@@ -80,7 +80,7 @@ def train(
         game_name, game_settings: recorded in checkpoints, and checked against on resume.
         resume: continue from ``run_dir/checkpoint.pt``.
         time_limit: stop after this many seconds of this call (the run can be resumed).
-        callback: called with the logged statistics after every log.
+        callback: called as ``callback(stats, learner)`` after every log.
     """
     device = torch.device(device)
     if game.num_envs != config.num_envs:
@@ -204,7 +204,7 @@ def train(
                         if name not in ("env_steps",) and not math.isnan(value):
                             writer.add_scalar(f"train/{name}", value, env_steps)
                 if callback is not None:
-                    callback(stats)
+                    callback(stats, learner)
 
             if env_steps >= next_checkpoint:
                 at_boundary = bool((game.steps == 0).all())

@@ -291,3 +291,18 @@ def test_bad_batch_arguments_are_refused():
         scenarios.make("spread", dtype=torch.int32)
     with pytest.raises(ConfigError, match="not a torch device"):
         scenarios.make("spread", device="gpu7")
+
+
+def test_reset_options_start_each_copy_at_a_given_episode():
+    batch = scenarios.make("spread", num_envs=3, seed=4)
+    observations, _ = batch.reset(seed=4, options={"episodes": torch.tensor([2, 0, 5])})
+    for copy, episode in enumerate([2, 0, 5]):
+        single = scenarios.make("spread", num_envs=1, seed=4, first_copy=copy)
+        single.reset(seed=4)
+        for _ in range(episode):
+            single.reset()
+        torch.testing.assert_close(single.state(), batch.state()[copy:copy + 1])
+    with pytest.raises(ConfigError, match="3 integers"):
+        batch.reset(options={"episodes": torch.tensor([1.0, 2.0, 3.0])})
+    with pytest.raises(ConfigError, match=">= 0"):
+        batch.reset(options={"episodes": torch.tensor([1, -1, 3])})

@@ -175,3 +175,59 @@ def test_bench_sim_prints_json_with_ratios(tmp_path):
     row = payload["spread_n3"][0]
     assert row["num_envs"] == 16 and row["gamelab"] > 0
     assert payload["spread_n10"]["gamelab"] > 0
+
+
+TINY_RUN = ["--num-envs", "8", "--param", "batch_size=64", "--param", "hidden_sizes=[16,16]",
+            "--param", "learning_starts=200", "--param", "transitions_per_update=16", "--param", "buffer_size=5000",
+            "--param", "eval_episodes=10", "--param", "log_every=200"]
+
+
+def test_train_maddpg_writes_a_run_that_evaluate_and_resume_continue(tmp_path, capsys):
+    folder = tmp_path / "run"
+    code = main(["train", "maddpg", "--scenario", "spread", "--env-steps", "400", "--out", str(folder),
+                 *TINY_RUN, "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("mean_episode_return", "random_return", "env_steps", "seconds"):
+        assert key in payload
+    assert payload["env_steps"] == 400 and payload["eval_episodes"] == 10
+    for name in ("checkpoint.pt", "policy.pt", "result.json", "trained.gif", "learning_curve.png"):
+        assert (folder / name).is_file(), name
+    assert any(path.name.startswith("events.out.tfevents") for path in folder.iterdir())
+
+    assert main(["evaluate", str(folder / "policy.pt"), "--scenario", "spread", "--episodes", "10",
+                 "--seed", "2", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["eval_episodes"] == 10
+
+    assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "800", "--out", str(folder),
+                 "--resume", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["env_steps"] == 800 and resumed["updates"] == (800 - 200) // 16 + 1
+    assert resumed["config"]["batch_size"] == 64  # the saved settings, not the defaults
+
+
+def test_train_refuses_to_overwrite_a_run_and_bad_input_exits_2(tmp_path):
+    folder = tmp_path / "run"
+    assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "400", "--out", str(folder),
+                 *TINY_RUN, "--no-gif"]) == 0
+    before = (folder / "checkpoint.pt").read_bytes()
+    cases = [
+        (["train", "maddpg", "--scenario", "spread", "--out", str(folder)], "already holds a run"),
+        (["train", "maddpg", "--scenario", "spread", "--out", str(folder), "--resume", "--num-envs", "4"],
+         "num_envs=8"),
+        (["train", "maddpg", "--scenario", "tag", "--out", str(folder), "--resume"], "not 'tag'"),
+        (["train", "maddpg", "--scenario", "sprad", "--out", str(tmp_path / "new")], "did you mean 'spread'"),
+        (["train", "maddpg", "--scenario", "spread", "--out", str(tmp_path / "new"), "--param", "gamma=2"],
+         "gamma"),
+        (["train", "maddpg", "--scenario", "spread", "--out", str(tmp_path / "other"), "--resume"],
+         "no checkpoint.pt"),
+        (["evaluate", str(folder / "policy.pt"), "--scenario", "tag"], "not 'tag'"),
+        (["evaluate", str(folder / "result.json"), "--scenario", "spread"], "corrupted or foreign"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert (folder / "checkpoint.pt").read_bytes() == before
+    assert not (tmp_path / "new").exists()

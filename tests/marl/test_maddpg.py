@@ -180,7 +180,7 @@ def test_centralized_critic_finds_the_optimal_plan_of_the_two_step_game():
 def test_smoke_runs_learn_with_finite_losses(name, changes, device):
     game = make_game(name, 8, device=device, seed=0, settings=changes)
     seen = []
-    result = train(game, small_config(share_parameters=name == "tag"), device=device, callback=seen.append)
+    result = train(game, small_config(share_parameters=name == "tag"), device=device, callback=lambda stats, _: seen.append(stats))
     assert result.env_steps == 800 and result.updates == (800 - 200) // 16 + 1
     assert seen and all(np.isfinite(stats["critic_loss"]) for stats in seen if "critic_loss" in stats)
     returns = episode_returns(TrainedPolicy(result.learner), make_game(name, 3, device=device, seed=1,
