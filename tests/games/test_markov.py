@@ -295,7 +295,7 @@ def test_bad_batch_arguments_are_refused():
 
 def test_reset_options_start_each_copy_at_a_given_episode():
     batch = scenarios.make("spread", num_envs=3, seed=4)
-    observations, _ = batch.reset(seed=4, options={"episodes": torch.tensor([2, 0, 5])})
+    batch.reset(seed=4, options={"episodes": torch.tensor([2, 0, 5])})
     for copy, episode in enumerate([2, 0, 5]):
         single = scenarios.make("spread", num_envs=1, seed=4, first_copy=copy)
         single.reset(seed=4)
