@@ -104,7 +104,7 @@ class MADDPGConfig:
     """Temperature of the Gumbel-softmax relaxation."""
     exploration_noise: float = 0.1
     """Continuous actions: Gaussian noise std, as a fraction of the action range."""
-    checkpoint_every: int = 250_000
+    checkpoint_every: int = 1_000_000
     """Write a checkpoint after about this many transitions (at the next episode boundary)."""
     log_every: int = 10_000
     """Log training statistics after about this many transitions."""
