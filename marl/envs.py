@@ -59,9 +59,4 @@ def resolved_settings(name: str, settings: dict[str, Any] | None) -> dict[str, A
 
     import scenarios
 
-    config_class = scenarios.config_class(name)
-    fields = {field.name for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-        raise TrainingError(f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}")
-    return dataclasses.asdict(config_class(**settings))
+    return dataclasses.asdict(scenarios.configure(name, settings))

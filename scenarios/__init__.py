@@ -49,6 +49,22 @@ def config_class(name: str) -> type:
     return _lookup(name).config_class
 
 
+def configure(name: str, settings: dict[str, Any]) -> Any:
+    """The config dataclass of scenario ``name`` built from ``{field: value}``.
+
+    Raises:
+        GameError: for an unknown name; ``ConfigError`` for an unknown field or a bad value.
+    """
+    config_class = _lookup(name).config_class
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}"
+        )
+    return config_class(**settings)
+
+
 def _lookup(name: str) -> type:
     if name not in SCENARIOS:
         close = difflib.get_close_matches(str(name), SCENARIOS, n=1)
@@ -81,18 +97,13 @@ def make(
         GameError: for an unknown name; ``ConfigError`` for an unknown field or a bad value.
     """
     scenario = _lookup(name)
-    fields = {field.name for field in dataclasses.fields(scenario.config_class)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ConfigError(
-            f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}"
-        )
+    settings = configure(name, config)
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise ConfigError(f"device {device!r} is not a torch device: {error}") from None
     return scenario(
-        scenario.config_class(**config),
+        settings,
         num_envs=num_envs,
         device=device,
         seed=seed,
@@ -114,6 +125,7 @@ __all__ = [
     "TwoStep",
     "TwoStepConfig",
     "config_class",
+    "configure",
     "make",
     "names",
 ]
