@@ -489,6 +489,7 @@ def command_train(args: argparse.Namespace) -> int:
 
     from games.io import atomic_write_text
     from marl.envs import make_game
+    from marl.maddpg import TrainedPolicy
     from marl.plots import write_learning_curves
     from marl.train import POLICY_FILE, save_policy, train
 
@@ -521,7 +522,7 @@ def command_train(args: argparse.Namespace) -> int:
     save_policy(os.path.join(folder, POLICY_FILE), result.learner, args.scenario, settings)
     gif = None if args.no_gif else os.path.join(folder, "trained.gif")
     evaluation = _evaluate_policy(
-        _trained_policy(result.learner), args.scenario, settings, config.eval_episodes, config.seed + 1, device, gif
+        TrainedPolicy(result.learner), args.scenario, settings, config.eval_episodes, config.seed + 1, device, gif
     )
     if result.curve:
         write_learning_curves(os.path.join(folder, "learning_curve.png"), {"MADDPG": result.curve},
@@ -555,12 +556,6 @@ def command_train(args: argparse.Namespace) -> int:
         console.print(f"run folder {folder}: checkpoint.pt, policy.pt, result.json, TensorBoard logs"
                       + (", trained.gif" if evaluation["gif"] else ""))
     return 0
-
-
-def _trained_policy(learner: Any) -> Any:
-    from marl.maddpg import TrainedPolicy
-
-    return TrainedPolicy(learner)
 
 
 def command_evaluate(args: argparse.Namespace) -> int:

@@ -394,7 +394,7 @@ class MADDPG:
             penalty = raw.square().mean(-1).mean(1)
             actor_loss = actor_loss + (-q.mean(1) + config.actor_regularization * penalty).sum()
         self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        actor_loss.backward(inputs=list(self.actors.parameters()))  # no gradients for the critics' weights
         for actor in self.actors:
             actor.clip_gradients_(config.grad_clip)
         self.actor_optimizer.step()

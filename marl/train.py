@@ -49,7 +49,6 @@ class TrainResult:
     seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
     """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent)."""
-    interrupted: bool = False
 
 
 def _joint(values: dict[str, torch.Tensor], agents: tuple[str, ...], device: torch.device) -> torch.Tensor:
@@ -223,12 +222,11 @@ def train(
 
 def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> None:
     """Writes the trained actors alone (no optimizers, no replay) as a small checkpoint."""
-    state = learner.state_dict()
     checkpoint.save(path, {
         "game": {"name": game_name, "settings": dict(game_settings)},
         "spec": learner.spec.to_dict(),
         "config": dataclasses.asdict(learner.config),
-        "learner": {"actors": state["actors"]},
+        "learner": {"actors": learner.actors.state_dict()},
     })
 
 
@@ -243,8 +241,7 @@ def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str
     try:
         spec = GameSpec(**{key: tuple(value) if isinstance(value, list) else value
                            for key, value in saved["spec"].items()})
-        config = MADDPGConfig(**{key: tuple(value) if key == "hidden_sizes" else value
-                                 for key, value in saved["config"].items()})
+        config = MADDPGConfig.from_dict(saved["config"])  # hidden_sizes becomes a tuple there
     except (TypeError, TrainingError) as error:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: malformed checkpoint header: {error}") from None
     if game is not None and GameSpec.of(game) != spec:
