@@ -415,7 +415,8 @@ def _run_folder(args: argparse.Namespace) -> str:
     return folder
 
 
-def _trainer_config(args: argparse.Namespace, folder: str) -> Any:
+def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[str, Any] | None]:
+    """The run's ``MADDPGConfig``, and on ``--resume`` the checkpoint it was read from (read once)."""
     import dataclasses
     import os
 
@@ -430,7 +431,7 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> Any:
     if not args.resume:
         if args.env_steps is not None:
             overrides["env_steps"] = args.env_steps
-        return MADDPGConfig.from_dict(overrides)
+        return MADDPGConfig.from_dict(overrides), None
     path = os.path.join(folder, "checkpoint.pt")
     saved = checkpoint.load(path)
     values = dict(saved["config"])
@@ -446,7 +447,7 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> Any:
     config = MADDPGConfig.from_dict(values)
     if dataclasses.asdict(config) != values:
         raise GamelabError(f"--resume: {path} holds settings this gamelab does not read")
-    return config
+    return config, saved
 
 
 def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes: int, seed: int, device: Any,
@@ -495,7 +496,7 @@ def command_train(args: argparse.Namespace) -> int:
 
     console = Console(stderr=args.json)
     folder = _run_folder(args)
-    config = _trainer_config(args, folder)
+    config, saved = _trainer_config(args, folder)
     device = _device(args.device)
     settings = dict(_setting(text) for text in args.set)
     game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)
@@ -514,7 +515,7 @@ def command_train(args: argparse.Namespace) -> int:
 
         try:
             result = train(game, config, device=device, run_dir=folder, game_name=args.scenario,
-                           game_settings=settings, resume=args.resume,
+                           game_settings=settings, resume=args.resume, saved=saved,
                            time_limit=None if args.minutes is None else 60 * args.minutes, callback=show)
         except KeyboardInterrupt:
             console.print(f"interrupted: the checkpoint in {folder} is up to date; continue with --resume")

@@ -66,6 +66,7 @@ def train(
     game_name: str = "",
     game_settings: dict[str, Any] | None = None,
     resume: bool = False,
+    saved: dict[str, Any] | None = None,
     time_limit: float | None = None,
     callback: Callable[[dict[str, float], MADDPG], None] | None = None,
 ) -> TrainResult:
@@ -78,6 +79,7 @@ def train(
         run_dir: folder for TensorBoard logs and ``checkpoint.pt``; ``None`` writes nothing.
         game_name, game_settings: recorded in checkpoints, and checked against on resume.
         resume: continue from ``run_dir/checkpoint.pt``.
+        saved: that checkpoint, when the caller has already read it with ``checkpoint.load``.
         time_limit: stop after this many seconds of this call (the run can be resumed).
         callback: called as ``callback(stats, learner)`` after every log.
     """
@@ -97,7 +99,7 @@ def train(
     if resume:
         if path is None:
             raise TrainingError("resuming needs a run folder")
-        saved = checkpoint.load(path)
+        saved = checkpoint.load(path) if saved is None else saved
         checkpoint.check_game(saved, path, game_name, settings)
         if saved["spec"] != spec.to_dict():
             raise checkpoint.CheckpointError(f"{path}: the checkpoint's agents and spaces do not fit the game")
