@@ -25,7 +25,8 @@ Invariants the scenarios and the tests rely on:
 - The agent set is fixed: every agent acts in every copy at every step. All agents of a
   copy finish together.
 - Randomness is counter-based (``games/streams.py``): copy ``i`` draws episode ``e`` from
-  the stream ``(seed, first_copy + i, e)``. ``reset(seed=s)`` restarts every copy at
+  the stream ``(seed, first_copy + i, e)`` (or ``(seed, streams[i], e)`` after
+  ``reset(options={"streams": ...})``). ``reset(seed=s)`` restarts every copy at
   episode 0 of seed ``s``; ``reset()`` without a seed starts each copy's next episode.
 - Actions are validated before anything changes: a missing or unknown agent, a wrong
   shape, dtype or device, an out-of-range index or a non-finite value raises
@@ -213,7 +214,10 @@ class MarkovGame:
                 copy on to its next episode.
             options: ``{"episodes": Tensor[B] of int}`` starts copy ``i`` at episode
                 ``episodes[i]`` of its stream instead (to resume an interrupted run exactly);
-                other options are ignored, as PettingZoo allows.
+                ``{"streams": Tensor[B] of int}`` makes copy ``i`` play stream ``streams[i]``
+                from now on instead of ``first_copy + i`` (copies may share a stream, to
+                replay one episode under several policies); other options are ignored, as
+                PettingZoo allows.
 
         Returns:
             ``(observations, infos)``: ``{agent: Tensor[B, obs_dim]}`` and ``{agent: {}}``.
@@ -225,8 +229,10 @@ class MarkovGame:
             self.episodes.zero_()
         elif self._started:
             self.episodes += 1
+        if options is not None and "streams" in options:
+            self._copies = self._per_copy_indices(options["streams"], "streams")
         if options is not None and "episodes" in options:
-            self.episodes.copy_(self._episode_indices(options["episodes"]))
+            self.episodes.copy_(self._per_copy_indices(options["episodes"], "episodes"))
         self._started = True
         self.steps.zero_()
         everything = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -235,17 +241,17 @@ class MarkovGame:
         self._observed = observations
         return observations, {agent: {} for agent in self.possible_agents}
 
-    def _episode_indices(self, episodes: Any) -> torch.Tensor:
-        """Checks ``options["episodes"]`` of ``reset``: ``B`` non-negative integers."""
-        episodes = torch.as_tensor(episodes)
-        if episodes.dtype.is_floating_point or episodes.dtype == torch.bool or tuple(episodes.shape) != (self.num_envs,):
+    def _per_copy_indices(self, indices: Any, option: str) -> torch.Tensor:
+        """Checks ``options["episodes"]`` or ``options["streams"]`` of ``reset``: ``B`` non-negative integers."""
+        indices = torch.as_tensor(indices)
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool or tuple(indices.shape) != (self.num_envs,):
             raise ConfigError(
-                f"options['episodes'] must be {self.num_envs} integers, one per copy; got {episodes.dtype} "
-                f"of shape {tuple(episodes.shape)}"
+                f"options[{option!r}] must be {self.num_envs} integers, one per copy; got {indices.dtype} "
+                f"of shape {tuple(indices.shape)}"
             )
-        if bool((episodes < 0).any()):
-            raise ConfigError("options['episodes'] must be >= 0")
-        return episodes.to(device=self.device, dtype=torch.int64)
+        if bool((indices < 0).any()):
+            raise ConfigError(f"options[{option!r}] must be >= 0")
+        return indices.to(device=self.device, dtype=torch.int64)
 
     def step(
         self, actions: Mapping[AgentID, torch.Tensor]

@@ -7,6 +7,8 @@
     gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
                        [--device D] [--out DIR] [--resume] [--json]
     gamelab evaluate CHECKPOINT --scenario NAME [--episodes N] [--gif FILE] [--json]
+    gamelab tournament CONFIG.yaml [--db FILE] [--backend local|ray] [--ray-address ADDR]
+                       [--report DIR] [--json]
 
 GAME is a catalog name (``gamelab games``), a Gambit ``.nfg`` path, ``random(3,3,3,seed=1)``,
 ``random_zero_sum(100,100,seed=0)``, or an OpenSpiel game string: normal-form
@@ -129,8 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gif", default=None, help="also write one episode as this .gif")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    tournament = commands.add_parser(
+        "tournament", help="play every pair of players and rate them",
+        description="Plays a round-robin tournament from a YAML config (see examples/*_tournament.yaml), "
+                    "storing every match in SQLite as it finishes: running the same command again resumes.",
+    )
+    tournament.add_argument("config", help="the tournament's YAML file")
+    tournament.add_argument("--db", default=None, help="SQLite file of the results (default runs/tournament-NAME.sqlite)")
+    tournament.add_argument("--backend", choices=["local", "ray"], default="local",
+                            help="play in this process (default) or as Ray tasks")
+    tournament.add_argument("--ray-address", default=None,
+                            help="join this Ray cluster (with --backend ray); default: start a local one")
+    tournament.add_argument("--report", default=None,
+                            help="write payoffs.png, ratings.png, results.json and index.html into this folder")
+    tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
-    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg"], help="which benchmark")
+    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament"], help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 
@@ -582,6 +599,86 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_tournament(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    payload = result.to_json()
+    rated = payload["ratings"]
+    errors = rated["elo_error"]
+    ratings = Table(title=f"{result.config.name}: ratings ({'exact' if result.exact else 'sampled'}, "
+                          f"{result.matches_total} matches)")
+    for column in ("player", "Elo", "alpha-rank", "Nash avg", "meta-Nash", "exploitability", "forfeits"):
+        ratings.add_column(column, justify="left" if column == "player" else "right")
+    for name in sorted(result.names, key=lambda name: -rated["elo"][name]):
+        elo = f"{rated['elo'][name]:.0f}" + ("" if errors is None else f" ± {errors[name]:.0f}")
+        ratings.add_row(name, elo, f"{rated['alpha_rank'][name]:.3f}", f"{rated['nash_averaging'][name]:+.4f}",
+                        f"{rated['meta_nash'][name]:.3f}", f"{rated['exploitability'][name]:.4f}",
+                        str(payload["forfeits"][name]))
+    console.print(ratings)
+    payoffs = Table(title="mean payoff of the row player" + ("" if result.exact else " (± 95% confidence)"))
+    payoffs.add_column("")
+    for name in result.names:
+        payoffs.add_column(name, justify="right")
+    table, confidence = result.tables.payoffs, result.tables.confidence
+    for i, name in enumerate(result.names):
+        payoffs.add_row(name, *(f"{table[i, j]:+.3f}" + ("" if result.exact else f" ±{confidence[i, j]:.3f}")
+                                for j in range(len(result.names))))
+    console.print(payoffs)
+    for name, error in payload["forfeit_errors"].items():
+        console.print(f"[yellow]{name} forfeited {payload['forfeits'][name]} matches[/yellow]: {error}")
+    console.print(f"meta-game Nash value {payload['meta_nash_value']:+.4f}, exploitability "
+                  f"{payload['meta_nash_exploitability']:.2e}; results in {result.database}")
+
+
+def command_tournament(args: argparse.Namespace) -> int:
+    import os
+    import re
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from marl.tournament import run_tournament
+    from marl.tournament_config import load_config
+    from marl.tournament_report import write_report
+
+    if args.ray_address is not None and args.backend != "ray":
+        raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
+    if args.report is not None and os.path.exists(args.report) and not os.path.isdir(args.report):
+        raise GamelabError(f"--report {args.report}: exists and is not a folder")
+    config = load_config(args.config)
+    database = args.db or os.path.join("runs", f"tournament-{re.sub(r'[^A-Za-z0-9_.-]+', '-', config.name)}.sqlite")
+    if os.path.isdir(database):
+        raise GamelabError(f"--db {database}: is a folder")
+    console = Console(stderr=args.json)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("matches"), TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task(config.name, total=None)
+
+        def on_start(todo: int, total: int) -> None:
+            progress.update(task, total=total, completed=total - todo)
+
+        result = run_tournament(config, database, backend=args.backend, ray_address=args.ray_address,
+                                on_start=on_start, on_rows=lambda rows: progress.advance(task, len(rows)))
+    written = write_report(result, args.report) if args.report else []
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    _print_tournament(console, result)
+    if result.matches_played < result.matches_total:
+        console.print(f"{result.matches_total - result.matches_played} matches were already in {database}; "
+                      f"played {result.matches_played}")
+    if written:
+        console.print(f"report: {os.path.join(args.report, 'index.html')}")
+    return 0
+
+
 def command_bench(args: argparse.Namespace) -> int:
     import importlib
     import os
@@ -610,6 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render": command_render,
         "train": command_train,
         "evaluate": command_evaluate,
+        "tournament": command_tournament,
         "bench": command_bench,
     }
     try:

@@ -19,12 +19,13 @@ Agent names: ``adversary_0..`` first, then ``agent_0..``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from games.markov import require_bool, require_int
-from games.particle import ParticleGame, ParticleWorld, others_index
+from games.particle import ParticleGame, ParticleWorld, others_index, steer
 
 
 @dataclass(frozen=True)
@@ -134,3 +135,40 @@ class Tag(ParticleGame):
         good_position = self.world.pos[adversaries : adversaries + good]  # (G, 2, B)
         good_reward = -10.0 * caught.sum(dim=0) - boundary_penalty(good_position.abs()).sum(dim=1)  # (G, B)
         return torch.cat([team[None].expand(adversaries, -1), good_reward], dim=0)
+
+
+def pursuit_policy(lead: float = 0.0, margin: float = 0.8) -> Callable[[Tag, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """Scripted play from observations alone, for both teams.
+
+    Each adversary heads for the nearest good agent's position plus ``lead`` times its
+    velocity (where it will be); each good agent flees along the sum of the directions
+    away from the adversaries, weighted by inverse squared distance, and turns back
+    towards the centre once a coordinate is beyond ``margin`` (the boundary penalty
+    starts at 0.9). Steering is ``games.particle.steer``.
+
+    Returns:
+        ``policy(game, observations) -> actions``, gamelab's policy protocol.
+    """
+
+    def policy(game: Tag, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        adversaries, good, obstacles = game.config.num_adversaries, game.config.num_good, game.config.num_obstacles
+        others = 4 + 2 * obstacles  # where the other agents' offsets start
+        actions = {}
+        for name in game.adversary_names:
+            seen = observations[name]
+            prey = seen[:, others + 2 * (adversaries - 1): others + 2 * (adversaries - 1 + good)].unflatten(1, (good, 2))
+            speeds = seen[:, others + 2 * (adversaries + good - 1):].unflatten(1, (good, 2))
+            nearest = prey.norm(dim=-1).argmin(dim=1)[:, None, None].expand(-1, 1, 2)
+            offset = (prey + lead * speeds).gather(1, nearest)[:, 0]
+            actions[name] = steer(offset, seen[:, 0:2], game.world, game.continuous)
+        for name in game.good_names:
+            seen = observations[name]
+            hunters = seen[:, others: others + 2 * adversaries].unflatten(1, (adversaries, 2))
+            away = -(hunters / hunters.square().sum(-1, keepdim=True).clamp_min(1e-6)).sum(1)
+            away = away / away.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            position = seen[:, 2:4]
+            home = torch.where(position.abs() > margin, -position, torch.zeros_like(position))
+            actions[name] = steer(0.5 * away + 2.0 * home, seen[:, 0:2], game.world, game.continuous)
+        return actions
+
+    return policy

@@ -1,0 +1,361 @@
+"""Tournaments: every pair of players, a payoff table with confidence intervals, and ratings.
+
+One run:
+
+1. build the arena (``marl.arenas``): load the game, make every player ready for it;
+2. open the database (``marl.match_store``) and list the blocks of matches not yet in it;
+3. play them, in-process or as Ray tasks, storing each block as it finishes;
+4. read every stored match and build the tables (:func:`tables`);
+5. rate the players (``solvers.ratings``): Bradley-Terry Elo, alpha-rank, Nash averaging,
+   and the meta-game's Nash equilibrium with each player's exploitability in the population.
+
+Tables, over the ``n`` players in config order:
+
+- ``payoffs[i, j]``: ``i``'s mean payoff against ``j`` over their matches (both seatings);
+  ``payoffs[i, i]`` is the mean over both seats of self-play.
+- ``confidence[i, j]``: the half-width of its 95% confidence interval, ``1.96 s / sqrt(G)``
+  over the ``G`` duplicate groups (a group's value is ``i``'s mean over its seatings); 0
+  for exact evaluation.
+- ``scores[i, j]`` and ``counts[i, j]``: per match, ``i`` wins (1), draws (1/2) or loses
+  (0) by comparing the two players' payoffs; exact evaluation counts the exact
+  probability of scoring more. In Markov games the two teams' returns are on different
+  scales (predators gain what prey lose, and more), so there a win is decided per
+  duplicate group, by the players' payoffs summed over both seats. These feed the
+  Bradley-Terry fit; with exact evaluation its error bars are not reported (there is no
+  sampling to measure).
+
+Forfeits: the forfeiting player gets ``forfeit_payoffs[0]`` and its opponent
+``forfeit_payoffs[1]`` when the config sets them. Otherwise the forfeiting player gets
+the worst payoff of the seat it played and the other player the best payoff of its seat:
+the game's extremes for normal-form and extensive-form games, and for Markov games the
+extremes over the tournament's played (not forfeited) matches of that seat.
+
+Backends: ``local`` plays the blocks in this process. ``ray`` sends them as Ray tasks
+(``max_retries``: a task whose worker dies is run again, and as a block is stored only when
+it comes back whole, nothing is counted twice); each worker builds the arena once. Every
+block is a pure function of the config, so both backends store identical rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from games.errors import GamelabError
+from marl.arenas import (
+    FIRST_FORFEITS,
+    SECOND_FORFEITS,
+    Arena,
+    MatchRow,
+    Unit,
+    build_arena,
+)
+from marl.match_store import MatchStore
+from marl.tournament_config import TournamentConfig
+
+Z_95 = 1.959963984540054
+RAY_TASK_RETRIES = 3
+
+
+def fingerprint(config: TournamentConfig) -> str:
+    """A hash of everything that decides the results, player files' contents included."""
+    players = []
+    for player in config.players:
+        entry = {"name": player.name, "kind": player.kind, "options": player.options}
+        if "path" in player.options:
+            path = config.resolve(player.options["path"])
+            digest = hashlib.sha256()
+            try:
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+            except OSError as error:
+                raise GamelabError(f"{player.where}: player {player.name!r}: cannot read {path}: {error.strerror}") from None
+            entry["file_sha256"] = digest.hexdigest()
+        players.append(entry)
+    identity = {
+        "game": config.game, "settings": config.settings, "evaluation": config.evaluation,
+        "matches_per_pair": config.matches_per_pair, "seat_swap": config.seat_swap, "seed": config.seed,
+        "batch_size": config.batch_size, "move_time_limit": config.move_time_limit, "players": players,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# Playing
+
+
+_ARENAS: dict[str, Arena] = {}
+
+
+def _arena(config: TournamentConfig, key: str) -> Arena:
+    """This process's arena for the tournament ``key`` (built once per process)."""
+    if key not in _ARENAS:
+        _ARENAS.clear()
+        _ARENAS[key] = build_arena(config)
+    return _ARENAS[key]
+
+
+def _play_units(config: TournamentConfig, key: str, units: list[Unit], search_path: list[str]) -> list[list[MatchRow]]:
+    """A Ray task: plays ``units`` in a worker (``search_path`` lets it import the config's callables)."""
+    for entry in reversed(search_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    arena = _arena(config, key)
+    return [arena.play(unit) for unit in units]
+
+
+def _play_local(arena: Arena, units: list[Unit], store: MatchStore, report: Callable[[list[MatchRow]], None]) -> None:
+    for unit in units:
+        rows = arena.play(unit)
+        store.add(rows)
+        report(rows)
+
+
+def _play_ray(config: TournamentConfig, key: str, units: list[Unit], store: MatchStore,
+              report: Callable[[list[MatchRow]], None], address: str | None, num_cpus: int | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        from games.errors import MissingDependencyError
+
+        raise MissingDependencyError("ray", "ray", "--backend ray") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(_play_units)
+        config_ref = ray.put(config)
+        search_path = [os.getcwd(), *sys.path]
+        # One block per task: a lost worker's re-run is short, and progress moves block by block.
+        pending = [task.remote(config_ref, key, [unit], search_path) for unit in units]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for blocks in ray.get(done):
+                for rows in blocks:
+                    store.add(rows)
+                    report(rows)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# --------------------------------------------------------------------------------------
+# Tables and ratings
+
+
+@dataclass
+class Tables:
+    """The tournament's empirical meta-game (see the module docstring)."""
+
+    payoffs: np.ndarray
+    confidence: np.ndarray
+    scores: np.ndarray
+    counts: np.ndarray
+    matches: np.ndarray
+    """``(n, n)`` matches played between each pair (symmetric)."""
+    forfeits: np.ndarray
+    """``(n,)`` matches each player forfeited."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """A player's first forfeit error."""
+
+
+def _forfeit_payoffs(arena: Arena, rows: list[MatchRow]) -> tuple[list[float], list[float]]:
+    """``(worst, best)`` payoff per seat for forfeits (see the module docstring)."""
+    if arena.config.forfeit_payoffs is not None:
+        loser, winner = arena.config.forfeit_payoffs
+        return [loser, loser], [winner, winner]
+    bounds = arena.forfeit_bounds()
+    if bounds is not None:
+        return bounds
+    seen: list[list[float]] = [[], []]
+    for row in rows:
+        if row.forfeit == 0:
+            seen[row.seating].append(row.payoff_first)
+            seen[1 - row.seating].append(row.payoff_second)
+    return ([min(v) if v else 0.0 for v in seen], [max(v) if v else 0.0 for v in seen])
+
+
+def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
+    """The payoff table, confidence intervals and win scores from every stored match."""
+    n = len(arena.names)
+    worst, best = _forfeit_payoffs(arena, rows)
+    payoffs = np.zeros((n, n))
+    confidence = np.zeros((n, n))
+    scores = np.zeros((n, n))
+    counts = np.zeros((n, n))
+    matches = np.zeros((n, n), dtype=np.int64)
+    forfeits = np.zeros(n, dtype=np.int64)
+    errors: dict[str, str] = {}
+    by_pair: dict[tuple[int, int], list[MatchRow]] = {}
+    for row in rows:
+        by_pair.setdefault((row.first, row.second), []).append(row)
+    for (first, second), pair_rows in by_pair.items():
+        groups: dict[int, list[tuple[float, float, float | None]]] = {}
+        for row in pair_rows:
+            seat_first, seat_second = row.seating, 1 - row.seating
+            mine, theirs, score = row.payoff_first, row.payoff_second, row.score_first
+            if row.forfeit:
+                first_lost = bool(row.forfeit & FIRST_FORFEITS)
+                second_lost = bool(row.forfeit & SECOND_FORFEITS)
+                mine = worst[seat_first] if first_lost else best[seat_first]
+                theirs = worst[seat_second] if second_lost else best[seat_second]
+                score = 0.5 if first_lost == second_lost else (0.0 if first_lost else 1.0)
+                if first_lost:
+                    forfeits[first] += 1
+                    errors.setdefault(arena.names[first], row.error or "")
+                if second_lost and second != first:
+                    forfeits[second] += 1
+                    errors.setdefault(arena.names[second], row.error or "")
+            groups.setdefault(arena.group(row.match), []).append((mine, theirs, score))
+        group_first = np.array([np.mean([m for m, _, _ in g]) for g in groups.values()])
+        group_second = np.array([np.mean([t for _, t, _ in g]) for g in groups.values()])
+        # Wins: per match (exact: the stored probability), or per duplicate group for
+        # arenas whose seats pay on different scales; a forfeit decides its match or group.
+        contests = list(groups.values()) if arena.score_groups else [[entry] for g in groups.values() for entry in g]
+        pair_scores = []
+        for contest in contests:
+            decided = [s for _, _, s in contest if s is not None]
+            if decided:
+                pair_scores.append(float(np.mean(decided)))
+                continue
+            margin = sum(m for m, _, _ in contest) - sum(t for _, t, _ in contest)
+            pair_scores.append(1.0 if margin > 0 else 0.5 if margin == 0 else 0.0)
+        size = len(groups)
+        matches[first, second] = matches[second, first] = len(pair_rows)
+        if first == second:
+            payoffs[first, first] = 0.5 * (group_first.mean() + group_second.mean())
+            both = 0.5 * (group_first + group_second)
+            confidence[first, first] = 0.0 if arena.exact or size < 2 else Z_95 * both.std(ddof=1) / math.sqrt(size)
+            continue
+        payoffs[first, second], payoffs[second, first] = group_first.mean(), group_second.mean()
+        if not arena.exact and size >= 2:
+            confidence[first, second] = Z_95 * group_first.std(ddof=1) / math.sqrt(size)
+            confidence[second, first] = Z_95 * group_second.std(ddof=1) / math.sqrt(size)
+        scores[first, second] = sum(pair_scores)
+        scores[second, first] = len(pair_scores) - sum(pair_scores)
+        counts[first, second] = counts[second, first] = len(pair_scores)
+    return Tables(payoffs, confidence, scores, counts, matches, forfeits, errors)
+
+
+def ratings(table: Tables, exact: bool, alpha_rank_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every rating method on the tables: ``{method: Ratings}`` plus the meta-game Nash."""
+    from solvers import ratings as methods
+
+    elo = methods.bradley_terry(table.scores, table.counts)
+    if exact:
+        elo.errors = None
+    return {
+        "elo": elo,
+        "alpha_rank": methods.alpha_rank(table.payoffs, **(alpha_rank_options or {})),
+        "nash_averaging": methods.nash_averaging(table.payoffs),
+        "meta_nash": methods.meta_nash(table.payoffs),
+    }
+
+
+@dataclass
+class TournamentResult:
+    """What a tournament produced."""
+
+    config: TournamentConfig
+    names: list[str]
+    tables: Tables
+    ratings: dict[str, Any]
+    exact: bool
+    matches_played: int
+    """Matches played by this run (the rest were in the database already)."""
+    matches_total: int
+    seconds: float
+    database: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object: ``players``, ``payoffs`` (row player's mean), ``ratings`` per method per player."""
+        names = self.names
+        elo, alpha, nash_average, meta = (self.ratings[k] for k in ("elo", "alpha_rank", "nash_averaging", "meta_nash"))
+
+        def per_player(values: Any) -> dict[str, float]:
+            return {name: float(value) for name, value in zip(names, values)}
+
+        return {
+            "tournament": self.config.name,
+            "game": self.config.game,
+            "evaluation": "exact" if self.exact else "sampled",
+            "players": names,
+            "payoffs": self.tables.payoffs.tolist(),
+            "confidence_95": self.tables.confidence.tolist(),
+            "matches": self.tables.matches.tolist(),
+            "forfeits": {name: int(count) for name, count in zip(names, self.tables.forfeits)},
+            "forfeit_errors": self.tables.errors,
+            "ratings": {
+                "elo": per_player(elo.values),
+                "elo_error": None if elo.errors is None else per_player(elo.errors),
+                "alpha_rank": per_player(alpha.values),
+                "nash_averaging": per_player(nash_average.values),
+                "nash_averaging_mixture": per_player(nash_average.distribution),
+                "meta_nash": per_player(meta.mixture),
+                "exploitability": per_player(meta.player_exploitability),
+            },
+            "meta_nash_value": meta.value,
+            "meta_nash_exploitability": meta.exploitability,
+            "matches_played": self.matches_played,
+            "matches_total": self.matches_total,
+            "seconds": self.seconds,
+            "database": self.database,
+        }
+
+
+def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, backend: str = "local",
+                   ray_address: str | None = None, ray_cpus: int | None = None,
+                   on_start: Callable[[int, int], None] | None = None,
+                   on_rows: Callable[[list[MatchRow]], None] | None = None) -> TournamentResult:
+    """Plays what the database lacks, then builds the tables and ratings.
+
+    Args:
+        database: the SQLite file; created if missing, resumed if it holds this tournament.
+        backend: ``local`` or ``ray``.
+        ray_address: join this Ray cluster (``ray`` backend); None starts a local one.
+        ray_cpus: CPUs of a local Ray (None: all).
+        on_start: ``on_start(matches_to_play, matches_total)`` before playing (progress bars).
+        on_rows: called with each block's rows as it is stored.
+    """
+    if backend not in ("local", "ray"):
+        raise GamelabError(f"unknown backend {backend!r}; use local or ray")
+    started = time.perf_counter()
+    key = fingerprint(config)
+    arena = _arena(config, key)
+    store = MatchStore(database, fingerprint=key, tournament=config.name, game=config.game, players=arena.names)
+    try:
+        played = store.played_units()
+        units = arena.units()
+        todo = [unit for unit in units if (unit.first, unit.second, unit.start) not in played]
+        total = sum(unit.count for unit in units)
+        if on_start is not None:
+            on_start(sum(unit.count for unit in todo), total)
+        report = on_rows or (lambda rows: None)
+        if todo and backend == "local":
+            _play_local(arena, todo, store, report)
+        elif todo:
+            _play_ray(config, key, todo, store, report, ray_address, ray_cpus)
+        rows = store.rows()
+    finally:
+        store.close()
+    table = tables(arena, rows)
+    rated = ratings(table, arena.exact, config.alpha_rank)
+    return TournamentResult(config, list(arena.names), table, rated, arena.exact, sum(u.count for u in todo),
+                            len(rows), time.perf_counter() - started, os.fspath(database))
+
+
+__all__ = ["Tables", "TournamentResult", "fingerprint", "ratings", "run_tournament", "tables"]
