@@ -192,6 +192,10 @@ class MCTSAgent:
             self.bot = mcts.MCTSBot(spiel_game, uct_c, simulations, evaluator, random_state=random_state)
         else:
             self.bot = ismcts.ISMCTSBot(spiel_game, evaluator, uct_c, simulations, random_state=random_state)
+            # NOTE: IS-MCTS samples worlds with an unseeded C++ sampler by default; seed it
+            # so that a match is reproducible (and the same in every process).
+            sampler = pyspiel.UniformProbabilitySampler(seed % (2**31), 0.0, 1.0)
+            self.bot.set_resampler(lambda state, player: state.resample_from_infostate(player, sampler))
 
     def act(self, state: Any, rng: np.random.Generator) -> int:
         del rng

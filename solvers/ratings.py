@@ -34,7 +34,7 @@ The methods:
    ``(payoffs - payoffs.T) / 2``, which equals ``payoffs`` minus a constant for
    constant-sum games.
 4. :func:`meta_nash`: a Nash equilibrium of the symmetric meta-game ``(payoffs,
-   payoffs.T)`` and each player's exploitability within the population:
+   payoffs.T)``, its NashConv, and each player's exploitability within the population:
    ``max_j payoffs[j, i] - payoffs[i, i]``, what the best member of the population gains
    by replacing ``i`` against ``i``.
 """
@@ -103,6 +103,9 @@ def bradley_terry(scores: np.ndarray, counts: np.ndarray, *, ridge: float = 1e-2
         difference = theta[:, None] - theta[None, :]
         return float((scores * -np.logaddexp(0.0, -difference)).sum() - 0.5 * ridge * theta @ theta)
 
+    # Ratings are defined up to a common shift; this term pins their mean at 0 (it acts
+    # only along the all-ones direction, which the likelihood does not see).
+    gauge = np.full((n, n), 1.0 / n)
     theta = np.zeros(n)
     value = objective(theta)
     for _ in range(max_iterations):
@@ -110,7 +113,7 @@ def bradley_terry(scores: np.ndarray, counts: np.ndarray, *, ridge: float = 1e-2
         gradient = wins - (counts * probability).sum(1) - ridge * theta
         weights = counts * probability * (1.0 - probability)
         information = np.diag(weights.sum(1) + ridge) - weights
-        step = np.linalg.solve(information, gradient)
+        step = np.linalg.solve(information + gauge, gradient)
         scale = 1.0
         while scale > 1e-8:
             candidate = theta + scale * step
@@ -123,8 +126,8 @@ def bradley_terry(scores: np.ndarray, counts: np.ndarray, *, ridge: float = 1e-2
             break
     probability = 1.0 / (1.0 + np.exp(-(theta[:, None] - theta[None, :])))
     weights = counts * probability * (1.0 - probability)
-    covariance = np.linalg.inv(np.diag(weights.sum(1) + ridge) - weights)
-    # Ratings are defined up to a common shift: report the errors of theta - mean(theta).
+    covariance = np.linalg.inv(np.diag(weights.sum(1) + ridge) - weights + gauge)
+    # Report the errors of theta - mean(theta), the ratings as shown.
     centering = np.eye(n) - 1.0 / n
     errors = np.sqrt(np.clip(np.diag(centering @ covariance @ centering), 0.0, None))
     return Ratings(values=ELO_MEAN + ELO_PER_NAT * (theta - theta.mean()), errors=ELO_PER_NAT * errors)
@@ -193,7 +196,8 @@ def alpha_rank(payoffs: np.ndarray, *, alpha: float = 100.0, population_size: in
                 fitness_r = ((k - 1) * payoffs[r, r] + (m - k) * payoffs[r, s]) / (m - 1)
                 fitness_s = ((m - k - 1) * payoffs[s, s] + k * payoffs[s, r]) / (m - 1)
                 exponents = np.cumsum(-alpha * (fitness_r - fitness_s))
-                rho[r, s] = 1.0 / (1.0 + np.exp(exponents).sum())
+                with np.errstate(over="ignore"):  # an overflow means fixation probability 0
+                    rho[r, s] = 1.0 / (1.0 + np.exp(exponents).sum())
     transition = rho.T / (n - 1)  # transition[s, r]
     np.fill_diagonal(transition, 0.0)
     np.fill_diagonal(transition, 1.0 - transition.sum(1))
@@ -280,16 +284,23 @@ class MetaNash:
 
     mixture: np.ndarray
     """``(n,)`` the row player's equilibrium mixture."""
+    column_mixture: np.ndarray
+    """``(n,)`` the column player's (equal to ``mixture`` for constant-sum tables)."""
     value: float
     """The row player's payoff at the equilibrium."""
     exploitability: float
-    """``max_j (payoffs @ mixture)_j - mixture @ payoffs @ mixture``: what the best member gains against it."""
+    """The profile's NashConv in the meta-game: what the best members of the population gain against it."""
     player_exploitability: np.ndarray
     """``(n,)`` ``max_j payoffs[j, i] - payoffs[i, i]`` for every player ``i``."""
 
 
 def meta_nash(payoffs: np.ndarray) -> MetaNash:
-    """A Nash equilibrium of the symmetric meta-game ``(payoffs, payoffs.T)`` (``solvers.registry``'s auto solver)."""
+    """A Nash equilibrium of the symmetric meta-game ``(payoffs, payoffs.T)``.
+
+    Constant-sum tables are solved as zero-sum games (``solvers.registry``'s ``zero-sum``
+    solver): the row player's maxmin mixture, played by both sides, is a symmetric
+    equilibrium. Other tables go to Lemke-Howson, whose equilibrium need not be symmetric.
+    """
     import torch
 
     from games.normal_form import NormalFormGame
@@ -297,14 +308,19 @@ def meta_nash(payoffs: np.ndarray) -> MetaNash:
 
     payoffs = _square("payoffs", payoffs)
     table = torch.as_tensor(payoffs, dtype=torch.float64)
-    result = solve(NormalFormGame.bimatrix(table, table.T))
-    mixture = result.strategies[0].cpu().numpy().astype(np.float64)
-    against = payoffs @ mixture
-    value = float(mixture @ against)
+    sums = payoffs + payoffs.T
+    constant_sum = bool(np.allclose(sums, sums[0, 0], atol=1e-9))
+    result = solve(NormalFormGame.bimatrix(table, table.T), "zero-sum" if constant_sum else "lemke-howson")
+    row = result.strategies[0].cpu().numpy().astype(np.float64)
+    column = row if constant_sum else result.strategies[1].cpu().numpy().astype(np.float64)
+    value = float(row @ payoffs @ column)
+    column_value = float(row @ payoffs.T @ column)
+    gain = (payoffs @ column).max() - value + (row @ payoffs.T).max() - column_value
     return MetaNash(
-        mixture=mixture,
+        mixture=row,
+        column_mixture=column,
         value=value,
-        exploitability=float(against.max() - value),
+        exploitability=float(gain),
         player_exploitability=payoffs.max(0) - np.diag(payoffs),
     )
 

@@ -306,3 +306,17 @@ def test_reset_options_start_each_copy_at_a_given_episode():
         batch.reset(options={"episodes": torch.tensor([1.0, 2.0, 3.0])})
     with pytest.raises(ConfigError, match=">= 0"):
         batch.reset(options={"episodes": torch.tensor([1, -1, 3])})
+
+
+def test_reset_streams_let_copies_replay_one_episode():
+    """Copies given the same stream start alike, and equal the copy that owns that stream."""
+    import scenarios
+
+    game = scenarios.make("tag", num_envs=4, seed=5)
+    reference, _ = game.reset(seed=5)
+    replayed, _ = game.reset(seed=5, options={"streams": torch.tensor([2, 2, 0, 3])})
+    for agent, values in replayed.items():
+        assert torch.equal(values[0], reference[agent][2]) and torch.equal(values[1], reference[agent][2])
+        assert torch.equal(values[2], reference[agent][0]) and torch.equal(values[3], reference[agent][3])
+    with pytest.raises(ConfigError, match="streams"):
+        game.reset(options={"streams": torch.tensor([1, 2])})
