@@ -56,6 +56,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.matrix
 	$(PY) -m benchmarks.cfr
 	$(PY) -m benchmarks.sim
+	$(PY) -m benchmarks.tournament
 	$(PY) -m benchmarks.maddpg  # about 25 minutes: two 10-minute training runs
 
 clean:

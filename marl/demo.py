@@ -69,6 +69,7 @@ def main() -> None:
         f"{', '.join(f'{v:+.5f}' for v in solution.value.tolist())}, max NashConv {float(gaps.max()):.1e}"
     )
     _markov_demo(console)
+    _tournament_demo(console)
     _maddpg_demo(console)
     console.print("Try: gamelab solve battle_of_the_sexes --plot bos.png, "
                   "gamelab solve 'random_zero_sum(300,300)' --json, gamelab solvers, "
@@ -95,6 +96,29 @@ def _markov_demo(console: Console, copies: int = 4096) -> None:
             f"spread, {copies} copies, {label}: mean return per agent {float(total.mean()):+.2f} "
             f"({copies * game.max_steps / seconds:,.0f} env-steps/s with the policy)"
         )
+
+
+def _tournament_demo(console: Console) -> None:
+    """The ``tag`` tournament of ``examples/``: 4 predator-prey teams, 10,000 batched matches."""
+    import os
+    import tempfile
+
+    from marl.tournament import run_tournament
+    from marl.tournament_config import load_config
+
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
+                           "tag_tournament.yaml")
+    if not os.path.isfile(example):
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        result = run_tournament(load_config(example), os.path.join(folder, "tag.sqlite"))
+    elo = result.ratings["elo"]
+    ranking = sorted(zip(result.names, elo.values, elo.errors), key=lambda entry: -entry[1])
+    console.print(
+        f"tag tournament, {len(result.names)} teams, {result.matches_total:,} matches in {result.seconds:.1f} s: Elo "
+        + ", ".join(f"{name} {value:.0f} ± {error:.0f}" for name, value, error in ranking)
+        + " (gamelab tournament examples/tag_tournament.yaml --report DIR draws it)"
+    )
 
 
 def _maddpg_demo(console: Console, seconds: float = 20.0) -> None:

@@ -158,14 +158,14 @@ def pursuit_policy(lead: float = 0.0, margin: float = 0.8) -> Callable[[Tag, dic
             seen = observations[name]
             prey = seen[:, others + 2 * (adversaries - 1): others + 2 * (adversaries - 1 + good)].unflatten(1, (good, 2))
             speeds = seen[:, others + 2 * (adversaries + good - 1):].unflatten(1, (good, 2))
-            nearest = prey.norm(dim=-1).argmin(dim=1)[:, None, None].expand(-1, 1, 2)
+            nearest = prey.square().sum(-1).argmin(dim=1)[:, None, None].expand(-1, 1, 2)
             offset = (prey + lead * speeds).gather(1, nearest)[:, 0]
             actions[name] = steer(offset, seen[:, 0:2], game.world, game.continuous)
         for name in game.good_names:
             seen = observations[name]
             hunters = seen[:, others: others + 2 * adversaries].unflatten(1, (adversaries, 2))
             away = -(hunters / hunters.square().sum(-1, keepdim=True).clamp_min(1e-6)).sum(1)
-            away = away / away.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+            away = away * away.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt()
             position = seen[:, 2:4]
             home = torch.where(position.abs() > margin, -position, torch.zeros_like(position))
             actions[name] = steer(0.5 * away + 2.0 * home, seen[:, 0:2], game.world, game.continuous)

@@ -347,8 +347,8 @@ def test_ray_plays_extensive_form_matches_like_the_local_backend(tmp_path, local
      ":2: matches_per_pair: expected a whole number"),
     ("game: tag\nmatchs_per_pair: 3\nplayers:\n  - {name: a, kind: uniform}\n  - {name: b, kind: uniform}\n",
      "unknown field (did you mean 'matches_per_pair'?)"),
-    ("game: rock_paper_scissors\nplayers:\n  - {name: a, kind: mixed, strategy: [0.5, 0.6, 0]}\n"
-     "  - {name: b, kind: uniform}\n", "players[0].strategy: probabilities must sum to 1"),
+    ("game: rock_paper_scissors\nplayers:\n  - {name: a, kind: mixed, strategy: [0.5, 0.6, 0]}\n  - {name: b, kind: uniform}\n",
+     "players[0].strategy: probabilities must sum to 1"),
     ("game: tag\nplayers:\n  - {name: a, kind: checkpoint}\n  - {name: b, kind: uniform}\n",
      "a checkpoint player needs the field path"),
     ("game: tag\nplayers:\n  - {name: a, kind: mcts}\n  - {name: b, kind: uniform}\n",
