@@ -153,22 +153,22 @@ def pursuit_policy(lead: float = 0.0, margin: float = 0.8) -> Callable[[Tag, dic
     def policy(game: Tag, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         adversaries, good, obstacles = game.config.num_adversaries, game.config.num_good, game.config.num_obstacles
         others = 4 + 2 * obstacles  # where the other agents' offsets start
-        actions = {}
-        for name in game.adversary_names:
-            seen = observations[name]
-            prey = seen[:, others + 2 * (adversaries - 1): others + 2 * (adversaries - 1 + good)].unflatten(1, (good, 2))
-            speeds = seen[:, others + 2 * (adversaries + good - 1):].unflatten(1, (good, 2))
-            nearest = prey.square().sum(-1).argmin(dim=1)[:, None, None].expand(-1, 1, 2)
-            offset = (prey + lead * speeds).gather(1, nearest)[:, 0]
-            actions[name] = steer(offset, seen[:, 0:2], game.world, game.continuous)
-        for name in game.good_names:
-            seen = observations[name]
-            hunters = seen[:, others: others + 2 * adversaries].unflatten(1, (adversaries, 2))
-            away = -(hunters / hunters.square().sum(-1, keepdim=True).clamp_min(1e-6)).sum(1)
-            away = away * away.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt()
-            position = seen[:, 2:4]
-            home = torch.where(position.abs() > margin, -position, torch.zeros_like(position))
-            actions[name] = steer(0.5 * away + 2.0 * home, seen[:, 0:2], game.world, game.continuous)
+        hunters_seen = torch.stack([observations[name] for name in game.adversary_names], dim=1)  # (B, A, obs)
+        first_prey = others + 2 * (adversaries - 1)
+        prey = hunters_seen[..., first_prey: first_prey + 2 * good].unflatten(-1, (good, 2))  # (B, A, G, 2)
+        speeds = hunters_seen[..., first_prey + 2 * good:].unflatten(-1, (good, 2))
+        nearest = prey.square().sum(-1).argmin(dim=-1)[..., None, None].expand(-1, -1, 1, 2)
+        offset = (prey + lead * speeds).gather(2, nearest)[:, :, 0]  # (B, A, 2)
+        chase = steer(offset, hunters_seen[..., 0:2], game.world, game.continuous)
+        prey_seen = torch.stack([observations[name] for name in game.good_names], dim=1)  # (B, G, obs)
+        hunters = prey_seen[..., others: others + 2 * adversaries].unflatten(-1, (adversaries, 2))  # (B, G, A, 2)
+        away = -(hunters / hunters.square().sum(-1, keepdim=True).clamp_min(1e-6)).sum(2)
+        away = away * away.square().sum(-1, keepdim=True).clamp_min(1e-12).rsqrt()
+        position = prey_seen[..., 2:4]
+        home = torch.where(position.abs() > margin, -position, torch.zeros_like(position))
+        flee = steer(0.5 * away + 2.0 * home, prey_seen[..., 0:2], game.world, game.continuous)
+        actions = {name: chase[:, i] for i, name in enumerate(game.adversary_names)}
+        actions.update({name: flee[:, i] for i, name in enumerate(game.good_names)})
         return actions
 
     return policy
