@@ -98,9 +98,10 @@ def test_kuhn_exact_payoffs_equal_openspiel_policy_values(tmp_path, kuhn):
             as_second = policy_value(root, [policies[j], policies[i]])[1]
             expected = 0.5 * (as_first + as_second)
             assert result.tables.payoffs[i, j] == pytest.approx(expected, abs=1e-12)
-    # Kuhn's value is -1/18 for the first seat (Kuhn 1950): seat-swapped equilibrium self-play nets 0,
-    # and the LP strategy is unexploitable within the population.
-    assert result.tables.payoffs[0, 0] == pytest.approx(0.0, abs=1e-12)
+    # Kuhn's value is -1/18 for the first seat (Kuhn 1950): the LP strategy's self-play match (one
+    # seating) stores -1/18 for seat 0, and the LP strategy is unexploitable within the population.
+    (self_play,) = [row for row in stored_rows(result.database) if row[:2] == (0, 0)]
+    assert self_play[4] == pytest.approx(-1 / 18, abs=1e-9) and self_play[5] == pytest.approx(1 / 18, abs=1e-9)
     assert result.ratings["meta_nash"].player_exploitability[0] == pytest.approx(0.0, abs=1e-9)
 
 
