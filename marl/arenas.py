@@ -134,7 +134,10 @@ class Arena:
     score_groups = False
     """Whether a win is decided per duplicate group (summed payoffs) instead of per match."""
 
-    def __init__(self, config: TournamentConfig) -> None:
+    def __init__(self, config: TournamentConfig, num_players: int = 2) -> None:
+        if num_players != 2:
+            raise TournamentConfigError(f"{config.game}: tournaments are between two seats; this game has "
+                                        f"{num_players} players")
         self.config = config
         self.names = [player.name for player in config.players]
         self.seat_swap = True
@@ -171,13 +174,13 @@ class Arena:
     def play(self, unit: Unit) -> list[MatchRow]:
         raise NotImplementedError
 
-    def _forfeit_rows(self, unit: Unit, forfeits: list[int], errors: list[str | None], seconds: float) -> list[MatchRow]:
-        return [MatchRow(unit.first, unit.second, unit.start + i, self.seating(unit.start + i), None, None, None,
-                         forfeits[i], errors[i], seconds) for i in range(unit.count)]
-
-
 def _forfeit_code(first_failed: bool, second_failed: bool) -> int:
     return (FIRST_FORFEITS if first_failed else 0) | (SECOND_FORFEITS if second_failed else 0)
+
+
+def _expected_score(probability: Tensor, mine: Tensor, theirs: Tensor) -> float:
+    """The probability of scoring more than the opponent (ties half), outcomes weighted by ``probability``."""
+    return float((probability * ((mine > theirs).double() + 0.5 * (mine == theirs).double())).sum())
 
 
 # --------------------------------------------------------------------------------------
@@ -191,10 +194,7 @@ class MatrixArena(Arena):
     exact = True
 
     def __init__(self, config: TournamentConfig, game: Any) -> None:
-        super().__init__(config)
-        if game.num_players != 2:
-            raise TournamentConfigError(f"{config.game}: tournaments are between two seats; this game has "
-                                        f"{game.num_players} players")
+        super().__init__(config, game.num_players)
         if config.evaluation == "sampled":
             raise TournamentConfigError(f"{config.game}: normal-form games are evaluated exactly; remove "
                                         "evaluation: sampled")
@@ -232,7 +232,7 @@ class MatrixArena(Arena):
             payoffs = self.game.payoffs
             values = (payoffs * joint).flatten(1).sum(-1)
             mine, theirs = payoffs[seat_of[0]], payoffs[seat_of[1]]
-            score = float((joint * ((mine > theirs).double() + 0.5 * (mine == theirs).double())).sum())
+            score = _expected_score(joint, mine, theirs)
             rows.append(MatchRow(unit.first, unit.second, match, seating, float(values[seat_of[0]]),
                                  float(values[seat_of[1]]), score, seconds=time.perf_counter() - started))
         return rows
@@ -248,10 +248,7 @@ class TreeArena(Arena):
     kind = "extensive-form"
 
     def __init__(self, config: TournamentConfig, game: Any, spiel_game: Any | None) -> None:
-        super().__init__(config)
-        if game.num_players != 2:
-            raise TournamentConfigError(f"{config.game}: tournaments are between two seats; this game has "
-                                        f"{game.num_players} players")
+        super().__init__(config, game.num_players)
         self.game = game.to("cpu", torch.float64)
         self.spiel_game = spiel_game
         self.players = [TreePlayer(config, player, self.game, spiel_game) for player in config.players]
@@ -291,8 +288,9 @@ class TreeArena(Arena):
                   for role, index in enumerate((unit.first, unit.second))]
         if any(failed):
             code = _forfeit_code(*failed)
-            return self._forfeit_rows(unit, [code] * unit.count, ["; ".join(errors)] * unit.count,
-                                      time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            return [MatchRow(unit.first, unit.second, match, self.seating(match), None, None, None, code,
+                             "; ".join(errors), seconds) for match in range(unit.start, unit.start + unit.count)]
         return self._exact(unit, strategies) if self.exact else self._sampled(unit, strategies)
 
     def _exact(self, unit: Unit, strategies: list[Tensor | None]) -> list[MatchRow]:
@@ -311,7 +309,7 @@ class TreeArena(Arena):
             probability = self.game.terminal_chance * reach.prod(0)
             values = probability @ utilities
             mine, theirs = utilities[:, seat_of[0]], utilities[:, seat_of[1]]
-            score = float(probability @ ((mine > theirs).double() + 0.5 * (mine == theirs).double()))
+            score = _expected_score(probability, mine, theirs)
             rows.append(MatchRow(unit.first, unit.second, match, seating, float(values[seat_of[0]]),
                                  float(values[seat_of[1]]), score, seconds=time.perf_counter() - started))
         return rows

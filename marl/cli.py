@@ -369,8 +369,6 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
-    import importlib
-
     if spec == "random":
         return "random"
     if spec == "scripted":
@@ -390,15 +388,12 @@ def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
         return load_policy(spec, game_name=scenario, game_settings=settings)
     if ":" not in spec:
         raise GamelabError(f"--policy {spec!r}: expected random, scripted, a .pt checkpoint or module:callable")
-    module_name, attribute = spec.split(":", 1)
+    from marl.envs import import_callable
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise GamelabError(f"--policy {spec!r}: cannot import {module_name!r}: {error}") from None
-    policy = getattr(module, attribute, None)
-    if not callable(policy):
-        raise GamelabError(f"--policy {spec!r}: {module_name} has no callable {attribute!r}")
-    return policy
+        return import_callable(*spec.split(":", 1))
+    except GamelabError as error:
+        raise GamelabError(f"--policy {spec!r}: {error}") from None
 
 
 def command_render(args: argparse.Namespace) -> int:

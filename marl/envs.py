@@ -9,13 +9,32 @@ factory, such as ``pettingzoo:mpe2.simple_spread_v3``; those are driven through
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from games.errors import GamelabError
 from marl.maddpg import TrainingError
 
 PETTINGZOO_PREFIX = "pettingzoo:"
+
+
+def import_callable(module_name: str, attribute: str) -> Callable:
+    """``module_name.attribute``, imported and checked to be callable (user code named on a command line or in a config).
+
+    Raises:
+        GamelabError: ``cannot import 'MODULE': why`` or ``MODULE has no callable 'ATTRIBUTE'``;
+            callers prefix where the name came from.
+    """
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise GamelabError(f"cannot import {module_name!r}: {error}") from None
+    target = getattr(module, attribute, None)
+    if not callable(target):
+        raise GamelabError(f"{module_name} has no callable {attribute!r}")
+    return target
 
 
 def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", seed: int = 0,
@@ -32,14 +51,10 @@ def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", s
         return scenarios.make(name, num_envs=num_envs, device=device, seed=seed, **settings)
     from games.adapters.pettingzoo import from_parallel_env
 
-    module_name = name[len(PETTINGZOO_PREFIX):]
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise TrainingError(f"game {name!r}: cannot import {module_name!r} ({error})") from None
-    factory = getattr(module, "parallel_env", None)
-    if not callable(factory):
-        raise TrainingError(f"game {name!r}: {module_name} has no parallel_env() factory")
+        factory = import_callable(name[len(PETTINGZOO_PREFIX):], "parallel_env")
+    except GamelabError as error:
+        raise TrainingError(f"game {name!r}: {error}") from None
     try:
         factory(**settings).close()
     except TypeError as error:

@@ -17,7 +17,6 @@ forfeit, decided in ``marl.arenas``; so a callable is called during the matches,
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +35,12 @@ def _fail(player: PlayerConfig, message: str) -> TournamentConfigError:
 
 def load_callable(player: PlayerConfig) -> Callable:
     """The ``callable:`` attribute, or what its factory returns when ``arguments`` are given."""
-    module_name, attribute = player.options["callable"].split(":")
+    from marl.envs import import_callable
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise _fail(player, f"cannot import {module_name!r}: {error}") from None
-    target = getattr(module, attribute, None)
-    if not callable(target):
-        raise _fail(player, f"{module_name} has no callable {attribute!r}")
+        target = import_callable(*player.options["callable"].split(":"))
+    except GamelabError as error:
+        raise _fail(player, str(error)) from None
     if "arguments" not in player.options:
         return target
     try:
@@ -55,7 +52,7 @@ def load_callable(player: PlayerConfig) -> Callable:
     return built
 
 
-def _read_json(config: TournamentConfig, player: PlayerConfig) -> Any:
+def _read_json(config: TournamentConfig, player: PlayerConfig) -> tuple[str, Any]:
     import json
 
     from games.errors import GameFileError
@@ -211,7 +208,8 @@ class TreePlayer:
     """
 
     def __init__(self, config: TournamentConfig, player: PlayerConfig, game: Any, spiel_game: Any | None) -> None:
-        from games.extensive_form import GameError, read_strategy
+        from games.errors import GameError
+        from games.extensive_form import read_strategy
 
         self.name = player.name
         self.game = game
