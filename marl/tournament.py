@@ -235,16 +235,18 @@ def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
             margin = sum(m for m, _, _ in contest) - sum(t for _, t, _ in contest)
             pair_scores.append(1.0 if margin > 0 else 0.5 if margin == 0 else 0.0)
         size = len(groups)
+
+        def half_width(values: np.ndarray) -> float:
+            """The 95% confidence half-width of the mean of the groups' values (0 when exact)."""
+            return 0.0 if arena.exact or size < 2 else Z_95 * float(values.std(ddof=1)) / math.sqrt(size)
+
         matches[first, second] = matches[second, first] = len(pair_rows)
         if first == second:
             payoffs[first, first] = 0.5 * (group_first.mean() + group_second.mean())
-            both = 0.5 * (group_first + group_second)
-            confidence[first, first] = 0.0 if arena.exact or size < 2 else Z_95 * both.std(ddof=1) / math.sqrt(size)
+            confidence[first, first] = half_width(0.5 * (group_first + group_second))
             continue
         payoffs[first, second], payoffs[second, first] = group_first.mean(), group_second.mean()
-        if not arena.exact and size >= 2:
-            confidence[first, second] = Z_95 * group_first.std(ddof=1) / math.sqrt(size)
-            confidence[second, first] = Z_95 * group_second.std(ddof=1) / math.sqrt(size)
+        confidence[first, second], confidence[second, first] = half_width(group_first), half_width(group_second)
         scores[first, second] = sum(pair_scores)
         scores[second, first] = len(pair_scores) - sum(pair_scores)
         counts[first, second] = counts[second, first] = len(pair_scores)
