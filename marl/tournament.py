@@ -189,6 +189,12 @@ def _forfeit_payoffs(arena: Arena, rows: list[MatchRow]) -> tuple[list[float], l
     return ([min(v) if v else 0.0 for v in seen], [max(v) if v else 0.0 for v in seen])
 
 
+def _half_width(values: np.ndarray, exact: bool) -> float:
+    """The 95% confidence half-width of the mean of ``values``, one per duplicate group (0 when exact)."""
+    size = len(values)
+    return 0.0 if exact or size < 2 else Z_95 * float(values.std(ddof=1)) / math.sqrt(size)
+
+
 def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
     """The payoff table, confidence intervals and win scores from every stored match."""
     n = len(arena.names)
@@ -234,19 +240,14 @@ def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
                 continue
             margin = sum(m for m, _, _ in contest) - sum(t for _, t, _ in contest)
             pair_scores.append(1.0 if margin > 0 else 0.5 if margin == 0 else 0.0)
-        size = len(groups)
-
-        def half_width(values: np.ndarray) -> float:
-            """The 95% confidence half-width of the mean of the groups' values (0 when exact)."""
-            return 0.0 if arena.exact or size < 2 else Z_95 * float(values.std(ddof=1)) / math.sqrt(size)
-
         matches[first, second] = matches[second, first] = len(pair_rows)
         if first == second:
             payoffs[first, first] = 0.5 * (group_first.mean() + group_second.mean())
-            confidence[first, first] = half_width(0.5 * (group_first + group_second))
+            confidence[first, first] = _half_width(0.5 * (group_first + group_second), arena.exact)
             continue
         payoffs[first, second], payoffs[second, first] = group_first.mean(), group_second.mean()
-        confidence[first, second], confidence[second, first] = half_width(group_first), half_width(group_second)
+        confidence[first, second] = _half_width(group_first, arena.exact)
+        confidence[second, first] = _half_width(group_second, arena.exact)
         scores[first, second] = sum(pair_scores)
         scores[second, first] = len(pair_scores) - sum(pair_scores)
         counts[first, second] = counts[second, first] = len(pair_scores)
