@@ -142,7 +142,8 @@ class MarkovGame:
         self.agents: list[AgentID] = list(possible_agents)
         self.num_envs = num_envs
         self.max_steps = max_steps
-        self.device = torch.device(device)
+        # The concrete device ("cuda:0", not "cuda") that tensors made on it report.
+        self.device = torch.empty(0, device=device).device
         self.dtype = dtype
         self.continuous = continuous
         self.first_copy = first_copy

@@ -4,6 +4,7 @@ Skipped when CUDA is absent; every other test also runs on CUDA through the ``de
 fixture when it is present.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,3 +57,74 @@ def test_nash_sgd_exact_loss_agrees():
     cpu = catalog.random_game([3, 3, 3], seed=3)
     for x, y in zip(nash_sgd(cpu, iterations=200), nash_sgd(cpu.to("cuda"), iterations=200)):
         torch.testing.assert_close(x, y.cpu())
+
+
+# ----------------------------------------------------------------------------------------
+# Extensive-form games: the CFR family and exploitability (float64)
+
+DETERMINISTIC_TREE_SOLVERS = ["cfr", "cfr+", "lcfr", "dcfr", "pcfr+", "dilated-ftrl"]
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC_TREE_SOLVERS)
+def test_tree_solvers_take_the_same_iterates_on_cuda(name, leduc):
+    from solvers.registry import EXTENSIVE
+    from solvers.sequence_form import nash_conv as tree_nash_conv
+
+    make = EXTENSIVE[name][1]
+    a, b = make(leduc, 0), make(leduc.to("cuda"), 0)
+    for _ in range(30):
+        a.step()
+        b.step()
+    torch.testing.assert_close(a.average_policy(), b.average_policy().cpu(), atol=1e-10, rtol=0)
+    cpu_value = float(tree_nash_conv(leduc, a.average_policy()))
+    cuda_value = float(tree_nash_conv(leduc.to("cuda"), b.average_policy()))
+    assert cuda_value == pytest.approx(cpu_value, abs=1e-10)
+
+
+def test_compiled_cfr_on_cuda_equals_eager_cfr_on_the_cpu(leduc):
+    from solvers import cfr
+
+    eager, fused = cfr.PCFRPlusSolver(leduc), cfr.PCFRPlusSolver(leduc.to("cuda"), compile=True)
+    for _ in range(20):
+        eager.step()
+        fused.step()
+    torch.testing.assert_close(eager.average_policy(), fused.average_policy().cpu(), atol=1e-10, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------
+# Markov games (float32): the same seed plays the same episodes on both devices
+
+
+@pytest.mark.parametrize("name", ["spread", "tag", "adversary", "navigation"])
+def test_particle_worlds_play_the_same_episodes_on_cuda(name):
+    import scenarios
+    from tests.games.test_markov import _random_actions
+
+    games = [scenarios.make(name, num_envs=64, seed=5, device=device, max_cycles=10) for device in ("cpu", "cuda")]
+    observed = [game.reset()[0] for game in games]
+    generators = [torch.Generator().manual_seed(0) for _ in games]
+    for step in range(25):
+        for agent in games[0].possible_agents:
+            torch.testing.assert_close(observed[1][agent].cpu(), observed[0][agent], atol=1e-4, rtol=1e-4,
+                                       msg=f"{name} {agent} step {step}")
+        results = [game.step(_random_actions(game, generator)) for game, generator in zip(games, generators)]
+        observed = [result[0] for result in results]
+        for agent in games[0].possible_agents:
+            torch.testing.assert_close(results[1][1][agent].cpu(), results[0][1][agent], atol=1e-4, rtol=1e-4)
+            assert torch.equal(results[1][3][agent].cpu(), results[0][3][agent])
+
+
+def test_tag_tournament_payoffs_agree_on_cuda(tmp_path):
+    from marl.tournament import run_tournament
+    from marl.tournament_config import parse_config
+
+    players = [
+        {"name": "pursuit", "kind": "callable", "callable": "scenarios.tag:pursuit_policy", "arguments": {}},
+        {"name": "lead", "kind": "callable", "callable": "scenarios.tag:pursuit_policy", "arguments": {"lead": 0.3}},
+    ]
+    tables = []
+    for device in ("cpu", "cuda"):
+        config = parse_config({"game": "tag", "matches_per_pair": 64, "batch_size": 64, "device": device,
+                               "players": players})
+        tables.append(run_tournament(config, tmp_path / f"{device}.sqlite").tables.payoffs)
+    np.testing.assert_allclose(tables[1], tables[0], atol=1e-3)
