@@ -37,7 +37,10 @@ def test_alpha_rank_equals_openspiel(seed, n, alpha, local, zero_sum):
         _, _, reference, _, _ = alpharank.compute([table], alpha=alpha, use_local_selection_model=local)
     except ValueError:  # OpenSpiel's eigenvector test fails on nearly reducible chains
         assume(False)
-    np.testing.assert_allclose(ours.values, reference, atol=1e-9)
+    # On stiff chains both are only float64-accurate: for seed 341, n 4, alpha 13 (global),
+    # against a 40-digit mpmath solve of OpenSpiel's own transition matrix, ours is off by
+    # 1.2e-9 and OpenSpiel's by 2.6e-9, so they differ by 3.8e-9.
+    np.testing.assert_allclose(ours.values, reference, atol=1e-8)
 
 
 def test_alpha_rank_of_a_cycle_is_uniform_and_of_a_dominant_player_is_one_hot():
