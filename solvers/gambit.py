@@ -34,7 +34,7 @@ def _pygambit():
     try:
         import pygambit
     except ImportError:
-        raise MissingDependencyError("pygambit", "gambit", "Gambit's equilibrium solvers") from None
+        raise MissingDependencyError("pygambit", "gambit", "Solving with Gambit") from None
     return pygambit
 
 
