@@ -1,4 +1,7 @@
-"""CPU == CUDA: the same seeded inputs give the same results on both devices (float64).
+"""CPU == CUDA: the same seeded inputs give the same results on both devices.
+
+Matrix and tree solvers agree in float64 to rounding; particle worlds (float32) play the
+same episodes to 1e-4.
 
 Skipped when CUDA is absent; every other test also runs on CUDA through the ``device``
 fixture when it is present.
