@@ -79,7 +79,7 @@ class ParticleWorld:
         self.num_envs = num_envs
         self.num_agents = num_agents
         self.num_entities = count
-        self.device = torch.empty(0, device=device).device  # concrete: "cuda:0", not "cuda"
+        self.device = torch.device(device)
         self.dtype = dtype
         self.dt = dt
         self.damping = damping

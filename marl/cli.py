@@ -161,9 +161,10 @@ def _device(name: str) -> Any:
         raise GamelabError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GamelabError(f"device {name!r} was asked for, but CUDA is not available")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise GamelabError(f"device {name!r} was asked for, but this machine has {torch.cuda.device_count()} "
-                           f"CUDA device(s): use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        raise GamelabError(f"device {name!r} was asked for, but this machine has {count} "
+                           f"CUDA device(s): use cuda:0 to cuda:{count - 1}")
     return device
 
 

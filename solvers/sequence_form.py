@@ -24,6 +24,8 @@ Nothing here walks nodes; each level is one gather, one multiply and one scatter
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from games.extensive_form import ExtensiveFormGame
@@ -61,23 +63,26 @@ class _Layout:
         # torch.compile this is one short loop per level, where writing levels into one
         # flat vector was a pass over the whole vector per level (measured on Leduc).
         ranges = [_range(ids) for ids in game.levels()]
+        starts = [0, *(end for _, end in ranges)][:-1]  # each level begins where the one above ends
+        if [start for start, _ in ranges] != starts:
+            raise ValueError("infosets are not numbered level by level")
         self.level_bounds = [start for start, _ in ranges[1:]]
         self.level_parents: list[Tensor | None] = [None]  # level 0 hangs off the empty sequence
-        for k in range(1, len(ranges)):
-            local = self.parent_flat[ranges[k][0]:ranges[k][1]] - ranges[k - 1][0] * game.max_actions
-            if bool((local < 0).any()) or bool((local >= (ranges[k - 1][1] - ranges[k - 1][0]) * game.max_actions).any()):
-                raise ValueError(f"a parent sequence of level {k} is not in level {k - 1}")
-            self.level_parents.append(local)
         if ranges and bool((self.parent_flat[: ranges[0][1]] != self.empty).any()):
             raise ValueError("an infoset of level 0 has a parent sequence")
+        for (above, start), (_, end) in itertools.pairwise(ranges):  # the level above is [above, start)
+            local = self.parent_flat[start:end] - above * game.max_actions
+            if bool((local < 0).any() | (local >= (start - above) * game.max_actions).any()):
+                raise ValueError(f"a parent sequence of the level starting at infoset {start} is not in the level above")
+            self.level_parents.append(local)
 
 
 def _range(ids: Tensor) -> tuple[int, int]:
-    """``(start, end)`` of consecutive ids; the infosets of a level always are."""
-    rows = _rows(ids)
-    if not isinstance(rows, slice):
+    """``(start, end)`` of sorted, consecutive ids; the infosets of a level always are."""
+    start, end = int(ids[0]), int(ids[-1]) + 1
+    if end - start != len(ids):
         raise ValueError("the infosets of a level are not numbered consecutively")
-    return rows.start, rows.stop
+    return start, end
 
 
 def row_sums(rows: Tensor, ones: Tensor | None = None) -> Tensor:

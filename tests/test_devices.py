@@ -73,14 +73,14 @@ def test_tree_solvers_take_the_same_iterates_on_cuda(name, leduc):
     from solvers.registry import EXTENSIVE
     from solvers.sequence_form import nash_conv as tree_nash_conv
 
-    make = EXTENSIVE[name][1]
-    a, b = make(leduc, 0), make(leduc.to("cuda"), 0)
+    make, on_cuda = EXTENSIVE[name][1], leduc.to("cuda")
+    a, b = make(leduc, 0), make(on_cuda, 0)
     for _ in range(30):
         a.step()
         b.step()
     torch.testing.assert_close(a.average_policy(), b.average_policy().cpu(), atol=1e-10, rtol=0)
     cpu_value = float(tree_nash_conv(leduc, a.average_policy()))
-    cuda_value = float(tree_nash_conv(leduc.to("cuda"), b.average_policy()))
+    cuda_value = float(tree_nash_conv(on_cuda, b.average_policy()))
     assert cuda_value == pytest.approx(cpu_value, abs=1e-10)
 
 
