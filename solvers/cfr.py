@@ -26,23 +26,21 @@ against the same profile with simultaneous ones):
    the strategy used in this iteration (before step 4), as in the papers and OpenSpiel.
 
 The tree is never walked node by node: each level of each infoset tree is one gather,
-multiply and scatter on tensors of the game's device.
+multiply and scatter on tensors of the game's device. The state lives on each player's
+legal sequences only (:class:`solvers.sequence_form.Treeplex`), so padding costs nothing
+(on liars_dice, 49,140 legal sequences against 294,912 padded entries), and each player's
+realization plan is rebuilt only when its strategy changes.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
-from solvers.sequence_form import (
-    counterfactual_values,
-    flat_realization_plans,
-    intra_op_threads,
-    layout,
-    row_sums,
-    terminal_own_reach,
-)
+from solvers.sequence_form import Treeplex, intra_op_threads, row_sums, treeplexes
 
 Tensor = torch.Tensor
 
@@ -61,19 +59,22 @@ def regret_matching(regrets: Tensor, legal: Tensor, uniform: Tensor | None = Non
 class TreeLearner:
     """What every iterative solver on a compiled tree holds, and how it reports policies.
 
-    ``_strategy`` (the current behavioural strategy) and ``_average_sum`` (the weighted
-    sum of realization plans that the average strategy normalizes) are
-    ``(num_infosets, max_actions)``; subclasses define ``step()``.
+    Subclasses define ``step()``. ``_strategy`` (the current behavioural strategy) and
+    ``_average_sum`` (the weighted sum of realization plans that the average strategy
+    normalizes) are ``(num_infosets, max_actions)``: attributes that start uniform and
+    zero, or, with ``padded_state=False``, properties of a subclass that keeps its state
+    in another layout.
     """
 
-    def __init__(self, game: ExtensiveFormGame) -> None:
+    def __init__(self, game: ExtensiveFormGame, *, padded_state: bool = True) -> None:
         self.game = game
         self.iteration = 0
         self._legal = game.legal_mask.to(game.dtype)
         self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
         self._uniform = game.uniform_strategy()
-        self._strategy = self._uniform.clone()
-        self._average_sum = torch.zeros_like(self._strategy)
+        if padded_state:
+            self._strategy = self._uniform.clone()
+            self._average_sum = torch.zeros_like(self._strategy)
 
     def current_policy(self) -> Tensor:
         """The current behavioural strategy, ``(num_infosets, max_actions)``."""
@@ -84,8 +85,28 @@ class TreeLearner:
         where it is 0 (never reached). ``(num_infosets, max_actions)``."""
         if self.iteration == 0:
             return self.current_policy()
-        total = self._average_sum.sum(-1, keepdim=True)
-        return torch.where(total > 0, self._average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), self._uniform)
+        average_sum = self._average_sum
+        total = average_sum.sum(-1, keepdim=True)
+        return torch.where(total > 0, average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), self._uniform)
+
+
+def packed_regret_matching(treeplex: Treeplex, regrets: Tensor) -> Tensor:
+    """:func:`regret_matching` on one player's packed sequences. Shapes: ``(treeplex.size,)`` both."""
+    positive = regrets.clamp_min(0)
+    total = treeplex.segment_sums(positive).index_select(0, treeplex.sequence_infoset)
+    return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), treeplex.uniform)
+
+
+class _PlayerState(NamedTuple):
+    """One player's CFR state on its packed sequences (:class:`~solvers.sequence_form.Treeplex`):
+    the current strategy, cumulative and last instantaneous regrets and the average's
+    weighted sum ``(size,)``, and the realization plan of the strategy ``(size + 1,)``."""
+
+    strategy: Tensor
+    regrets: Tensor
+    last_regrets: Tensor
+    average_sum: Tensor
+    plan: Tensor
 
 
 class CFRSolver(TreeLearner):
@@ -128,17 +149,21 @@ class CFRSolver(TreeLearner):
             raise SolverError(f"unknown averaging {averaging!r}; use one of {sorted(powers)}")
         if discount is not None and len(discount) != 3:
             raise SolverError(f"discount needs (alpha, beta, gamma), got {discount!r}")
-        super().__init__(game)
+        super().__init__(game, padded_state=False)
         self.regret_matching_plus = regret_matching_plus
         self.alternating = alternating
         self.averaging_power = powers[averaging]
         self.discount = discount
         self.predictive = predictive
         self.threads = threads if threads is not None else intra_op_threads(game)
-        self._owned_real = [owned.to(game.dtype) for owned in self._owned]
-        self._regrets = torch.zeros_like(self._strategy)
-        self._last_regrets = torch.zeros_like(self._strategy)
-        layout(game)  # built eagerly, outside what torch.compile traces
+        self._treeplexes = treeplexes(game)  # built eagerly, outside what torch.compile traces
+        # chance(z) * u_i(z): the others' reach times this is player i's sequence gradient.
+        self._terminal_weights = [game.terminal_chance * game.terminal_utilities[:, p] for p in range(game.num_players)]
+        self._state = [
+            _PlayerState(tp.uniform.clone(), *(torch.zeros_like(tp.uniform) for _ in range(3)),
+                         tp.realization_plan(tp.uniform))
+            for tp in self._treeplexes
+        ]
         self._iterate_function = self._iterate
         if compile:
             # On the CPU, inductor's C++ wrapper calls the fused kernels without a Python
@@ -146,56 +171,62 @@ class CFRSolver(TreeLearner):
             options = {"cpp_wrapper": True} if game.device.type == "cpu" else {}
             self._iterate_function = torch.compile(self._iterate, dynamic=False, options=options)
 
-    def _update_player(
-        self, player: int, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor,
-        t: Tensor, weight: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Steps 1-5 for one player against ``strategy``; returns the updated state.
+    def _unpacked(self, field: str) -> Tensor:
+        rows = torch.zeros(self.game.num_infosets, self.game.max_actions, dtype=self.game.dtype, device=self.game.device)
+        for treeplex, state in zip(self._treeplexes, self._state):
+            treeplex.unpack_into(rows, getattr(state, field))
+        return rows
 
-        Other players' rows of ``values`` and ``instant`` are 0, so their regrets change only
-        under DCFR's discount (masked), and their strategy rows, which always equal regret
-        matching on their own regrets, come out of step 4 unchanged: no per-player masking
-        is needed elsewhere.
-        """
-        flat_plans = flat_realization_plans(self.game, strategy)
-        plans = flat_plans[:-1].view(self.game.num_infosets, self.game.max_actions)
-        # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
-        # each iteration, weighted by the player's own reach.
-        average_sum = average_sum + (weight * plans) * self._owned_real[player]
-        own_reach = terminal_own_reach(self.game, flat_plans)
-        values, infoset_values, _ = counterfactual_values(self.game, strategy, player, own_reach)
-        instant = (values - infoset_values[:, None]) * self._legal
-        updated = regrets + instant
+    @property
+    def _strategy(self) -> Tensor:
+        return self._unpacked("strategy")
+
+    @property
+    def _average_sum(self) -> Tensor:
+        return self._unpacked("average_sum")
+
+    def _update_player(
+        self, player: int, state: _PlayerState, others: list[Tensor], t: Tensor, weight: Tensor
+    ) -> _PlayerState:
+        """Steps 1-5 for one player whose opponents play the realization plans ``others``
+        (``(size + 1,)`` each, this player's own entry unused); returns its new state."""
+        treeplex = self._treeplexes[player]
+        gradient = self._terminal_weights[player]
+        for j, plan in enumerate(others):
+            if j != player:
+                gradient = gradient * plan.index_select(0, self._treeplexes[j].terminal_last)
+        values = gradient.new_zeros(treeplex.size + 1).index_add_(0, treeplex.terminal_last, gradient)
+        values, infoset_values = treeplex.fold(values, state.strategy)
+        instant = values[:-1] - infoset_values.index_select(0, treeplex.sequence_infoset)
+        regrets = state.regrets + instant
         if self.discount is not None:
             alpha, beta, _ = self.discount
             positive_scale = t**alpha / (t**alpha + 1)
             negative_scale = t**beta / (t**beta + 1)
-            updated = torch.where(updated > 0, updated * positive_scale, updated * negative_scale)
-            updated = torch.where(self._owned[player], updated, regrets)
+            regrets = torch.where(regrets > 0, regrets * positive_scale, regrets * negative_scale)
         if self.regret_matching_plus:
-            updated = updated.clamp_min(0)
-        regrets = updated
-        if self.predictive:
-            last_regrets = torch.where(self._owned[player], instant, last_regrets)
-        target = regrets + last_regrets if self.predictive else regrets
-        return regret_matching(target, self._legal, self._uniform), regrets, last_regrets, average_sum
+            regrets = regrets.clamp_min(0)
+        last_regrets = instant if self.predictive else state.last_regrets
+        strategy = packed_regret_matching(treeplex, regrets + last_regrets if self.predictive else regrets)
+        # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
+        # each iteration, weighted by the player's own reach: the plan before step 4.
+        average_sum = state.average_sum + weight * state.plan[:-1]
+        return _PlayerState(strategy, regrets, last_regrets, average_sum, treeplex.realization_plan(strategy))
 
-    def _iterate(
-        self, strategy: Tensor, regrets: Tensor, last_regrets: Tensor, average_sum: Tensor, t: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _iterate(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
         """One iteration as a pure function of tensors (``t`` is the iteration number, a
         0-dim tensor), so that ``torch.compile`` can fuse it."""
         if self.discount is not None:
             # DCFR: the running sum of iterations 1..t-1 is scaled by ((t-1)/t)^gamma.
-            average_sum = average_sum * ((t - 1) / t) ** self.discount[2]
+            scale = ((t - 1) / t) ** self.discount[2]
+            states = [state._replace(average_sum=state.average_sum * scale) for state in states]
         weight = t**self.averaging_power
-        start = strategy
+        start = [state.plan for state in states]
+        states = list(states)
         for player in range(self.game.num_players):
-            against = strategy if self.alternating else start
-            strategy, regrets, last_regrets, average_sum = self._update_player(
-                player, against, regrets, last_regrets, average_sum, t, weight
-            )
-        return strategy, regrets, last_regrets, average_sum
+            others = [state.plan for state in states] if self.alternating else start
+            states[player] = self._update_player(player, states[player], others, t, weight)
+        return states
 
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""
@@ -205,9 +236,7 @@ class CFRSolver(TreeLearner):
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            self._strategy, self._regrets, self._last_regrets, self._average_sum = self._iterate_function(
-                self._strategy, self._regrets, self._last_regrets, self._average_sum, t
-            )
+            self._state = self._iterate_function(self._state, t)
         finally:
             torch.set_num_threads(previous)
 

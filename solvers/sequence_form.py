@@ -5,26 +5,35 @@ two-person games", Games Econ. Behav. 1996; the counterfactual values are those 
 Zinkevich, Johanson, Bowling and Piccione, "Regret minimization in games with incomplete
 information", NeurIPS 2007.
 
-For a behavioural strategy ``s`` (``(num_infosets, max_actions)``):
+Each player's sequence form is a :class:`Treeplex`: its legal sequences ``(I, a)``
+packed into one vector with no padding (liars_dice: 49,140 legal sequences among
+24,576 infosets of up to 12 actions, where a padded ``(num_infosets, max_actions)``
+tensor has 294,912 entries), infoset by infoset and level by level, with the empty
+sequence last. For a behavioural strategy ``s``:
 
-1) the *realization plan* ``R[I, a]`` is the product of the owner's own probabilities
-   along its sequence ending in ``(I, a)``; it is built top-down over the owners' infoset
-   trees, one tensor operation per level for all players at once;
-2) at terminal z, player j's own reach is ``R`` at j's last sequence (1 for the empty
+1) the *realization plan* ``R[I, a]`` of a player is the product of its own
+   probabilities along its sequence ending in ``(I, a)``; it is built top-down over the
+   player's infoset tree, one gather and one multiply per level;
+2) at terminal z, player j's own reach is ``R_j`` at j's last sequence (1 for the empty
    one), so the probability of z is ``chance(z) * prod_j own_j(z)``, and the reach of
    everyone but player i is ``chance(z) * prod_{j != i} own_j(z)``;
 3) the *counterfactual value* of player i's sequence ``(I, a)`` sums
    ``reach_{-i}(z) * u_i(z)`` over the terminals whose last i-sequence it is (a
    scatter-add), plus the values of the infosets that follow it; it is folded bottom-up
    over player i's infoset tree, where an infoset's value is ``sum_a s(a|I) Q[I, a]``
-   (on-policy) or ``max_a Q[I, a]`` (a best response).
+   (on-policy) or ``max_a Q[I, a]`` (a best response), a segment sum (or maximum) over
+   the infoset's run of sequences.
 
-Nothing here walks nodes; each level is one gather, one multiply and one scatter.
+Nothing here walks nodes; each level is a gather, a multiply and a scatter. The
+functions taking and returning ``(num_infosets, max_actions)`` tensors wrap the packed
+ones; the padded flat layout of :class:`_Layout` (sequence ``(I, a)`` at
+``I * max_actions + a``) serves the solvers that work row by row (dilated FTRL).
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import torch
 
@@ -34,12 +43,11 @@ Tensor = torch.Tensor
 
 
 class _Layout:
-    """Index tensors computed once per game (levels as row slices where they are
-    contiguous): sequences live in one flat vector of
-    ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at ``I * max_actions + a``
-    and the empty sequence at the last index (``EMPTY``). In a realization plan that entry
-    holds 1; when folding values it collects the root's value. No branch on "has a
-    parent" is then needed anywhere."""
+    """The padded flat layout, computed once per game: sequences live in one flat vector
+    of ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at
+    ``I * max_actions + a`` and the empty sequence at the last index (``empty``). In a
+    realization plan that entry holds 1; when folding values it collects the root's value.
+    Levels are row slices (compiled games number infosets level by level)."""
 
     def __init__(self, game: ExtensiveFormGame) -> None:
         self.size = game.num_infosets * game.max_actions + 1
@@ -56,46 +64,6 @@ class _Layout:
         self.player_levels = [
             [(_rows(ids), self.parent_flat[ids]) for ids in reversed(game.levels(p))] for p in range(game.num_players)
         ]
-        self.ones = torch.ones(game.max_actions, 1, dtype=game.dtype, device=game.device)
-        # Realization plans level by level, each level its own tensor, concatenated at the
-        # end: infosets are numbered by level (ExtensiveFormGame.compile), so a level is a
-        # row range, and the parent sequences of level k lie in level k - 1. Under
-        # torch.compile this is one short loop per level, where writing levels into one
-        # flat vector was a pass over the whole vector per level (measured on Leduc).
-        ranges = [_range(ids) for ids in game.levels()]
-        starts = [0, *(end for _, end in ranges)][:-1]  # each level begins where the one above ends
-        if [start for start, _ in ranges] != starts:
-            raise ValueError("infosets are not numbered level by level")
-        self.level_bounds = [start for start, _ in ranges[1:]]
-        self.level_parents: list[Tensor | None] = [None]  # level 0 hangs off the empty sequence
-        if ranges and bool((self.parent_flat[: ranges[0][1]] != self.empty).any()):
-            raise ValueError("an infoset of level 0 has a parent sequence")
-        for (above, start), (_, end) in itertools.pairwise(ranges):  # the level above is [above, start)
-            local = self.parent_flat[start:end] - above * game.max_actions
-            if bool((local < 0).any() | (local >= (start - above) * game.max_actions).any()):
-                raise ValueError(f"a parent sequence of the level starting at infoset {start} is not in the level above")
-            self.level_parents.append(local)
-
-
-def _range(ids: Tensor) -> tuple[int, int]:
-    """``(start, end)`` of sorted, consecutive ids; the infosets of a level always are."""
-    start, end = int(ids[0]), int(ids[-1]) + 1
-    if end - start != len(ids):
-        raise ValueError("the infosets of a level are not numbered consecutively")
-    return start, end
-
-
-def row_sums(rows: Tensor, ones: Tensor | None = None) -> Tensor:
-    """``rows.sum(-1)`` as a product with a column of ones, ``(n, A) @ (A, 1)``.
-
-    For the few actions of an infoset a matrix-vector product costs a quarter of a
-    reduction kernel on the CPU (2 us against 8 us per call, measured), and the CFR
-    family does one per level per player per iteration. Shape ``(n,)``."""
-    if torch.compiler.is_compiling():  # fused into the neighbouring kernels instead
-        return rows.sum(-1)
-    if ones is None:
-        ones = torch.ones(rows.shape[-1], 1, dtype=rows.dtype, device=rows.device)
-    return (rows @ ones)[:, 0]
 
 
 def _rows(ids: Tensor) -> slice | Tensor:
@@ -107,6 +75,145 @@ def _rows(ids: Tensor) -> slice | Tensor:
     if torch.equal(ids.cpu(), torch.arange(start, start + len(ids))):
         return slice(start, start + len(ids))
     return ids
+
+
+class _Level(NamedTuple):
+    """One level of a player's infoset tree in its :class:`Treeplex`.
+
+    ``infosets`` and ``sequences`` are the level's ranges of packed infosets and
+    sequences; ``segment`` ``(sequences,)`` numbers each sequence's infoset from 0 within
+    the level; ``parents`` ``(infosets,)`` is each infoset's parent sequence (packed,
+    ``size`` for the empty one); ``sequence_parents`` ``(sequences,)`` is each sequence's
+    parent sequence counted from the start of the level above (None on level 0)."""
+
+    infosets: slice
+    sequences: slice
+    segment: Tensor
+    parents: Tensor
+    sequence_parents: Tensor | None
+
+
+class Treeplex:
+    """One player's sequence form, packed: its legal sequences only, and no padding.
+
+    The player's infosets are ``infosets`` (game ids, level by level, shallowest first);
+    its sequences are numbered ``0..size-1`` infoset by infoset in that order, each
+    infoset's legal slots in increasing order, and ``size`` stands for the empty sequence.
+    So each level, and each infoset, is a contiguous run of sequences.
+
+    Tensors: ``sequence_infoset`` ``(size,)`` (packed infoset of each sequence);
+    ``sequence_index`` ``(size,)`` (its place ``I * max_actions + a`` in the padded
+    layout); ``terminal_last`` ``(num_terminals,)`` (the player's last sequence before each
+    terminal, ``size`` if none); ``uniform`` ``(size,)`` (the uniform strategy).
+    """
+
+    def __init__(self, game: ExtensiveFormGame, player: int) -> None:
+        device = game.device
+        levels = game.levels(player)
+        self.player = player
+        self.infosets = torch.cat(levels) if levels else torch.zeros(0, dtype=torch.long, device=device)
+        self.num_infosets = len(self.infosets)
+        legal = game.legal_mask[self.infosets]
+        rows, slots = legal.nonzero(as_tuple=True)
+        self.size = len(rows)
+        self.sequence_infoset = rows
+        self.sequence_index = self.infosets[rows] * game.max_actions + slots
+        counts = legal.sum(-1)
+        self.uniform = (1 / counts.to(game.dtype))[rows]
+        # Padded flat index -> packed sequence; the padded empty sequence maps to ``size``.
+        padded = layout(game)
+        packed = torch.full((padded.size,), -1, dtype=torch.long, device=device)
+        packed[self.sequence_index] = torch.arange(self.size, device=device)
+        packed[padded.empty] = self.size
+        self.infoset_parent = packed[padded.parent_flat[self.infosets]]
+        self.terminal_last = packed[padded.terminal_last_flat[player]]
+        if bool((self.infoset_parent < 0).any()) or bool((self.terminal_last < 0).any()):
+            raise ValueError(f"player {player}'s parent or last sequences are not its own legal sequences")
+        infoset_bounds = [0, *itertools.accumulate(len(ids) for ids in levels)]
+        sequence_starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).tolist()
+        sequence_bounds = [sequence_starts[b] for b in infoset_bounds]
+        self.levels: list[_Level] = []
+        for k in range(len(levels)):
+            (a, b), (sa, sb) = infoset_bounds[k : k + 2], sequence_bounds[k : k + 2]
+            parents = self.infoset_parent[a:b]
+            segment = rows[sa:sb] - a
+            if k == 0:
+                if bool((parents != self.size).any()):
+                    raise ValueError(f"an infoset of player {player}'s first level has a parent sequence")
+                sequence_parents = None
+            else:
+                above = sequence_bounds[k - 1]
+                sequence_parents = parents[segment] - above
+                if bool((sequence_parents < 0).any() | (sequence_parents >= sa - above).any()):
+                    raise ValueError(f"a parent sequence of player {player}'s level {k} is not in the level above")
+            self.levels.append(_Level(slice(a, b), slice(sa, sb), segment, parents, sequence_parents))
+        self.level_bounds = sequence_bounds[1:-1]
+
+    def pack(self, rows: Tensor) -> Tensor:
+        """This player's legal entries of a ``(num_infosets, max_actions)`` tensor. Shape ``(size,)``."""
+        return rows.reshape(-1).index_select(0, self.sequence_index)
+
+    def unpack_into(self, rows: Tensor, packed: Tensor) -> Tensor:
+        """Writes ``packed`` ``(size,)`` into this player's legal entries of ``rows``
+        ``(num_infosets, max_actions)`` (contiguous), in place; returns ``rows``."""
+        rows.view(-1).index_copy_(0, self.sequence_index, packed)
+        return rows
+
+    def segment_sums(self, values: Tensor) -> Tensor:
+        """Per-infoset sums of per-sequence ``values`` ``(size,)``. Shape ``(num_infosets,)``."""
+        return values.new_zeros(self.num_infosets).index_add_(0, self.sequence_infoset, values)
+
+    def realization_plan(self, strategy: Tensor) -> Tensor:
+        """The realization plan of the packed ``strategy`` ``(size,)``, 1 at the empty
+        sequence (step 1). Shape ``(size + 1,)``.
+
+        Each level is its own tensor, concatenated at the end: under torch.compile that is
+        one short loop per level, where writing levels into one vector was a pass over the
+        whole vector per level (measured on Leduc)."""
+        pieces: list[Tensor] = []
+        for level, piece in zip(self.levels, strategy.tensor_split(self.level_bounds)):
+            if level.sequence_parents is not None:
+                piece = pieces[-1].index_select(0, level.sequence_parents) * piece
+            pieces.append(piece)
+        return torch.cat([*pieces, strategy.new_ones(1)])
+
+    def fold(self, values: Tensor, strategy: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Folds the sequence gradient ``values`` ``(size + 1,)`` bottom-up (step 3), in place.
+
+        ``strategy`` (packed) weighs each infoset's sequences; None takes their maximum (a
+        best response). Returns ``(values, infoset_values (num_infosets,))``: the first now
+        holds each sequence's counterfactual value and, last, the root's value."""
+        pieces: list[Tensor] = []
+        for level in reversed(self.levels):
+            count = level.infosets.stop - level.infosets.start
+            here = values[level.sequences]
+            if strategy is None:
+                folded = here.new_full((count,), -torch.inf).scatter_reduce_(0, level.segment, here, "amax")
+            else:
+                folded = here.new_zeros(count).index_add_(0, level.segment, strategy[level.sequences] * here)
+            pieces.append(folded)
+            values.index_add_(0, level.parents, folded)
+        infoset_values = torch.cat(pieces[::-1]) if pieces else values.new_zeros(0)
+        return values, infoset_values
+
+
+def treeplexes(game: ExtensiveFormGame) -> list[Treeplex]:
+    """Every player's :class:`Treeplex`, built on first use and cached on the game."""
+    if "treeplexes" not in game._cache:
+        game._cache["treeplexes"] = [Treeplex(game, player) for player in range(game.num_players)]
+    return game._cache["treeplexes"]
+
+
+def row_sums(rows: Tensor, ones: Tensor | None = None) -> Tensor:
+    """``rows.sum(-1)`` as a product with a column of ones, ``(n, A) @ (A, 1)``.
+
+    For the few actions of an infoset a matrix-vector product costs a quarter of a
+    reduction kernel on the CPU (2 us against 8 us per call, measured). Shape ``(n,)``."""
+    if torch.compiler.is_compiling():  # fused into the neighbouring kernels instead
+        return rows.sum(-1)
+    if ones is None:
+        ones = torch.ones(rows.shape[-1], 1, dtype=rows.dtype, device=rows.device)
+    return (rows @ ones)[:, 0]
 
 
 # Below this many entries (terminals plus sequences) a CPU iteration is a few hundred tiny
@@ -130,17 +237,14 @@ def layout(game: ExtensiveFormGame) -> _Layout:
 
 
 def flat_realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
-    """Every player's realization plan in the flat layout, 1 at the empty sequence (step 1).
+    """Every player's realization plan in the padded flat layout, 1 at the empty sequence (step 1).
 
     Shapes: ``strategy`` ``(num_infosets, max_actions)``; returns ``(num_infosets * max_actions + 1,)``.
     """
-    plan = layout(game)
-    pieces: list[Tensor] = []
-    for level, parents in zip(strategy.tensor_split(plan.level_bounds), plan.level_parents):
-        if parents is not None:
-            level = pieces[-1][parents][:, None] * level
-        pieces.append(level.reshape(-1))
-    return torch.cat([*pieces, torch.ones(1, dtype=strategy.dtype, device=strategy.device)])
+    plans = strategy.new_zeros(game.num_infosets, game.max_actions)
+    for treeplex in treeplexes(game):
+        treeplex.unpack_into(plans, treeplex.realization_plan(treeplex.pack(strategy))[:-1])
+    return torch.cat([plans.view(-1), strategy.new_ones(1)])
 
 
 def realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
@@ -170,8 +274,8 @@ def sequence_gradient(game: ExtensiveFormGame, own_reach: Tensor, player: int) -
 
     Entry ``(I, a)`` sums ``reach_{-i}(z) * u_i(z)`` over the terminals whose last
     ``player``-sequence is ``(I, a)``; the payoff is linear in the plan, so this is also
-    its payoff per unit of plan there. Flat layout, the empty sequence last (its entry
-    collects the terminals ``player`` never acts before). Shape ``(num_infosets * max_actions + 1,)``.
+    its payoff per unit of plan there. Padded flat layout, the empty sequence last (its
+    entry collects the terminals ``player`` never acts before). Shape ``(num_infosets * max_actions + 1,)``.
     """
     plan = layout(game)
     weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
@@ -197,19 +301,13 @@ def counterfactual_values(
         root_value ())``. Rows of other players' infosets are 0. ``root_value`` is the
         player's expected payoff (or best-response payoff) against the others.
     """
-    plan = layout(game)
-    flat = sequence_gradient(game, own_reach, player)
-    sequence_values = flat[:-1].view(game.num_infosets, game.max_actions)
-    infoset_values = torch.zeros(game.num_infosets, dtype=strategy.dtype, device=strategy.device)
-    for ids, parents in plan.player_levels[player]:
-        values = sequence_values[ids]
-        if best_response:
-            folded = values.masked_fill(~game.legal_mask[ids], -torch.inf).amax(-1)
-        else:
-            folded = row_sums(strategy[ids] * values, plan.ones.to(values.dtype))
-        infoset_values[ids] = folded
-        flat.index_add_(0, parents, folded)
-    return sequence_values, infoset_values, flat[-1]
+    treeplex = treeplexes(game)[player]
+    weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
+    values = weights.new_zeros(treeplex.size + 1).index_add_(0, treeplex.terminal_last, weights)
+    values, packed_infoset_values = treeplex.fold(values, None if best_response else treeplex.pack(strategy))
+    sequence_values = treeplex.unpack_into(strategy.new_zeros(game.num_infosets, game.max_actions), values[:-1])
+    infoset_values = strategy.new_zeros(game.num_infosets).index_copy_(0, treeplex.infosets, packed_infoset_values)
+    return sequence_values, infoset_values, values[-1]
 
 
 def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
