@@ -40,20 +40,9 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
-from solvers.sequence_form import Treeplex, intra_op_threads, row_sums, treeplexes
+from solvers.sequence_form import Treeplex, intra_op_threads, treeplexes
 
 Tensor = torch.Tensor
-
-
-def regret_matching(regrets: Tensor, legal: Tensor, uniform: Tensor | None = None) -> Tensor:
-    """Rows proportional to positive regrets; ``uniform`` (over legal actions) where none is positive.
-
-    Shapes: ``regrets``, ``legal`` and ``uniform`` ``(num_infosets, max_actions)``."""
-    positive = regrets.clamp_min(0) * legal
-    total = row_sums(positive)[:, None]
-    if uniform is None:
-        uniform = legal / legal.sum(-1, keepdim=True)
-    return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), uniform)
 
 
 class TreeLearner:
@@ -90,8 +79,9 @@ class TreeLearner:
         return torch.where(total > 0, average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), self._uniform)
 
 
-def packed_regret_matching(treeplex: Treeplex, regrets: Tensor) -> Tensor:
-    """:func:`regret_matching` on one player's packed sequences. Shapes: ``(treeplex.size,)`` both."""
+def regret_matching(treeplex: Treeplex, regrets: Tensor) -> Tensor:
+    """One player's strategy proportional to its positive regrets, uniform at the infosets
+    where none is positive. Shapes: ``(treeplex.size,)`` both, on its packed sequences."""
     positive = regrets.clamp_min(0)
     total = treeplex.segment_sums(positive).index_select(0, treeplex.sequence_infoset)
     return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), treeplex.uniform)
@@ -207,7 +197,7 @@ class CFRSolver(TreeLearner):
         if self.regret_matching_plus:
             regrets = regrets.clamp_min(0)
         last_regrets = instant if self.predictive else state.last_regrets
-        strategy = packed_regret_matching(treeplex, regrets + last_regrets if self.predictive else regrets)
+        strategy = regret_matching(treeplex, regrets + last_regrets if self.predictive else regrets)
         # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
         # each iteration, weighted by the player's own reach: the plan before step 4.
         average_sum = state.average_sum + weight * state.plan[:-1]

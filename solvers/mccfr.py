@@ -41,6 +41,7 @@ from games.errors import SolverError
 from games.extensive_form import TERMINAL, ExtensiveFormGame
 from solvers.cfr import TreeLearner, regret_matching
 from solvers.sampling import padded_policy, sample_paths, sample_slots, tree_index
+from solvers.sequence_form import treeplexes
 
 Tensor = torch.Tensor
 
@@ -60,7 +61,9 @@ class _MonteCarloCFR(TreeLearner):
 
     def _match(self, player: int) -> None:
         """Step 5 / 4: regret matching on ``player``'s rows."""
-        self._strategy = torch.where(self._owned[player], regret_matching(self._regrets, self._legal, self._uniform), self._strategy)
+        treeplex = treeplexes(self.game)[player]
+        matched = regret_matching(treeplex, treeplex.pack(self._regrets))
+        self._strategy = treeplex.unpack_into(self._strategy.clone(), matched)
 
     def step(self) -> None:
         """One iteration: each player traverses in turn."""

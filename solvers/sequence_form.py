@@ -204,18 +204,6 @@ def treeplexes(game: ExtensiveFormGame) -> list[Treeplex]:
     return game._cache["treeplexes"]
 
 
-def row_sums(rows: Tensor, ones: Tensor | None = None) -> Tensor:
-    """``rows.sum(-1)`` as a product with a column of ones, ``(n, A) @ (A, 1)``.
-
-    For the few actions of an infoset a matrix-vector product costs a quarter of a
-    reduction kernel on the CPU (2 us against 8 us per call, measured). Shape ``(n,)``."""
-    if torch.compiler.is_compiling():  # fused into the neighbouring kernels instead
-        return rows.sum(-1)
-    if ones is None:
-        ones = torch.ones(rows.shape[-1], 1, dtype=rows.dtype, device=rows.device)
-    return (rows @ ones)[:, 0]
-
-
 # Below this many entries (terminals plus sequences) a CPU iteration is a few hundred tiny
 # tensor operations, and splitting each across threads costs more than it saves
 # (measured on 2 cores: CFR+ on Leduc, 8,300 entries, runs 1.3-1.6x faster on one thread;
