@@ -204,10 +204,11 @@ def treeplexes(game: ExtensiveFormGame) -> list[Treeplex]:
     return game._cache["treeplexes"]
 
 
-# Below this many entries (terminals plus sequences) a CPU iteration is a few hundred tiny
-# tensor operations, and splitting each across threads costs more than it saves
-# (measured on 2 cores: CFR+ on Leduc, 8,300 entries, runs 1.3-1.6x faster on one thread;
-# on liars_dice, 442,000 entries, 1.6x slower).
+# Below this many entries (terminals plus padded sequences) a CPU iteration is a few
+# hundred tiny tensor operations, and splitting each across threads costs more than it
+# saves (measured on 2 cores: compiled CFR+ on Leduc, 8,300 entries, runs 2.4x faster on
+# one thread, eager CFR+ as fast; on liars_dice, 442,000 entries, eager CFR+ runs 1.35x
+# slower on one thread).
 SINGLE_THREAD_BELOW = 32_768
 
 
