@@ -40,7 +40,12 @@ import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
-from solvers.sequence_form import Treeplex, intra_op_threads, treeplexes
+from solvers.sequence_form import (
+    Treeplex,
+    intra_op_threads,
+    sequence_gradient,
+    treeplexes,
+)
 
 Tensor = torch.Tensor
 
@@ -181,11 +186,7 @@ class CFRSolver(TreeLearner):
         """Steps 1-5 for one player whose opponents play the realization plans ``others``
         (``(size + 1,)`` each, this player's own entry unused); returns its new state."""
         treeplex = self._treeplexes[player]
-        gradient = self._terminal_weights[player]
-        for j, plan in enumerate(others):
-            if j != player:
-                gradient = gradient * plan.index_select(0, self._treeplexes[j].terminal_last)
-        values = gradient.new_zeros(treeplex.size + 1).index_add_(0, treeplex.terminal_last, gradient)
+        values = sequence_gradient(self.game, others, player, self._terminal_weights[player])
         values, infoset_values = treeplex.fold(values, state.strategy)
         instant = values[:-1] - infoset_values.index_select(0, treeplex.sequence_infoset)
         regrets = state.regrets + instant

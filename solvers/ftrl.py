@@ -36,8 +36,9 @@ learns from sampled trajectories only (self-play with trajectory feedback). Per 
 
 Both step sizes decrease as ``1 / sqrt(t)`` so that no horizon is needed.
 
-Shapes: strategies and sums are ``(num_infosets, max_actions)``; gradients and losses
-live in the flat sequence layout of :mod:`solvers.sequence_form` (empty sequence last).
+Shapes: strategies and sums are ``(num_infosets, max_actions)``; gradients, gains and
+losses live on each player's packed sequences (:class:`solvers.sequence_form.Treeplex`,
+the empty sequence last), and the folds above run level by level on them.
 """
 
 from __future__ import annotations
@@ -51,39 +52,44 @@ from games.extensive_form import ExtensiveFormGame
 from solvers.cfr import TreeLearner
 from solvers.sampling import sample_paths
 from solvers.sequence_form import (
-    flat_realization_plans,
-    layout,
+    Treeplex,
+    player_plans,
+    segment_max,
+    segment_sum,
     sequence_gradient,
-    terminal_own_reach,
+    treeplexes,
 )
 
 Tensor = torch.Tensor
 
 
 def dilated_entropy_strategy(
-    game: ExtensiveFormGame, player: int, gains: Tensor, rates: Tensor, prior: Tensor | None = None
+    treeplex: Treeplex, gains: Tensor, rates: Tensor, log_prior: Tensor | None = None
 ) -> Tensor:
-    """FTRL's strategy for ``player`` (steps 1-2), its other rows 0.
+    """FTRL's strategy for the treeplex's player (steps 1-2), on its packed sequences.
 
-    With a ``prior`` policy ``p`` the regularizer is the dilated KL divergence
-    ``sum_I w_I x_{parent(I)} KL(s(.|I) || p(.|I))`` instead, and step 2 becomes
-    ``s(.|I) = softmax(eta_I Q[I, .] + log p(.|I))``.
+    With a prior policy ``p`` (``log_prior = log p``) the regularizer is the dilated KL
+    divergence ``sum_I w_I x_{parent(I)} KL(s(.|I) || p(.|I))`` instead, and step 2
+    becomes ``s(.|I) = softmax(eta_I Q[I, .] + log p(.|I))``.
 
-    Shapes: ``gains`` flat ``(num_infosets * max_actions + 1,)``; ``rates`` ``(num_infosets,)``
-    (the local ``eta_I``); ``prior`` and the result ``(num_infosets, max_actions)``.
+    Shapes: ``gains`` ``(size + 1,)`` (the empty sequence last); ``rates``
+    ``(num_infosets,)``, the local ``eta_I`` of the treeplex's infosets; ``log_prior`` and
+    the result ``(size,)``.
     """
-    log_prior = None if prior is None else torch.log(prior)
-    plan = layout(game)
-    flat = gains.clone()
-    rows = flat[:-1].view(game.num_infosets, game.max_actions)
-    strategy = torch.zeros(game.num_infosets, game.max_actions, dtype=gains.dtype, device=gains.device)
-    for ids, parents in plan.player_levels[player]:
-        rate = rates[ids][:, None]
-        logits = rate * rows[ids] if log_prior is None else rate * rows[ids] + log_prior[ids]
-        logits = logits.masked_fill(~game.legal_mask[ids], -torch.inf)
-        strategy[ids] = torch.softmax(logits, -1)
-        flat.index_add_(0, parents, torch.logsumexp(logits, -1) / rate[:, 0])
-    return strategy
+    values = gains.clone()
+    pieces: list[Tensor] = []
+    for level in reversed(treeplex.levels):
+        rate = rates[level.infosets]
+        count = len(rate)
+        logits = rate.index_select(0, level.segment) * values[level.sequences]
+        if log_prior is not None:
+            logits = logits + log_prior[level.sequences]
+        top = segment_max(logits, level.segment, count)
+        weights = torch.exp(logits - top.index_select(0, level.segment))
+        total = segment_sum(weights, level.segment, count)
+        pieces.append(weights / total.index_select(0, level.segment))
+        values.index_add_(0, level.parents, (top + torch.log(total)) / rate)  # logsumexp / eta_I
+    return torch.cat(pieces[::-1]) if pieces else gains.new_zeros(0)
 
 
 def balanced_weights(game: ExtensiveFormGame) -> tuple[Tensor, Tensor]:
@@ -91,49 +97,51 @@ def balanced_weights(game: ExtensiveFormGame) -> tuple[Tensor, Tensor]:
 
     Returns ``(transitions (num_infosets,), policy (num_infosets, max_actions))``.
     """
-    plan = layout(game)
-    legal = game.legal_mask.to(game.dtype)
-    below = torch.zeros(plan.size, dtype=game.dtype, device=game.device)  # actions after each sequence
-    subtree = torch.zeros(game.num_infosets, dtype=game.dtype, device=game.device)
-    for player in range(game.num_players):
-        for ids, parents in plan.player_levels[player]:  # deepest first
-            count = ((1 + below[:-1].view(game.num_infosets, game.max_actions)[ids]) * legal[ids]).sum(-1)
-            subtree[ids] = count
-            below.index_add_(0, parents, count)
-    sequence_actions = (1 + below[:-1].view(game.num_infosets, game.max_actions)) * legal
-    policy = sequence_actions / subtree[:, None]
     transitions = torch.ones(game.num_infosets, dtype=game.dtype, device=game.device)
-    flat_transition = torch.ones(plan.size, dtype=game.dtype, device=game.device)
-    for ids, parents in plan.all_levels:  # shallowest first
-        root = parents == plan.empty
-        parent_actions = 1 + below[parents]
-        value = torch.where(root, torch.ones_like(subtree[ids]), flat_transition[parents] * subtree[ids] / parent_actions)
-        transitions[ids] = value
-        flat_transition[:-1].view(game.num_infosets, game.max_actions)[ids] = value[:, None]
+    policy = torch.zeros(game.num_infosets, game.max_actions, dtype=game.dtype, device=game.device)
+    for treeplex in treeplexes(game):
+        below = torch.zeros(treeplex.size + 1, dtype=game.dtype, device=game.device)  # A(I, a) - 1
+        for level in reversed(treeplex.levels):  # deepest first: A(I) = sum_a A(I, a)
+            count = level.infosets.stop - level.infosets.start
+            below.index_add_(0, level.parents, segment_sum(1 + below[level.sequences], level.segment, count))
+        sequence_actions = 1 + below[:-1]
+        subtree = treeplex.segment_sums(sequence_actions)
+        treeplex.unpack_into(policy, sequence_actions / subtree.index_select(0, treeplex.sequence_infoset))
+        own = torch.ones(treeplex.num_infosets, dtype=game.dtype, device=game.device)
+        for level in treeplex.levels[1:]:  # shallowest first; level 0 hangs off the empty sequence
+            parent_infosets = treeplex.sequence_infoset[level.parents]
+            own[level.infosets] = own[parent_infosets] * subtree[level.infosets] / (1 + below[level.parents])
+        transitions[treeplex.infosets] = own
     return transitions, policy
 
 
 class _SequenceFTRL(TreeLearner):
-    """Cumulative gains per player, on top of the current strategy and plan average."""
+    """Cumulative gains per player (packed, empty sequence last), on top of the current
+    strategy and plan average."""
 
     def __init__(self, game: ExtensiveFormGame, learning_rate: float) -> None:
         if not learning_rate > 0:
             raise SolverError(f"learning rate must be positive, got {learning_rate}")
         super().__init__(game)
         self.learning_rate = learning_rate
-        self._gains = [torch.zeros(layout(game).size, dtype=game.dtype, device=game.device)
-                       for _ in range(game.num_players)]
+        self._treeplexes = treeplexes(game)
+        self._gains = [torch.zeros(tp.size + 1, dtype=game.dtype, device=game.device) for tp in self._treeplexes]
 
-    def _accumulate_average(self) -> Tensor:
-        flat_plans = flat_realization_plans(self.game, self._strategy)
-        self._average_sum += flat_plans[:-1].view_as(self._average_sum)
-        return flat_plans
+    def _accumulate_average(self) -> list[Tensor]:
+        """Adds the current plans to the average's sum; returns them (packed, per player)."""
+        plans = player_plans(self.game, self._strategy)
+        for treeplex, plan in zip(self._treeplexes, plans):
+            self._average_sum.view(-1).index_add_(0, treeplex.sequence_index, plan[:-1])
+        return plans
 
     def _strategy_from(self, gains: list[Tensor], rates: Tensor, prior: Tensor | None = None) -> Tensor:
-        strategy = self._strategy
-        for player in range(self.game.num_players):
-            rows = dilated_entropy_strategy(self.game, player, gains[player], rates, prior)
-            strategy = torch.where(self._owned[player], rows, strategy)
+        """Every player's FTRL strategy; ``rates`` ``(num_infosets,)`` and ``prior``
+        ``(num_infosets, max_actions)`` as in :func:`dilated_entropy_strategy`."""
+        strategy = torch.zeros_like(self._strategy)
+        log_prior = None if prior is None else torch.log(prior)
+        for treeplex, total in zip(self._treeplexes, gains):
+            prior_here = None if log_prior is None else treeplex.pack(log_prior)
+            treeplex.unpack_into(strategy, dilated_entropy_strategy(treeplex, total, rates[treeplex.infosets], prior_here))
         return strategy
 
 
@@ -165,8 +173,8 @@ class DilatedFTRL(_SequenceFTRL):
     def step(self) -> None:
         """One simultaneous iteration: gradients at the current profile, then FTRL."""
         self.iteration += 1
-        own_reach = terminal_own_reach(self.game, self._accumulate_average())
-        gradients = [sequence_gradient(self.game, own_reach, player) for player in range(self.game.num_players)]
+        plans = self._accumulate_average()
+        gradients = [sequence_gradient(self.game, plans, player) for player in range(self.game.num_players)]
         for total, gradient in zip(self._gains, gradients):
             total += gradient
         eta = self.learning_rate if self.optimistic else self.learning_rate / math.sqrt(self.iteration)
@@ -202,8 +210,11 @@ class BalancedFTRL(_SequenceFTRL):
         self.exploration = exploration
         self.episodes = episodes
         self._transitions, self._balanced_policy = balanced_weights(game)
-        # 1 / p*(I) per infoset, and 1 for the empty sequence (a player who never acted).
-        self._exploration_scale = 1 / torch.cat([self._transitions, self._transitions.new_ones(1)])
+        # 1 / p*(I) per sequence (its infoset's), and 1 for the empty sequence (a player who never acted).
+        self._exploration_scale = [
+            torch.cat([1 / self._transitions[tp.infosets][tp.sequence_infoset], self._transitions.new_ones(1)])
+            for tp in self._treeplexes
+        ]
         low, high = float(game.terminal_utilities.min()), float(game.terminal_utilities.max())
         self._loss_offset, self._loss_scale = high, (high - low) or 1.0
         self._generator = torch.Generator(device=game.device)
@@ -214,15 +225,13 @@ class BalancedFTRL(_SequenceFTRL):
         """One iteration: ``episodes`` trajectories, loss estimates, FTRL (steps 1-3)."""
         self.iteration += 1
         game = self.game
-        plan = layout(game)
         self._accumulate_average()
         eta = self.learning_rate / math.sqrt(self.iteration)
         paths = sample_paths(game, self._strategy, self.episodes, self._generator)
         losses = (self._loss_offset - game.terminal_utilities[paths.terminal]) / self._loss_scale
-        gamma = self.exploration / math.sqrt(self.iteration) * self._exploration_scale
-        for player in range(game.num_players):
-            last = plan.terminal_last_flat[player][paths.terminal]
-            estimate = losses[:, player] / (paths.reach[:, player] + gamma[torch.div(last, game.max_actions,
-                                                                                       rounding_mode="floor")])
+        gamma = self.exploration / math.sqrt(self.iteration)
+        for player, treeplex in enumerate(self._treeplexes):
+            last = treeplex.terminal_last[paths.terminal]
+            estimate = losses[:, player] / (paths.reach[:, player] + gamma * self._exploration_scale[player][last])
             self._gains[player].index_add_(0, last, -estimate / self.episodes)
         self._strategy = self._strategy_from(self._gains, eta / self._transitions, self._balanced_policy)

@@ -46,8 +46,7 @@ class _Layout:
     """The padded flat layout, computed once per game: sequences live in one flat vector
     of ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at
     ``I * max_actions + a`` and the empty sequence at the last index (``empty``). In a
-    realization plan that entry holds 1; when folding values it collects the root's value.
-    Levels are row slices (compiled games number infosets level by level)."""
+    realization plan that entry holds 1; when folding values it collects the root's value."""
 
     def __init__(self, game: ExtensiveFormGame) -> None:
         self.size = game.num_infosets * game.max_actions + 1
@@ -60,21 +59,16 @@ class _Layout:
             game.terminal_last_infoset >= 0, game.terminal_last_infoset * game.max_actions + game.terminal_last_slot,
             torch.full_like(game.terminal_last_infoset, self.empty),
         )
-        self.all_levels = [(_rows(ids), self.parent_flat[ids]) for ids in game.levels()]
-        self.player_levels = [
-            [(_rows(ids), self.parent_flat[ids]) for ids in reversed(game.levels(p))] for p in range(game.num_players)
-        ]
 
 
-def _rows(ids: Tensor) -> slice | Tensor:
-    """A slice when ``ids`` are consecutive (always, for compiled games), else the ids.
+def segment_sum(values: Tensor, segment: Tensor, count: int) -> Tensor:
+    """Sums of ``values`` ``(n,)`` per segment id in ``segment`` ``(n,)``. Shape ``(count,)``."""
+    return values.new_zeros(count).index_add_(0, segment, values)
 
-    Reading rows through a slice is a view and writing them a copy, where index tensors
-    need a gather and a scatter."""
-    start = int(ids[0])
-    if torch.equal(ids.cpu(), torch.arange(start, start + len(ids))):
-        return slice(start, start + len(ids))
-    return ids
+
+def segment_max(values: Tensor, segment: Tensor, count: int) -> Tensor:
+    """Maxima of ``values`` ``(n,)`` per segment id in ``segment`` ``(n,)`` (-inf where empty). Shape ``(count,)``."""
+    return values.new_full((count,), -torch.inf).scatter_reduce_(0, segment, values, "amax")
 
 
 class _Level(NamedTuple):
@@ -161,7 +155,7 @@ class Treeplex:
 
     def segment_sums(self, values: Tensor) -> Tensor:
         """Per-infoset sums of per-sequence ``values`` ``(size,)``. Shape ``(num_infosets,)``."""
-        return values.new_zeros(self.num_infosets).index_add_(0, self.sequence_infoset, values)
+        return segment_sum(values, self.sequence_infoset, self.num_infosets)
 
     def realization_plan(self, strategy: Tensor) -> Tensor:
         """The realization plan of the packed ``strategy`` ``(size,)``, 1 at the empty
@@ -188,9 +182,9 @@ class Treeplex:
             count = level.infosets.stop - level.infosets.start
             here = values[level.sequences]
             if strategy is None:
-                folded = here.new_full((count,), -torch.inf).scatter_reduce_(0, level.segment, here, "amax")
+                folded = segment_max(here, level.segment, count)
             else:
-                folded = here.new_zeros(count).index_add_(0, level.segment, strategy[level.sequences] * here)
+                folded = segment_sum(strategy[level.sequences] * here, level.segment, count)
             pieces.append(folded)
             values.index_add_(0, level.parents, folded)
         infoset_values = torch.cat(pieces[::-1]) if pieces else values.new_zeros(0)
@@ -225,14 +219,22 @@ def layout(game: ExtensiveFormGame) -> _Layout:
     return game._cache["sequence_layout"]
 
 
+def player_plans(game: ExtensiveFormGame, strategy: Tensor) -> list[Tensor]:
+    """Each player's realization plan on its packed sequences, 1 last (step 1).
+
+    Shapes: ``strategy`` ``(num_infosets, max_actions)``; player p's plan ``(treeplexes(game)[p].size + 1,)``.
+    """
+    return [treeplex.realization_plan(treeplex.pack(strategy)) for treeplex in treeplexes(game)]
+
+
 def flat_realization_plans(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """Every player's realization plan in the padded flat layout, 1 at the empty sequence (step 1).
 
     Shapes: ``strategy`` ``(num_infosets, max_actions)``; returns ``(num_infosets * max_actions + 1,)``.
     """
     plans = strategy.new_zeros(game.num_infosets, game.max_actions)
-    for treeplex in treeplexes(game):
-        treeplex.unpack_into(plans, treeplex.realization_plan(treeplex.pack(strategy))[:-1])
+    for treeplex, plan in zip(treeplexes(game), player_plans(game, strategy)):
+        treeplex.unpack_into(plans, plan[:-1])
     return torch.cat([plans.view(-1), strategy.new_ones(1)])
 
 
@@ -258,18 +260,29 @@ def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> 
     return reach
 
 
-def sequence_gradient(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> Tensor:
+def sequence_gradient(game: ExtensiveFormGame, plans: list[Tensor], player: int, weights: Tensor | None = None) -> Tensor:
     """The gradient of ``player``'s expected payoff with respect to its realization plan.
 
-    Entry ``(I, a)`` sums ``reach_{-i}(z) * u_i(z)`` over the terminals whose last
-    ``player``-sequence is ``(I, a)``; the payoff is linear in the plan, so this is also
-    its payoff per unit of plan there. Padded flat layout, the empty sequence last (its
-    entry collects the terminals ``player`` never acts before). Shape ``(num_infosets * max_actions + 1,)``.
+    Sequence ``(I, a)`` gets ``sum_z chance(z) u_i(z) prod_{j != i} R_j(z)`` over the
+    terminals whose last ``player``-sequence it is; the payoff is linear in the plan, so
+    this is also its payoff per unit of plan there (the start of step 3).
+
+    Args:
+        plans: every player's packed realization plan (:func:`player_plans`); ``player``'s
+            own is not read.
+        weights: ``chance(z) * u_i(z)`` ``(num_terminals,)`` when the caller keeps it.
+
+    Returns:
+        ``(size + 1,)`` on ``player``'s packed sequences; the last entry collects the
+        terminals that ``player`` never acts before.
     """
-    plan = layout(game)
-    weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
-    flat = torch.zeros(plan.size, dtype=weights.dtype, device=weights.device)
-    return flat.index_add_(0, plan.terminal_last_flat[player], weights)
+    forms = treeplexes(game)
+    if weights is None:
+        weights = game.terminal_chance * game.terminal_utilities[:, player]
+    for j, plan in enumerate(plans):
+        if j != player:
+            weights = weights * plan.index_select(0, forms[j].terminal_last)
+    return weights.new_zeros(forms[player].size + 1).index_add_(0, forms[player].terminal_last, weights)
 
 
 def counterfactual_values(

@@ -9,36 +9,28 @@ from solvers.ftrl import (
     balanced_weights,
     dilated_entropy_strategy,
 )
-from solvers.sequence_form import (
-    expected_values,
-    flat_realization_plans,
-    layout,
-    nash_conv,
-)
+from solvers.sequence_form import expected_values, nash_conv, player_plans, treeplexes
 from tests import known_values as known
 
 
 def regularized_objective(game, player, gains, rates, strategy):
     """<G, x> - sum_I (1 / eta_I) x_parent(I) sum_a s log s over ``player``'s infosets."""
-    plan = layout(game)
-    flat = flat_realization_plans(game, strategy)
-    mine = game.infoset_player == player
-    entropy = torch.special.xlogy(strategy, strategy).sum(-1)
-    penalty = (flat[plan.parent_flat] * entropy / rates)[mine].sum()
-    linear = (gains[:-1] * flat[:-1]).view(game.num_infosets, game.max_actions)[mine].sum()
-    return linear - penalty
+    treeplex = treeplexes(game)[player]
+    plan = player_plans(game, strategy)[player]
+    entropy = treeplex.segment_sums(torch.special.xlogy(treeplex.pack(strategy), treeplex.pack(strategy)))
+    penalty = (plan[treeplex.infoset_parent] * entropy / rates).sum()
+    return (gains * plan)[:-1].sum() - penalty
 
 
 @pytest.mark.parametrize("player", [0, 1])
 def test_dilated_strategy_maximises_the_regularized_objective(kuhn, player, device):
     """The bottom-up fold is FTRL's argmax: no other strategy scores higher."""
     game = kuhn.to(device)
+    treeplex = treeplexes(game)[player]
     generator = torch.Generator().manual_seed(player)
-    gains = (torch.randn(layout(game).size, generator=generator, dtype=game.dtype) * 3).to(device)
-    rates = (torch.rand(game.num_infosets, generator=generator, dtype=game.dtype) + 0.5).to(device)
-    best = dilated_entropy_strategy(game, player, gains, rates)
-    mine = (game.infoset_player == player)[:, None]
-    best = torch.where(mine, best, game.uniform_strategy())
+    gains = (torch.randn(treeplex.size + 1, generator=generator, dtype=game.dtype) * 3).to(device)
+    rates = (torch.rand(treeplex.num_infosets, generator=generator, dtype=game.dtype) + 0.5).to(device)
+    best = treeplex.unpack_into(game.uniform_strategy(), dilated_entropy_strategy(treeplex, gains, rates))
     top = regularized_objective(game, player, gains, rates, best)
     for _ in range(200):
         other = torch.rand(game.num_infosets, game.max_actions, generator=generator, dtype=game.dtype).to(device)
