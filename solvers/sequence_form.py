@@ -26,8 +26,9 @@ sequence last. For a behavioural strategy ``s``:
 
 Nothing here walks nodes; each level is a gather, a multiply and a scatter. The
 functions taking and returning ``(num_infosets, max_actions)`` tensors wrap the packed
-ones; the padded flat layout of :class:`_Layout` (sequence ``(I, a)`` at
-``I * max_actions + a``) serves the solvers that work row by row (dilated FTRL).
+ones through the padded flat layout of :class:`_Layout` (sequence ``(I, a)`` at
+``I * max_actions + a``), which is also where each treeplex learns its parent and
+terminal sequences.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class _Layout:
     """The padded flat layout, computed once per game: sequences live in one flat vector
     of ``num_infosets * max_actions + 1`` entries, sequence ``(I, a)`` at
     ``I * max_actions + a`` and the empty sequence at the last index (``empty``). In a
-    realization plan that entry holds 1; when folding values it collects the root's value."""
+    realization plan that entry holds 1."""
 
     def __init__(self, game: ExtensiveFormGame) -> None:
         self.size = game.num_infosets * game.max_actions + 1
