@@ -63,8 +63,6 @@ class TreeLearner:
     def __init__(self, game: ExtensiveFormGame, *, padded_state: bool = True) -> None:
         self.game = game
         self.iteration = 0
-        self._legal = game.legal_mask.to(game.dtype)
-        self._owned = [(game.infoset_player == p)[:, None] for p in range(game.num_players)]
         self._uniform = game.uniform_strategy()
         if padded_state:
             self._strategy = self._uniform.clone()

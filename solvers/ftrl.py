@@ -80,13 +80,12 @@ def dilated_entropy_strategy(
     pieces: list[Tensor] = []
     for level in reversed(treeplex.levels):
         rate = rates[level.infosets]
-        count = len(rate)
         logits = rate.index_select(0, level.segment) * values[level.sequences]
         if log_prior is not None:
             logits = logits + log_prior[level.sequences]
-        top = segment_max(logits, level.segment, count)
+        top = segment_max(logits, level.segment, level.num_infosets)
         weights = torch.exp(logits - top.index_select(0, level.segment))
-        total = segment_sum(weights, level.segment, count)
+        total = segment_sum(weights, level.segment, level.num_infosets)
         pieces.append(weights / total.index_select(0, level.segment))
         values.index_add_(0, level.parents, (top + torch.log(total)) / rate)  # logsumexp / eta_I
     return torch.cat(pieces[::-1]) if pieces else gains.new_zeros(0)
@@ -102,8 +101,7 @@ def balanced_weights(game: ExtensiveFormGame) -> tuple[Tensor, Tensor]:
     for treeplex in treeplexes(game):
         below = torch.zeros(treeplex.size + 1, dtype=game.dtype, device=game.device)  # A(I, a) - 1
         for level in reversed(treeplex.levels):  # deepest first: A(I) = sum_a A(I, a)
-            count = level.infosets.stop - level.infosets.start
-            below.index_add_(0, level.parents, segment_sum(1 + below[level.sequences], level.segment, count))
+            below.index_add_(0, level.parents, segment_sum(1 + below[level.sequences], level.segment, level.num_infosets))
         sequence_actions = 1 + below[:-1]
         subtree = treeplex.segment_sums(sequence_actions)
         treeplex.unpack_into(policy, sequence_actions / subtree.index_select(0, treeplex.sequence_infoset))

@@ -55,6 +55,7 @@ class _MonteCarloCFR(TreeLearner):
         super().__init__(game)
         self.samples = samples
         self._index = tree_index(game)
+        self._legal = game.legal_mask.to(game.dtype)
         self._regrets = torch.zeros_like(self._strategy)
         self._generator = torch.Generator(device=game.device)
         self._generator.manual_seed(seed)

@@ -87,6 +87,10 @@ class _Level(NamedTuple):
     parents: Tensor
     sequence_parents: Tensor | None
 
+    @property
+    def num_infosets(self) -> int:
+        return self.infosets.stop - self.infosets.start
+
 
 class Treeplex:
     """One player's sequence form, packed: its legal sequences only, and no padding.
@@ -105,7 +109,6 @@ class Treeplex:
     def __init__(self, game: ExtensiveFormGame, player: int) -> None:
         device = game.device
         levels = game.levels(player)
-        self.player = player
         self.infosets = torch.cat(levels) if levels else torch.zeros(0, dtype=torch.long, device=device)
         self.num_infosets = len(self.infosets)
         legal = game.legal_mask[self.infosets]
@@ -158,6 +161,12 @@ class Treeplex:
         """Per-infoset sums of per-sequence ``values`` ``(size,)``. Shape ``(num_infosets,)``."""
         return segment_sum(values, self.sequence_infoset, self.num_infosets)
 
+    def terminal_sums(self, weights: Tensor) -> Tensor:
+        """Per-sequence sums of per-terminal ``weights`` ``(num_terminals,)``, each terminal
+        counted at the player's last sequence before it. Shape ``(size + 1,)``, the
+        terminals the player never acts before last."""
+        return weights.new_zeros(self.size + 1).index_add_(0, self.terminal_last, weights)
+
     def realization_plan(self, strategy: Tensor) -> Tensor:
         """The realization plan of the packed ``strategy`` ``(size,)``, 1 at the empty
         sequence (step 1). Shape ``(size + 1,)``.
@@ -180,12 +189,11 @@ class Treeplex:
         holds each sequence's counterfactual value and, last, the root's value."""
         pieces: list[Tensor] = []
         for level in reversed(self.levels):
-            count = level.infosets.stop - level.infosets.start
             here = values[level.sequences]
             if strategy is None:
-                folded = segment_max(here, level.segment, count)
+                folded = segment_max(here, level.segment, level.num_infosets)
             else:
-                folded = segment_sum(strategy[level.sequences] * here, level.segment, count)
+                folded = segment_sum(strategy[level.sequences] * here, level.segment, level.num_infosets)
             pieces.append(folded)
             values.index_add_(0, level.parents, folded)
         infoset_values = torch.cat(pieces[::-1]) if pieces else values.new_zeros(0)
@@ -283,7 +291,7 @@ def sequence_gradient(game: ExtensiveFormGame, plans: list[Tensor], player: int,
     for j, plan in enumerate(plans):
         if j != player:
             weights = weights * plan.index_select(0, forms[j].terminal_last)
-    return weights.new_zeros(forms[player].size + 1).index_add_(0, forms[player].terminal_last, weights)
+    return forms[player].terminal_sums(weights)
 
 
 def counterfactual_values(
@@ -306,8 +314,7 @@ def counterfactual_values(
     """
     treeplex = treeplexes(game)[player]
     weights = reach_of_others(game, own_reach, player) * game.terminal_utilities[:, player]
-    values = weights.new_zeros(treeplex.size + 1).index_add_(0, treeplex.terminal_last, weights)
-    values, packed_infoset_values = treeplex.fold(values, None if best_response else treeplex.pack(strategy))
+    values, packed_infoset_values = treeplex.fold(treeplex.terminal_sums(weights), None if best_response else treeplex.pack(strategy))
     sequence_values = treeplex.unpack_into(strategy.new_zeros(game.num_infosets, game.max_actions), values[:-1])
     infoset_values = strategy.new_zeros(game.num_infosets).index_copy_(0, treeplex.infosets, packed_infoset_values)
     return sequence_values, infoset_values, values[-1]
