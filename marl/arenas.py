@@ -174,6 +174,7 @@ class Arena:
     def play(self, unit: Unit) -> list[MatchRow]:
         raise NotImplementedError
 
+
 def _forfeit_code(first_failed: bool, second_failed: bool) -> int:
     return (FIRST_FORFEITS if first_failed else 0) | (SECOND_FORFEITS if second_failed else 0)
 
@@ -294,7 +295,7 @@ class TreeArena(Arena):
         return self._exact(unit, strategies) if self.exact else self._sampled(unit, strategies)
 
     def _exact(self, unit: Unit, strategies: list[Tensor | None]) -> list[MatchRow]:
-        from solvers.sequence_form import flat_realization_plans, terminal_own_reach
+        from solvers.sequence_form import terminal_probabilities
 
         rows = []
         utilities = self.game.terminal_utilities
@@ -305,8 +306,7 @@ class TreeArena(Arena):
             in_seat0 = strategies[0] if seating == 0 else strategies[1]
             in_seat1 = strategies[1] if seating == 0 else strategies[0]
             profile = torch.where(self._seat0, in_seat0, in_seat1)
-            reach = terminal_own_reach(self.game, flat_realization_plans(self.game, profile))
-            probability = self.game.terminal_chance * reach.prod(0)
+            probability = terminal_probabilities(self.game, profile)
             values = probability @ utilities
             mine, theirs = utilities[:, seat_of[0]], utilities[:, seat_of[1]]
             score = _expected_score(probability, mine, theirs)

@@ -320,11 +320,18 @@ def counterfactual_values(
     return sequence_values, infoset_values, values[-1]
 
 
+def terminal_probabilities(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
+    """The probability of each terminal when everyone plays ``strategy``: chance times
+    every player's own reach (step 2). Shape ``(num_terminals,)``."""
+    probability = game.terminal_chance
+    for treeplex, plan in zip(treeplexes(game), player_plans(game, strategy)):
+        probability = probability * plan.index_select(0, treeplex.terminal_last)
+    return probability
+
+
 def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """Every player's expected payoff when all play ``strategy``. Shape ``(N,)``."""
-    own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
-    probability = game.terminal_chance * own_reach.prod(0)
-    return probability @ game.terminal_utilities
+    return terminal_probabilities(game, strategy) @ game.terminal_utilities
 
 
 def best_response_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
