@@ -7,11 +7,19 @@ into a one-line message and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable
 
 
 class GamelabError(ValueError):
     """Base class of the errors a user's input can cause."""
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'CLOSEST'?)`` for an unknown ``name``, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class GameError(GamelabError):

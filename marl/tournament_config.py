@@ -47,7 +47,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from games.errors import GamelabError
+from games.errors import GamelabError, did_you_mean
 
 PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "mcts", "checkpoint", "callable")
 PLAYER_FIELDS = {
@@ -177,11 +177,7 @@ class _Checker:
             raise self.fail(path, f"expected a mapping of fields, got {type(value).__name__}")
         for key in value:
             if not isinstance(key, str) or key not in allowed:
-                import difflib
-
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise self.fail((*path, key), f"unknown field{suggestion}; the fields are {', '.join(allowed)}")
+                raise self.fail((*path, key), f"unknown field{did_you_mean(key, allowed)}; the fields are {', '.join(allowed)}")
         return value
 
     def integer(self, value: Any, path: tuple, minimum: int | None = None) -> int:
@@ -225,11 +221,8 @@ def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
         raise check.fail(path, f"missing field kind (one of {', '.join(PLAYER_KINDS)})")
     kind = value["kind"]
     if kind not in PLAYER_KINDS:
-        import difflib
-
-        hint = difflib.get_close_matches(str(kind), PLAYER_KINDS, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise check.fail((*path, "kind"), f"unknown player kind {kind!r}{suggestion}; known: {', '.join(PLAYER_KINDS)}")
+        raise check.fail((*path, "kind"),
+                         f"unknown player kind {kind!r}{did_you_mean(kind, PLAYER_KINDS)}; known: {', '.join(PLAYER_KINDS)}")
     check.mapping(value, path, ("name", "kind", *PLAYER_FIELDS[kind]))
     if "name" not in value:
         raise check.fail(path, "missing field name")

@@ -14,12 +14,11 @@ torch.Size([4, 18])
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import torch
 
-from games.errors import GameError
+from games.errors import GameError, did_you_mean
 from games.markov import ConfigError, MarkovGame
 from scenarios.adversary import Adversary, AdversaryConfig
 from scenarios.navigation import Navigation, NavigationConfig
@@ -67,9 +66,7 @@ def configure(name: str, settings: dict[str, Any]) -> Any:
 
 def _lookup(name: str) -> type:
     if name not in SCENARIOS:
-        close = difflib.get_close_matches(str(name), SCENARIOS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise GameError(f"unknown scenario {name!r}{hint}; the scenarios are {', '.join(names())}")
+        raise GameError(f"unknown scenario {name!r}{did_you_mean(name, SCENARIOS)}; the scenarios are {', '.join(names())}")
     return SCENARIOS[name]
 
 
