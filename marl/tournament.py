@@ -344,9 +344,9 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
         played = store.played_units()
         units = arena.units()
         todo = [unit for unit in units if (unit.first, unit.second, unit.start) not in played]
-        total = sum(unit.count for unit in units)
+        to_play, total = sum(unit.count for unit in todo), sum(unit.count for unit in units)
         if on_start is not None:
-            on_start(sum(unit.count for unit in todo), total)
+            on_start(to_play, total)
         report = on_rows or (lambda rows: None)
         if todo and backend == "local":
             _play_local(arena, todo, store, report)
@@ -357,8 +357,8 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
         store.close()
     table = tables(arena, rows)
     rated = ratings(table, arena.exact, config.alpha_rank)
-    return TournamentResult(config, list(arena.names), table, rated, arena.exact, sum(u.count for u in todo),
-                            len(rows), time.perf_counter() - started, os.fspath(database))
+    return TournamentResult(config, list(arena.names), table, rated, arena.exact, to_play, len(rows),
+                            time.perf_counter() - started, os.fspath(database))
 
 
 __all__ = ["Tables", "TournamentResult", "fingerprint", "ratings", "run_tournament", "tables"]
