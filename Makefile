@@ -35,6 +35,8 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	@$(PY) -c "import pygambit" >/dev/null 2>&1 || echo "installing the test extras; pygambit (Gambit's solvers, the tests' reference) \
+	may be built from source: about 8 minutes on 2 cores, once"
 	$(PIP) install -q -e ".[test]"
 	@touch $@
 

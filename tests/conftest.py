@@ -1,14 +1,35 @@
-"""Shared fixtures: the devices to test on and the Gambit test files."""
+"""Shared fixtures: the devices to test on and the Gambit test files.
+
+The tests read nothing outside the repository: a user's clone has nothing beside it. An
+audit hook makes any attempt to open or list a path under the folder beside the
+repository fail, so a test that still depends on it fails here, not only on a bare clone.
+"""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import sys
 
 import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-GAMBIT_DATA = REPO.parent / "shared" / "data" / "gambit"
+GAMBIT_DATA = REPO / "tests" / "data" / "gambit"
+OUTSIDE = str(REPO.parent / "shared")
+
+
+def _refuse_outside(event: str, args: tuple) -> None:
+    if event not in ("open", "os.listdir", "os.scandir") or not args:
+        return
+    target = args[0]
+    if isinstance(target, (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(target))
+        if path == OUTSIDE or path.startswith(OUTSIDE + os.sep):
+            raise PermissionError(f"{path}: the tests read only files inside the repository")
+
+
+sys.addaudithook(_refuse_outside)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -23,7 +44,7 @@ def gambit_files(suffix: str) -> list[pathlib.Path]:
     """The Gambit example files with ``suffix``; tests using them fail loudly if none exist."""
     files = sorted(GAMBIT_DATA.glob(f"*{suffix}"))
     if not files:
-        raise FileNotFoundError(f"no Gambit {suffix} files under {GAMBIT_DATA}: shared/ must sit beside the repository")
+        raise FileNotFoundError(f"no Gambit {suffix} files under {GAMBIT_DATA}")
     return files
 
 
