@@ -31,8 +31,8 @@ import time
 
 import torch
 
+from games.policy import episode_returns
 from marl.envs import make_game
-from marl.evaluation import episode_returns
 from marl.maddpg import MADDPG, MADDPGConfig, TrainedPolicy
 from marl.plots import write_learning_curves
 from marl.train import train
@@ -78,7 +78,7 @@ def timed_training(name: str, steps: int, device: torch.device, settings: dict |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="gamelab bench maddpg", description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per learner (default 10)")
     parser.add_argument("--eval-seconds", type=float, default=30.0, help="evaluate every this many seconds")
     parser.add_argument("--ratio-steps", type=int, default=100_000, help="transitions of the mpe2 comparison")

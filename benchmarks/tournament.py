@@ -39,9 +39,9 @@ import time
 
 import torch
 
-from marl.match_store import MatchStore
-from marl.tournament import fingerprint, run_tournament
-from marl.tournament_config import parse_config
+from marl.tournaments.config import parse_config
+from marl.tournaments.run import fingerprint, run_tournament
+from marl.tournaments.store import MatchStore
 
 
 def players(folder: str, count: int) -> list[dict]:
@@ -55,12 +55,11 @@ def players(folder: str, count: int) -> list[dict]:
     scripted = [(lead, margin) for margin in (0.8, 0.5) for lead in (0.0, 0.15, 0.3)]
     entries = []
     for seed in range(networks):
-        path = os.path.join(folder, f"net{seed}.pt")
-        save_policy(path, MADDPG(spec, MADDPGConfig(seed=seed), "cpu"), "tag", {})
-        entries.append({"name": f"net{seed}", "kind": "checkpoint", "path": path})
+        save_policy(os.path.join(folder, f"net{seed}.pt"), MADDPG(spec, MADDPGConfig(seed=seed), "cpu"), "tag", {})
+        entries.append({"name": f"net{seed}", "kind": "checkpoint", "path": f"net{seed}.pt"})  # in the config's folder
     for lead, margin in scripted[: max(0, count - networks - 2)]:
-        entries.append({"name": f"pursuit-{lead}-{margin}", "kind": "callable",
-                        "callable": "scenarios.tag:pursuit_policy", "arguments": {"lead": lead, "margin": margin}})
+        entries.append({"name": f"pursuit-{lead}-{margin}", "kind": "scripted",
+                        "arguments": {"lead": lead, "margin": margin}})
     for index in range(count - len(entries)):
         entries.append({"name": f"random{index}", "kind": "uniform"})
     return entries
@@ -109,7 +108,7 @@ def mpe2_matches_per_second(episodes: int) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gamelab bench tournament", description=__doc__.splitlines()[0])
     parser.add_argument("--matches", type=int, default=1000, help="matches per pair (default 1000)")
     parser.add_argument("--players", type=int, default=16, help="players (default 16)")
     parser.add_argument("--device", default="cpu")

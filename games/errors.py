@@ -42,6 +42,10 @@ class GameFileError(GameError):
         super().__init__(f"{where}: {message}")
 
 
+class UnknownGameError(GameError):
+    """A game name that nothing knows: not a file, a catalog game, a generator or an OpenSpiel game."""
+
+
 class SolverError(GamelabError):
     """A solver asked to do something it cannot (an unknown name, a game it does not support)."""
 

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from games import catalog
-from games.errors import GameError
+from games.errors import GameError, UnknownGameError
 from games.normal_form import NormalFormGame
 
 _RANDOM = re.compile(r"^(random_zero_sum|random)\(([^)]*)\)$")
@@ -80,12 +80,10 @@ def load_game(spec: str, **kwargs: Any) -> Any:
             if not is_openspiel_normal_form(spiel_game):
                 return extensive_form_from_openspiel(spiel_game, **kwargs)
             return normal_form_from_openspiel(spiel_game, **kwargs)
-        except GameError as error:
-            if "cannot load" in str(error):
-                raise GameError(
-                    f"unknown game {spec!r}: not a .nfg file, not a catalog game "
-                    f"({', '.join(catalog.names())}), not random(...)/random_zero_sum(...), "
-                    f"and OpenSpiel does not know it"
-                ) from None
-            raise
-    raise GameError(f"unknown game {spec!r}: expected a .nfg path, a catalog name or an OpenSpiel game string")
+        except UnknownGameError as error:
+            raise UnknownGameError(
+                f"unknown game {spec!r}: not a .nfg file, not a catalog game "
+                f"({', '.join(catalog.names())}), not random(...)/random_zero_sum(...), "
+                f"and {error}"
+            ) from None
+    raise UnknownGameError(f"unknown game {spec!r}: expected a .nfg path, a catalog name or an OpenSpiel game string")

@@ -38,6 +38,7 @@ optionally ``_terminated`` and ``_extra_infos`` (see their docstrings).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,6 +87,15 @@ def require_bool(name: str, value: Any) -> None:
     """Raises ``ConfigError`` unless ``value`` is a bool."""
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def agent_role(agent: str) -> str:
+    """An agent's role, its team: the name without a trailing index (``adversary_2`` -> ``adversary``).
+
+    Agents of one role share networks in MADDPG (``share_parameters``) and sit on one
+    side of a tournament match.
+    """
+    return re.sub(r"_?\d+$", "", agent) or agent
 
 
 def _spaces():
@@ -189,6 +199,11 @@ class MarkovGame:
                 space = spaces.Discrete(size)
             self._action_spaces[agent] = space
         return self._action_spaces[agent]
+
+    def action_size(self, agent: AgentID) -> int:
+        """Discrete actions of ``agent``, or the length of its continuous action vector."""
+        self._check_agent(agent)
+        return self._action_sizes[agent]
 
     @property
     def num_agents(self) -> int:

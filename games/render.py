@@ -5,23 +5,21 @@ their scenario's colors, agents outlined in black, on a white square that shows
 ``[-extent, extent]^2`` with the y axis pointing up. ``record_gif`` plays one episode of
 copy 0 under a policy and writes the frames atomically.
 
-A policy is any callable ``policy(game, observations) -> actions`` in the batched
-``MarkovGame`` format, or the string ``"random"`` for uniform random actions.
+A policy is ``games.policy``'s protocol, ``policy(game, observations) -> actions`` in the
+batched ``MarkovGame`` format, or the string ``"random"`` for uniform random actions.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from games.errors import GameError
 from games.io import atomic_write_bytes
-
-Policy = Callable[[Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+from games.policy import Policy, random_policy
 
 
 def _image_module():
@@ -64,25 +62,6 @@ def draw_frame(game: Any, copy: int = 0, size: int = 480, extent: float | None =
     if caption:
         pen.text((6, 6), caption, fill=(0, 0, 0))
     return image
-
-
-def random_policy(seed: int = 0) -> Policy:
-    """A policy that picks uniformly random actions from a seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def policy(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        del observations
-        actions = {}
-        for agent in game.possible_agents:
-            space = game.action_space(agent)
-            if game.continuous:
-                draw = torch.rand(game.num_envs, space.shape[0], generator=generator, dtype=torch.float64)
-                actions[agent] = (space.low[0] + draw * (space.high[0] - space.low[0])).to(game.dtype).to(game.device)
-            else:
-                actions[agent] = torch.randint(space.n, (game.num_envs,), generator=generator).to(game.device)
-        return actions
-
-    return policy
 
 
 def record_gif(

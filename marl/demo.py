@@ -80,20 +80,16 @@ def main() -> None:
 def _markov_demo(console: Console, copies: int = 4096) -> None:
     """Random and scripted play in 4096 copies of ``spread`` (mpe2's simple_spread_v3)."""
     import scenarios
-    from games.render import random_policy
-    from scenarios.spread import greedy_assignment_policy
+    from games.policy import episode_returns, random_policy
+    from scenarios.spread import optimal_assignment_policy
 
     game = scenarios.make("spread", num_envs=copies, seed=0)
-    for label, policy in (("uniform random", random_policy(0)), ("scripted assignment", greedy_assignment_policy)):
-        observations, _ = game.reset(seed=0)
-        total = torch.zeros(copies)
+    for label, policy in (("uniform random", random_policy(0)), ("scripted assignment", optimal_assignment_policy)):
         start = time.perf_counter()
-        for _ in range(game.max_steps):
-            observations, rewards, *_ = game.step(policy(game, observations))
-            total += sum(rewards.values()) / game.num_agents
+        returns = episode_returns(policy, game, seed=0)
         seconds = time.perf_counter() - start
         console.print(
-            f"spread, {copies} copies, {label}: mean return per agent {float(total.mean()):+.2f} "
+            f"spread, {copies} copies, {label}: mean return per agent {float(returns.mean()):+.2f} "
             f"({copies * game.max_steps / seconds:,.0f} env-steps/s with the policy)"
         )
 
@@ -103,8 +99,8 @@ def _tournament_demo(console: Console) -> None:
     import os
     import tempfile
 
-    from marl.tournament import run_tournament
-    from marl.tournament_config import load_config
+    from marl.tournaments.config import load_config
+    from marl.tournaments.run import run_tournament
 
     example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
                            "tag_tournament.yaml")
@@ -123,8 +119,8 @@ def _tournament_demo(console: Console) -> None:
 
 def _maddpg_demo(console: Console, seconds: float = 20.0) -> None:
     """MADDPG on ``spread`` for a few seconds: the return climbs from random play's."""
+    from games.policy import episode_returns
     from marl.envs import make_game
-    from marl.evaluation import episode_returns
     from marl.maddpg import MADDPGConfig, TrainedPolicy
     from marl.train import train
 

@@ -9,28 +9,47 @@ factory, such as ``pettingzoo:mpe2.simple_spread_v3``; those are driven through
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from games.errors import GamelabError
-from marl.maddpg import TrainingError
+from games.errors import GamelabError, MissingDependencyError
+from marl.errors import TrainingError
 
 PETTINGZOO_PREFIX = "pettingzoo:"
+
+# Optional packages a user may name, and the extra of gamelab that installs them.
+OPTIONAL_EXTRAS = {"mpe2": "bench", "vmas": "bench", "ray": "ray", "pygambit": "gambit"}
 
 
 def import_callable(module_name: str, attribute: str) -> Callable:
     """``module_name.attribute``, imported and checked to be callable (user code named on a command line or in a config).
 
+    Modules are found as ``python -m`` finds them: in the current folder first, then in the
+    installed packages (the ``gamelab`` console script alone would not look in the current
+    folder).
+
     Raises:
-        GamelabError: ``cannot import 'MODULE': why`` or ``MODULE has no callable 'ATTRIBUTE'``;
-            callers prefix where the name came from.
+        GamelabError: ``cannot import 'MODULE': why (looked in ...)`` or ``MODULE has no
+            callable 'ATTRIBUTE'``; callers prefix where the name came from.
+        MissingDependencyError: for an optional package gamelab knows (``mpe2``), with the
+            ``pip install`` line.
     """
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise GamelabError(f"cannot import {module_name!r}: {error}") from None
+        missing = getattr(error, "name", None) or ""
+        top = missing.split(".")[0]
+        if top in OPTIONAL_EXTRAS and top == module_name.split(".")[0]:
+            raise MissingDependencyError(top, OPTIONAL_EXTRAS[top], f"{module_name!r}") from None
+        raise GamelabError(f"cannot import {module_name!r}: {error} (looked in the current folder {here} "
+                           "and the installed packages)") from None
     target = getattr(module, attribute, None)
     if not callable(target):
         raise GamelabError(f"{module_name} has no callable {attribute!r}")

@@ -45,21 +45,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from games.errors import GamelabError
+from games.markov import agent_role
+from marl.errors import TrainingError
 from marl.gumbel import gumbel_softmax
 from marl.networks import StackedMLP
 from marl.replay import Batch
-
-
-class TrainingError(GamelabError):
-    """A trainer asked to do something it cannot: a bad setting, a game it does not support."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +201,7 @@ class GameSpec:
 
     def role(self, index: int) -> str:
         """An agent's role: its name without a trailing number (``adversary_2`` -> ``adversary``)."""
-        return re.sub(r"_?\d+$", "", self.agents[index]) or self.agents[index]
+        return agent_role(self.agents[index])
 
 
 class AgentGroup:

@@ -1,10 +1,42 @@
-"""Learning-curve pictures: episode return against environment steps and wall-clock time."""
+"""Pictures: matplotlib without a display, figures written as PNG atomically, and learning curves.
+
+Every PNG that gamelab writes (learning curves, ``gamelab solve --plot``, tournament
+reports) goes through :func:`png_bytes` / :func:`write_png`.
+"""
 
 from __future__ import annotations
 
 import io
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(figure: Any, dpi: int = 110) -> bytes:
+    """The PNG of ``figure``, which is closed afterwards."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def write_png(path: str | os.PathLike, figure: Any, dpi: int = 110) -> None:
+    """Writes ``figure`` to ``path`` as a PNG, atomically, and closes it."""
+    from games.io import atomic_write_bytes
+
+    atomic_write_bytes(path, png_bytes(figure, dpi))
 
 
 def write_learning_curves(
@@ -22,13 +54,7 @@ def write_learning_curves(
         title: the figure title.
         references: ``{label: return}`` drawn as horizontal dashed lines (random play, a script).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from games.io import atomic_write_bytes
-
+    plt = pyplot()
     figure, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for label, points in curves.items():
         by_steps.plot([p["env_steps"] for p in points], [p["episode_return"] for p in points], label=label)
@@ -44,7 +70,4 @@ def write_learning_curves(
     by_steps.legend(loc="lower right")
     figure.suptitle(title)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png(path, figure)

@@ -14,16 +14,18 @@ torch.Size([4, 18])
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from games.errors import GameError, did_you_mean
 from games.markov import ConfigError, MarkovGame
+from games.policy import Policy
 from scenarios.adversary import Adversary, AdversaryConfig
-from scenarios.navigation import Navigation, NavigationConfig
-from scenarios.spread import Spread, SpreadConfig
-from scenarios.tag import Tag, TagConfig
+from scenarios.navigation import Navigation, NavigationConfig, goal_seeking_policy
+from scenarios.spread import Spread, SpreadConfig, optimal_assignment_policy
+from scenarios.tag import Tag, TagConfig, pursuit_policy
 from scenarios.two_step import TwoStep, TwoStepConfig
 
 SCENARIOS: dict[str, type] = {
@@ -36,6 +38,28 @@ SCENARIOS: dict[str, type] = {
 
 # The mpe2 task each MPE-equivalent scenario reproduces.
 MPE_EQUIVALENTS = {"spread": "simple_spread_v3", "tag": "simple_tag_v3", "adversary": "simple_adversary_v3"}
+
+
+# Each scenario's scripted policy, built from keyword arguments (tag: lead, margin).
+SCRIPTED: dict[str, Callable[..., Policy]] = {
+    "spread": lambda: optimal_assignment_policy,
+    "navigation": lambda: goal_seeking_policy,
+    "tag": pursuit_policy,
+}
+
+
+def scripted_policy(name: str, **arguments: Any) -> Policy:
+    """The scripted policy of scenario ``name``, gamelab's policy protocol.
+
+    Raises:
+        GameError: for a scenario without one, or arguments its factory does not take.
+    """
+    if name not in SCRIPTED:
+        raise GameError(f"no scripted policy for {name!r} (there are for {', '.join(sorted(SCRIPTED))})")
+    try:
+        return SCRIPTED[name](**arguments)
+    except TypeError as error:
+        raise GameError(f"the scripted policy of {name} does not take {sorted(arguments)}: {error}") from None
 
 
 def names() -> list[str]:

@@ -13,8 +13,9 @@ Observation of agent ``i`` (``6 N`` numbers, 18 for N = 3), as in mpe2:
 c_j for each other agent j]``; the communication ``c_j`` is two zeros, since agents in
 this task are silent.
 
-A scripted policy, ``greedy_assignment_policy``, sends the agents to distinct landmarks
-(the assignment of least total distance) and steers each straight to its landmark.
+A scripted policy, ``optimal_assignment_policy``, sends the agents to distinct landmarks
+(the assignment of least total distance, found by trying all N! assignments) and steers
+each straight to its landmark.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class Spread(ParticleGame):
         return permutations[costs.argmin(dim=1)]
 
 
-def greedy_assignment_policy(game: Spread, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def optimal_assignment_policy(game: Spread, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Scripted play: each agent heads for its landmark in the least-distance assignment.
 
     The steering is ``games.particle.steer``: aim where damping would stop the agent.

@@ -26,6 +26,7 @@ import torch
 
 from games.markov import require_bool, require_int
 from games.particle import ParticleGame, ParticleWorld, others_index, steer
+from games.policy import policy_factory
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Tag(ParticleGame):
         return torch.cat([team[None].expand(adversaries, -1), good_reward], dim=0)
 
 
+@policy_factory
 def pursuit_policy(lead: float = 0.0, margin: float = 0.8) -> Callable[[Tag, dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """Scripted play from observations alone, for both teams.
 

@@ -118,12 +118,12 @@ def test_particle_worlds_play_the_same_episodes_on_cuda(name):
 
 
 def test_tag_tournament_payoffs_agree_on_cuda(tmp_path):
-    from marl.tournament import run_tournament
-    from marl.tournament_config import parse_config
+    from marl.tournaments.config import parse_config
+    from marl.tournaments.run import run_tournament
 
     players = [
-        {"name": "pursuit", "kind": "callable", "callable": "scenarios.tag:pursuit_policy", "arguments": {}},
-        {"name": "lead", "kind": "callable", "callable": "scenarios.tag:pursuit_policy", "arguments": {"lead": 0.3}},
+        {"name": "pursuit", "kind": "scripted"},
+        {"name": "lead", "kind": "scripted", "arguments": {"lead": 0.3}},
     ]
     tables = []
     for device in ("cpu", "cuda"):

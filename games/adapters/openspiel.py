@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from games.errors import GameError, MissingDependencyError
+from games.errors import GameError, MissingDependencyError, UnknownGameError
 from games.normal_form import NormalFormGame
 
 # The most pure profiles a converted game may have before conversion is refused.
@@ -31,16 +31,36 @@ def _pyspiel():
 
 
 def load_openspiel_game(spec: Any) -> Any:
-    """A pyspiel game from a game object or a game string, with a GameError for unknown strings."""
+    """A pyspiel game from a game object or a game string.
+
+    Raises:
+        UnknownGameError: no OpenSpiel game of that name is registered, or OpenSpiel
+            refuses its parameters.
+    """
     pyspiel = _pyspiel()
     if not isinstance(spec, str):
         return spec
     if spec.split("(")[0] not in pyspiel.registered_names():
-        raise GameError(f"OpenSpiel cannot load {spec!r}: no game of that name is registered")
+        raise UnknownGameError(f"OpenSpiel cannot load {spec!r}: no game of that name is registered")
     try:
         return pyspiel.load_game(spec)
     except pyspiel.SpielError as error:
-        raise GameError(f"OpenSpiel cannot load {spec!r}: {error}") from None
+        raise UnknownGameError(f"OpenSpiel cannot load {spec!r}: {error}") from None
+
+
+def load_turn_based(spec: Any) -> Any:
+    """A pyspiel game (object or string) whose players move one at a time.
+
+    Simultaneous-move games go through OpenSpiel's turn-based transform
+    (``pyspiel.convert_to_turn_based``); sequential games are returned as they are. The
+    compiled tree (:func:`extensive_form_from_openspiel`) and sampled tournament play both
+    walk this game, so their histories agree.
+    """
+    pyspiel = _pyspiel()
+    game = load_openspiel_game(spec)
+    if game.get_type().dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
+        game = pyspiel.convert_to_turn_based(game)
+    return game
 
 
 def is_openspiel_normal_form(game: Any) -> bool:
@@ -105,10 +125,8 @@ def extensive_form_from_openspiel(game: Any, *, max_nodes: int | None = None, **
     pyspiel = _pyspiel()
     game = load_openspiel_game(game)
     name = str(game).removesuffix("()")
+    game = load_turn_based(game)
     game_type = game.get_type()
-    if game_type.dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
-        game = pyspiel.convert_to_turn_based(game)
-        game_type = game.get_type()
     if game_type.dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL:
         raise GameError(f"OpenSpiel game {name!r} is neither sequential nor simultaneous; it cannot be compiled")
     if not game_type.provides_information_state_string:

@@ -15,7 +15,7 @@ import scenarios
 from games import streams
 from games.errors import GameError
 from games.markov import ActionError, ConfigError
-from games.render import random_policy
+from games.policy import random_policy
 
 SMALL = {
     "spread": {},

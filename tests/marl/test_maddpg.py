@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from games.policy import episode_returns
 from marl import checkpoint
 from marl.envs import make_game
-from marl.evaluation import episode_returns
 from marl.gumbel import gumbel_noise, gumbel_softmax
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig, TrainedPolicy, TrainingError
 from marl.networks import StackedMLP
@@ -157,6 +157,7 @@ def test_acting_on_a_batch_equals_acting_one_copy_at_a_time(copies, seed, member
                                    together[row:row + 1])
 
 
+@pytest.mark.slow
 def test_centralized_critic_finds_the_optimal_plan_of_the_two_step_game():
     """Rashid et al. (2018), section 6.1: the optimal return is 8, the trap returns 7."""
     for seed in range(4):

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from games.policy import policy_factory
 from scenarios.tag import pursuit_policy
 
 
@@ -31,6 +32,7 @@ def hanging_tree_player(game):
     time.sleep(600)
 
 
+@policy_factory
 def slow_pursuit(delay: float = 0.02):
     """Pursuit play that takes ``delay`` seconds per move (to interrupt a tournament mid-way)."""
     policy = pursuit_policy()
@@ -42,6 +44,7 @@ def slow_pursuit(delay: float = 0.02):
     return play
 
 
+@policy_factory
 def dies_once(marker: str):
     """Pursuit play whose first call in the whole test kills its process (a lost Ray worker)."""
     policy = pursuit_policy()

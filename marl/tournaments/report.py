@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 from typing import Any
@@ -21,21 +20,12 @@ from typing import Any
 import numpy as np
 
 from games.io import atomic_write_bytes, atomic_write_text
-
-
-def _figure_bytes(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+from marl.plots import png_bytes, pyplot
 
 
 def payoff_heatmap(result: Any) -> bytes:
     """PNG bytes of the payoff table (row player's mean payoff)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = result.names
     payoffs = result.tables.payoffs
     confidence = result.tables.confidence
@@ -59,18 +49,12 @@ def payoff_heatmap(result: Any) -> bytes:
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_title(f"{result.config.name}: mean payoff of the row player")
     figure.tight_layout()
-    data = _figure_bytes(figure)
-    plt.close(figure)
-    return data
+    return png_bytes(figure)
 
 
 def rating_bars(result: Any) -> bytes:
     """PNG bytes of one bar chart per rating method, Elo with standard-error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = result.names
     rated = result.ratings
     elo = rated["elo"]
@@ -96,9 +80,7 @@ def rating_bars(result: Any) -> bytes:
     axes[0].invert_yaxis()
     figure.suptitle(f"{result.config.name}: ratings", fontsize=11)
     figure.tight_layout()
-    data = _figure_bytes(figure)
-    plt.close(figure)
-    return data
+    return png_bytes(figure)
 
 
 def _html(result: Any, payload: dict[str, Any]) -> str:

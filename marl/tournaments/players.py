@@ -12,7 +12,7 @@ A player becomes one of three shapes, by the game it plays:
 Problems with what the user handed us (a missing file, a checkpoint of another game, a
 kind the game does not take) raise :class:`TournamentConfigError` before any match is
 played. A player's own code failing while it plays (a ``callable`` that raises) is a
-forfeit, decided in ``marl.arenas``; so a callable is called during the matches, not here.
+forfeit, decided in ``marl.tournaments.arenas``; so a callable is called during the matches, not here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from games.errors import GamelabError
-from marl.tournament_config import PlayerConfig, TournamentConfig, TournamentConfigError
+from marl.errors import TournamentConfigError
+from marl.tournaments.config import PlayerConfig, TournamentConfig
 
 Tensor = torch.Tensor
 
@@ -34,7 +35,12 @@ def _fail(player: PlayerConfig, message: str) -> TournamentConfigError:
 
 
 def load_callable(player: PlayerConfig) -> Callable:
-    """The ``callable:`` attribute, or what its factory returns when ``arguments`` are given."""
+    """The ``callable:`` attribute, or what its factory returns when ``arguments`` are given.
+
+    The config's ``arguments`` go only to a function marked as a policy factory
+    (``games.policy.policy_factory``); anything else is refused before it is called.
+    """
+    from games.policy import is_policy_factory
     from marl.envs import import_callable
 
     try:
@@ -43,6 +49,9 @@ def load_callable(player: PlayerConfig) -> Callable:
         raise _fail(player, str(error)) from None
     if "arguments" not in player.options:
         return target
+    if not is_policy_factory(target):
+        raise _fail(player, f"{player.options['callable']} is not a policy factory (marked with "
+                            "games.policy.policy_factory), so it is not called with the config's arguments")
     try:
         built = target(**player.options["arguments"])
     except Exception as error:  # noqa: BLE001 - the factory is user code; say which one failed and how
@@ -293,16 +302,26 @@ class PolicyPlayer:
                                            game_settings=config.settings, device=game.device)
             except (CheckpointError, GamelabError) as error:
                 raise _fail(player, str(error)) from None
+        elif player.kind == "scripted":
+            import scenarios
+
+            if game_name not in scenarios.SCRIPTED:
+                raise _fail(player, f"{game_name} has no scripted policy; the scenarios with one are "
+                                    f"{', '.join(sorted(scenarios.SCRIPTED))}")
+            try:
+                self._policy = scenarios.scripted_policy(game_name, **player.options.get("arguments", {}))
+            except GamelabError as error:
+                raise _fail(player, str(error)) from None
         elif player.kind == "callable":
             self._policy = load_callable(player)
         else:
-            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint or callable")
+            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint, scripted or callable")
 
     def policy(self, seed: int) -> Callable:
         """The policy for one batch of matches; ``seed`` seeds a random player."""
         if self._policy is not None:
             return self._policy
-        from games.render import random_policy
+        from games.policy import random_policy
 
         return random_policy(seed)
 

@@ -13,8 +13,20 @@ A tournament file reads like this (``examples/*_tournament.yaml`` are complete o
       - {name: always-bet, kind: pure, action: last}
 
 Every wrong field raises :class:`TournamentConfigError` naming the file, the line and the
-field's path (``players[2].kind``). Relative paths in a player (``path:``) are read from
-the folder of the YAML file, so a config and its strategy files travel together.
+field's path (``players[2].kind``).
+
+A config is data that people share, so it cannot make gamelab run code or read files
+elsewhere on the machine:
+
+- a player's ``path:`` is relative and stays inside the folder of the YAML file (or a
+  folder below it): a config and its strategy files travel together, and an absolute
+  path, a ``..`` that climbs out, or a link that leads out is refused;
+- ``callable`` players import and run Python code named in the file, so they load only
+  when the user allows it (``gamelab tournament --allow-code``, or
+  ``load_config(..., allow_code=True)``); with ``arguments``, the named function must be
+  marked as a policy factory (``games.policy.policy_factory``), and nothing else is
+  called with arguments taken from the file. Scenarios' own scripted policies need no
+  code from the file: use ``kind: scripted``.
 
 Player kinds (which games take them):
 
@@ -33,11 +45,14 @@ Player kinds (which games take them):
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).
 - ``checkpoint`` (Markov games): ``path:`` a ``policy.pt`` or ``checkpoint.pt`` from
   ``gamelab train``.
-- ``callable`` (all): ``callable: module:attribute``. With ``arguments: {...}`` the
-  attribute is a factory called with them, which returns the player. A normal-form
+- ``scripted`` (Markov games): the scenario's scripted policy (``scenarios.SCRIPTED``:
+  pursuit for ``tag``, the landmark assignment for ``spread``, goal seeking for
+  ``navigation``), with ``arguments: {...}`` its numeric settings (``lead``, ``margin``).
+- ``callable`` (all, with ``--allow-code``): ``callable: module:attribute``. With
+  ``arguments: {...}`` the attribute is a policy factory called with them, which returns the player. A normal-form
   player is ``f(game, seat) -> probabilities (A_seat,)``, an extensive-form one
   ``f(game) -> strategy (num_infosets, max_actions)``, a Markov-game one
-  ``f(game, observations) -> actions`` (the policy protocol of ``games.render``).
+  ``f(game, observations) -> actions`` (the policy protocol of ``games.policy``).
 """
 
 from __future__ import annotations
@@ -48,8 +63,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from games.errors import GamelabError, did_you_mean
+from marl.errors import TournamentConfigError
 
-PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "mcts", "checkpoint", "callable")
+PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "mcts", "checkpoint", "scripted", "callable")
 PLAYER_FIELDS = {
     "uniform": (),
     "mixed": ("strategy",),
@@ -58,16 +74,13 @@ PLAYER_FIELDS = {
     "strategy": ("path",),
     "mcts": ("simulations", "rollouts", "uct_c"),
     "checkpoint": ("path",),
+    "scripted": ("arguments",),
     "callable": ("callable", "arguments"),
 }
 REQUIRED_FIELDS = {"mixed": ("strategy",), "pure": ("action",), "strategy": ("path",), "checkpoint": ("path",),
                    "callable": ("callable",)}
 TOURNAMENT_FIELDS = ("name", "game", "settings", "evaluation", "matches_per_pair", "seat_swap", "seed", "batch_size",
                      "move_time_limit", "forfeit_payoffs", "device", "alpha_rank", "players")
-
-
-class TournamentConfigError(GamelabError):
-    """A tournament file that cannot be used, naming the file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +133,20 @@ class TournamentConfig:
     """The folder of the YAML file; relative player paths are read from it."""
 
     def resolve(self, path: str) -> str:
-        """A player's file path, relative ones read from the config's folder."""
-        return path if os.path.isabs(path) else os.path.join(self.folder, path)
+        """A player's file path inside the config's folder.
+
+        Raises:
+            TournamentConfigError: for an absolute path, or one that leads (through ``..`` or a
+                link) out of the config's folder.
+        """
+        if os.path.isabs(path):
+            raise TournamentConfigError(f"{path}: a config names files relative to its own folder, not absolute paths")
+        folder = os.path.realpath(self.folder)
+        resolved = os.path.realpath(os.path.join(folder, path))
+        if os.path.commonpath([folder, resolved]) != folder:
+            raise TournamentConfigError(f"{path}: leads out of the config's folder {folder}; put the file in that "
+                                        "folder or one below it")
+        return resolved
 
 
 def _line_index(text: str) -> dict[tuple, int]:
@@ -214,7 +239,7 @@ def _probabilities(check: _Checker, value: Any, path: tuple) -> list:
     return [float(item) for item in value]
 
 
-def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
+def _player(check: _Checker, value: Any, path: tuple, allow_code: bool) -> PlayerConfig:
     if not isinstance(value, dict):
         raise check.fail(path, f"expected a player mapping with name and kind, got {type(value).__name__}")
     if "kind" not in value:
@@ -230,6 +255,10 @@ def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
     for required in REQUIRED_FIELDS.get(kind, ()):
         if required not in value:
             raise check.fail(path, f"a {kind} player needs the field {required}")
+    if kind == "callable" and not allow_code:
+        raise check.fail((*path, "callable"),
+                         f"player {name!r} runs Python code named in the config ({value['callable']!r}); "
+                         "gamelab runs code from a config only with --allow-code")
     options: dict[str, Any] = {}
     for key in PLAYER_FIELDS[kind]:
         if key not in value:
@@ -241,7 +270,13 @@ def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
             if isinstance(item, bool) or not isinstance(item, (int, str)):
                 raise check.fail(here, f"expected an action index or name, got {item!r}")
             options[key] = item
-        elif key in ("path", "solver"):
+        elif key == "path":
+            text = check.string(item, here)
+            if os.path.isabs(text) or os.path.normpath(text).split(os.sep)[0] == "..":
+                raise check.fail(here, f"{text!r} is outside the config's folder; a config names files in its "
+                                       "own folder or below it")
+            options[key] = text
+        elif key == "solver":
             options[key] = check.string(item, here)
         elif key == "callable":
             text = check.string(item, here)
@@ -251,6 +286,8 @@ def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
         elif key == "arguments":
             if not isinstance(item, dict) or not all(isinstance(k, str) for k in item):
                 raise check.fail(here, "expected a mapping of keyword arguments")
+            if kind == "scripted":
+                item = {k: check.number(v, (*here, k)) for k, v in item.items()}
             options[key] = dict(item)
         elif key in ("iterations", "simulations", "rollouts"):
             options[key] = check.integer(item, here, minimum=1)
@@ -260,8 +297,11 @@ def _player(check: _Checker, value: Any, path: tuple) -> PlayerConfig:
 
 
 def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | None = None,
-                 folder: str = ".") -> TournamentConfig:
+                 folder: str = ".", *, allow_code: bool = False) -> TournamentConfig:
     """Validates a tournament mapping (what the YAML file holds).
+
+    ``allow_code``: accept ``callable`` players, which import and run Python code named in
+    the config (the command line's ``--allow-code``).
 
     Raises:
         TournamentConfigError: naming the first wrong field.
@@ -277,7 +317,7 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
     players_value = data["players"]
     if not isinstance(players_value, list) or len(players_value) < 2:
         raise check.fail(("players",), "expected a list of at least two players")
-    players = tuple(_player(check, item, ("players", index)) for index, item in enumerate(players_value))
+    players = tuple(_player(check, item, ("players", index), allow_code) for index, item in enumerate(players_value))
     seen: dict[str, int] = {}
     for index, player in enumerate(players):
         if player.name in seen:
@@ -315,7 +355,14 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
             raise check.fail(("forfeit_payoffs",), f"the loser's payoff {loser} exceeds the winner's {winner}")
         fields["forfeit_payoffs"] = (loser, winner)
     if "device" in data:
-        fields["device"] = check.string(data["device"], ("device",))
+        from games.devices import parse_device
+
+        device = check.string(data["device"], ("device",))
+        try:
+            parse_device(device)
+        except GamelabError as error:
+            raise check.fail(("device",), str(error)) from None
+        fields["device"] = device
     if "alpha_rank" in data:
         options = check.mapping(data["alpha_rank"], ("alpha_rank",), ("alpha", "population_size"))
         parsed: dict[str, Any] = {}
@@ -328,8 +375,8 @@ def parse_config(data: Any, source: str = "<config>", lines: dict[tuple, int] | 
     return TournamentConfig(**fields)
 
 
-def load_config(path: str | os.PathLike) -> TournamentConfig:
-    """Reads and validates a tournament YAML file.
+def load_config(path: str | os.PathLike, *, allow_code: bool = False) -> TournamentConfig:
+    """Reads and validates a tournament YAML file (``allow_code``: see :func:`parse_config`).
 
     Raises:
         GameFileError: for a missing or unreadable file, or YAML that does not parse (with its line).
@@ -349,7 +396,8 @@ def load_config(path: str | os.PathLike) -> TournamentConfig:
         problem = getattr(error, "problem", None) or str(error)
         raise GameFileError(source, None if mark is None else mark.line + 1, None if mark is None else mark.column + 1,
                             f"not valid YAML: {problem}") from None
-    return parse_config(data, source, _line_index(text), folder=os.path.dirname(os.path.abspath(source)))
+    return parse_config(data, source, _line_index(text), folder=os.path.dirname(os.path.abspath(source)),
+                        allow_code=allow_code)
 
 
 __all__ = ["PLAYER_KINDS", "PlayerConfig", "TournamentConfig", "TournamentConfigError", "load_config", "parse_config"]

@@ -2,8 +2,8 @@
 
 One run:
 
-1. build the arena (``marl.arenas``): load the game, make every player ready for it;
-2. open the database (``marl.match_store``) and list the blocks of matches not yet in it;
+1. build the arena (``marl.tournaments.arenas``): load the game, make every player ready for it;
+2. open the database (``marl.tournaments.store``) and list the blocks of matches not yet in it;
 3. play them, in-process or as Ray tasks, storing each block as it finishes;
 4. read every stored match and build the tables (:func:`tables`);
 5. rate the players (``solvers.ratings``): Bradley-Terry Elo, alpha-rank, Nash averaging,
@@ -51,16 +51,10 @@ from typing import Any
 import numpy as np
 
 from games.errors import GamelabError
-from marl.arenas import (
-    FIRST_FORFEITS,
-    SECOND_FORFEITS,
-    Arena,
-    MatchRow,
-    Unit,
-    build_arena,
-)
-from marl.match_store import MatchStore
-from marl.tournament_config import TournamentConfig
+from marl.tournaments.arenas import Arena, build_arena
+from marl.tournaments.config import TournamentConfig
+from marl.tournaments.rows import FIRST_FORFEITS, SECOND_FORFEITS, MatchRow, Unit
+from marl.tournaments.store import MatchStore
 
 Z_95 = 1.959963984540054
 RAY_TASK_RETRIES = 3

@@ -8,7 +8,7 @@ Schema (format ``gamelab.tournament`` version 1)::
     matches(first, second, match, seating, payoff_first, payoff_second, score_first,
             forfeit, error, seconds, PRIMARY KEY (first, second, match))
 
-A block of matches (a ``marl.arenas.Unit``) is inserted in one transaction, so after a
+A block of matches (a ``marl.tournaments.rows.Unit``) is inserted in one transaction, so after a
 crash or ``kill -9`` the database holds whole blocks only; the primary key makes
 inserting a match twice an error instead of a double count. A tournament resumes by
 playing the blocks whose first match is absent. A database written by another
@@ -22,17 +22,13 @@ import os
 import sqlite3
 from collections.abc import Iterable
 
-from games.errors import GamelabError
-from marl.arenas import MatchRow
+from marl.errors import TournamentDatabaseError
+from marl.tournaments.rows import MatchRow
 
 FORMAT = "gamelab.tournament"
 VERSION = 1
 _COLUMNS = ("first", "second", "match", "seating", "payoff_first", "payoff_second", "score_first", "forfeit",
             "error", "seconds")
-
-
-class TournamentDatabaseError(GamelabError):
-    """A database that is not a gamelab tournament, or belongs to another tournament."""
 
 
 class MatchStore:

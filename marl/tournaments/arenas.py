@@ -1,6 +1,6 @@
 """Where tournament matches are played: one arena per kind of game.
 
-An arena holds the game and its players and plays a :class:`Unit`: a block of matches
+An arena holds the game and its players and plays a ``Unit`` (``marl.tournaments.rows``): a block of matches
 between two players, committed together. Every match is a pure function of the
 tournament's seed and the match's place (players, index), so any process (in-process, a
 Ray worker) plays it the same way, and a unit played twice gives the same rows.
@@ -33,49 +33,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from games.errors import GamelabError
-from marl.players import MatrixPlayer, PolicyPlayer, TreePlayer
-from marl.tournament_config import TournamentConfig, TournamentConfigError
+from marl.errors import TournamentConfigError
+from marl.tournaments.config import TournamentConfig
+from marl.tournaments.players import MatrixPlayer, PolicyPlayer, TreePlayer
+from marl.tournaments.rows import FIRST_FORFEITS, NO_FORFEIT, SECOND_FORFEITS, MatchRow, Unit, forfeit_code
 
 Tensor = torch.Tensor
-
-NO_FORFEIT, FIRST_FORFEITS, SECOND_FORFEITS, BOTH_FORFEIT = 0, 1, 2, 3
-
-
-@dataclass(frozen=True)
-class Unit:
-    """Matches ``start .. start + count - 1`` between players ``first <= second``."""
-
-    first: int
-    second: int
-    start: int
-    count: int
-
-
-@dataclass
-class MatchRow:
-    """One match's outcome, as stored (``marl.match_store``)."""
-
-    first: int
-    second: int
-    match: int
-    seating: int
-    """0: ``first`` sits in seat 0; 1: in seat 1."""
-    payoff_first: float | None
-    """None when the match was forfeited."""
-    payoff_second: float | None
-    score_first: float | None
-    """Exact evaluation: the probability that ``first`` scores more (ties half); sampled: None."""
-    forfeit: int = NO_FORFEIT
-    error: str | None = None
-    seconds: float = 0.0
-
 
 class MoveTimeout(Exception):
     """A player's move took longer than the tournament's ``move_time_limit``."""
@@ -175,10 +144,6 @@ class Arena:
         raise NotImplementedError
 
 
-def _forfeit_code(first_failed: bool, second_failed: bool) -> int:
-    return (FIRST_FORFEITS if first_failed else 0) | (SECOND_FORFEITS if second_failed else 0)
-
-
 def _expected_score(probability: Tensor, mine: Tensor, theirs: Tensor) -> float:
     """The probability of scoring more than the opponent (ties half), outcomes weighted by ``probability``."""
     return float((probability * ((mine > theirs).double() + 0.5 * (mine == theirs).double())).sum())
@@ -223,7 +188,7 @@ class MatrixArena(Arena):
                     strategies[role] = timed_call(limit, self.players[index].strategy, seat_of[role])
                 except Exception as error:  # noqa: BLE001 - the player's own code: a forfeit
                     errors.append(f"{self.names[index]}: {describe(error)}")
-            forfeit = _forfeit_code(strategies[0] is None, strategies[1] is None)
+            forfeit = forfeit_code(strategies[0] is None, strategies[1] is None)
             if forfeit:
                 rows.append(MatchRow(unit.first, unit.second, match, seating, None, None, None, forfeit,
                                      "; ".join(errors), time.perf_counter() - started))
@@ -288,7 +253,7 @@ class TreeArena(Arena):
         failed = [self.players[index].tabular and strategies[role] is None
                   for role, index in enumerate((unit.first, unit.second))]
         if any(failed):
-            code = _forfeit_code(*failed)
+            code = forfeit_code(*failed)
             seconds = time.perf_counter() - started
             return [MatchRow(unit.first, unit.second, match, self.seating(match), None, None, None, code,
                              "; ".join(errors), seconds) for match in range(unit.start, unit.start + unit.count)]
@@ -360,23 +325,101 @@ class TreeArena(Arena):
 # Markov games: batched episodes, one copy per match
 
 
-def team_of(agent: str) -> str:
-    """An agent's team: its name without the trailing index (``adversary_2`` -> ``adversary``)."""
-    return agent.rstrip("0123456789").rstrip("_") or agent
+class _Stop(Exception):
+    """A player failed in every copy at once (its call raised, or no action was usable): stop the episode."""
+
+
+class _Match:
+    """Both players of a unit as one policy of the whole batched game, recording forfeits.
+
+    Copy ``c`` of the game is match ``start + c``. At every step both players' policies
+    see every copy's observations; each agent's action in copy ``c`` is taken from the
+    player seated on that agent's team in ``c``. A player whose call raises, runs out of
+    time or returns a malformed value forfeits every copy; one that plays an illegal
+    action forfeits the copies where it did (a legal filler is played there instead).
+    Actions in copies whose episode already ended do not count.
+    """
+
+    def __init__(self, arena: MarkovArena, game: Any, unit: Unit, first_in_seat0: Tensor) -> None:
+        self.arena = arena
+        self.teams = arena.teams
+        self.limit = arena.config.move_time_limit
+        indices = (unit.first, unit.second)
+        self.self_play = unit.first == unit.second
+        self.names = [arena.names[index] for index in indices]
+        self.policies = [arena.players[index].policy(unit_seed(arena.config.seed, *indices, unit.start, role))
+                         for role, index in enumerate(indices[:1] if self.self_play else indices)]
+        # plays[role][seat]: (B,) bool, the copies where player `role` (0 first, 1 second) sits in `seat`.
+        self.plays = [[first_in_seat0, ~first_in_seat0], [~first_in_seat0, first_in_seat0]]
+        self.failed = torch.zeros(2, unit.count, dtype=torch.bool, device=game.device)  # [role, copy]
+        self.errors: list[str | None] = [None, None]
+        self.running = torch.ones(unit.count, dtype=torch.bool, device=game.device)
+
+    def forfeit(self, role: int, copies: Tensor | bool, message: str) -> None:
+        """``role`` forfeits ``copies`` (in self-play, both roles are the one player)."""
+        for forfeiting in ((0, 1) if self.self_play else (role,)):
+            self.failed[forfeiting] |= copies
+            if self.errors[forfeiting] is None:
+                self.errors[forfeiting] = f"{self.names[forfeiting]}: {message}"
+
+    def after_step(self, running: Tensor) -> None:
+        self.running = running
+
+    def __call__(self, game: Any, observations: dict[str, Tensor]) -> dict[str, Tensor]:
+        chosen: list[Any] = []
+        for role, policy in enumerate(self.policies):
+            try:
+                chosen.append(timed_call(self.limit, policy, game, observations))
+            except Exception as error:  # noqa: BLE001 - the player's code raised or ran out of time
+                chosen.append(None)
+                self.forfeit(role, True, describe(error))
+        if any(actions is None for actions in chosen):
+            raise _Stop
+        if self.self_play:
+            chosen = chosen * 2
+        return {agent: self._joint_action(game, seat, agent, chosen)
+                for seat, team in enumerate(self.teams) for agent in team}
+
+    def _joint_action(self, game: Any, seat: int, agent: str, chosen: list[Any]) -> Tensor:
+        """``(B,)`` or ``(B, A)``: in each copy, the action of the player seated on ``agent``'s team."""
+        combined = None
+        for role in range(2):
+            try:
+                if not isinstance(chosen[role], dict) or agent not in chosen[role]:
+                    raise KeyError(f"returned no action for {agent}")
+                actions, legal = self.arena.checked_actions(game, agent, chosen[role][agent])
+            except Exception as error:  # noqa: BLE001 - the player's code: a forfeit
+                self.forfeit(role, True, describe(error))
+                continue
+            plays = self.plays[role][seat]
+            illegal = plays & ~legal & self.running
+            if bool(illegal.any()):
+                copy = int(illegal.nonzero()[0])
+                self.forfeit(role, illegal, f"illegal action {actions[copy].tolist()} for {agent} "
+                                            f"(action space {game.action_space(agent)})")
+            use = plays & legal
+            use = use[:, None] if actions.dim() == 2 else use
+            fill = torch.full_like(actions, game.action_low) if game.continuous else torch.zeros_like(actions)
+            combined = torch.where(use, actions, fill if combined is None else combined)
+        if combined is None:
+            raise _Stop
+        return combined
 
 
 class MarkovArena(Arena):
     """Two-team Markov games: every match of a unit is one copy of one batched game.
 
-    The teams (seats) are the agents' name prefixes in order of appearance
-    (``adversary_*`` then ``agent_*`` in ``tag``). A match's payoff for a player is its
-    team's episode return per agent (the sum over steps of the team's mean reward).
+    The teams (seats) are the agents' roles (``games.markov.agent_role``) in order of
+    appearance (``adversary_*`` then ``agent_*`` in ``tag``). A match's payoff for a player
+    is its team's episode return per agent (the sum over steps of the team's mean reward,
+    ``games.policy.team_returns``).
     """
 
     kind = "markov"
     score_groups = True  # the teams' returns are on different scales: compare seat-swapped pairs
 
     def __init__(self, config: TournamentConfig, game_name: str) -> None:
+        from games.markov import agent_role
         from marl.envs import make_game
 
         super().__init__(config)
@@ -388,7 +431,7 @@ class MarkovArena(Arena):
         probe = make_game(game_name, 1, device=self.device, seed=config.seed, settings=config.settings)
         teams: dict[str, list[str]] = {}
         for agent in probe.possible_agents:
-            teams.setdefault(team_of(agent), []).append(agent)
+            teams.setdefault(agent_role(agent), []).append(agent)
         if len(teams) != 2:
             raise TournamentConfigError(f"{game_name}: a tournament needs a game of two teams; its agents form "
                                         f"{len(teams)} ({', '.join(teams)})")
@@ -404,18 +447,19 @@ class MarkovArena(Arena):
         if copies not in self._games:
             game = make_game(self.game_name, copies, device=self.device, seed=self.config.seed,
                              settings=self.config.settings)
-            game.validate_actions = False  # play() checks every action and replaces illegal ones
+            game.validate_actions = False  # _Match checks every action and replaces illegal ones
             self._games[copies] = game
         return self._games[copies]
 
-    def _checked(self, game: Any, agent: str, actions: Any) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def checked_actions(game: Any, agent: str, actions: Any) -> tuple[Tensor, Tensor]:
         """``(actions, legal)``: ``agent``'s actions in the game's dtype and ``(B,)`` bool legality.
 
         Raises for a malformed value (not a tensor, wrong shape or kind): the whole call forfeits.
         """
         if not isinstance(actions, Tensor):
             raise TypeError(f"the action of {agent} is {type(actions).__name__}, not a tensor")
-        size = int(game._action_sizes[agent])
+        size = game.action_size(agent)
         actions = actions.to(game.device)
         if game.continuous:
             if tuple(actions.shape) != (game.num_envs, size) or not actions.is_floating_point():
@@ -431,88 +475,40 @@ class MarkovArena(Arena):
         return actions, (actions >= 0) & (actions < size)
 
     def play(self, unit: Unit) -> list[MatchRow]:
+        """Plays the unit's matches as the copies of one batched game.
+
+        1. seat the players: with seat swapping, ``first`` takes seat ``k mod 2`` in match ``k``,
+           and matches ``2g`` and ``2g + 1`` share random stream ``g`` (the same deal);
+        2. play one episode of every copy with both players as one policy (:class:`_Match`);
+        3. turn the teams' returns into each player's payoff, and forfeits into rows.
+        """
+        from games.policy import team_returns
+
         started = time.perf_counter()
         game = self._game(unit.count)
-        device = game.device
-        matches = torch.arange(unit.start, unit.start + unit.count, device=device)
+        matches = torch.arange(unit.start, unit.start + unit.count, device=game.device)
         seating = matches % 2 if self.seat_swap else torch.zeros_like(matches)
         streams = matches // 2 if self.seat_swap else matches
-        # plays[role][seat]: (B,) bool, the copies where player `role` (0 first, 1 second) plays `seat`.
         first_in_seat0 = seating == 0
-        plays = [[first_in_seat0, ~first_in_seat0], [~first_in_seat0, first_in_seat0]]
-        indices = (unit.first, unit.second)
-        self_play = unit.first == unit.second
-        policies = [self.players[index].policy(unit_seed(self.config.seed, unit.first, unit.second, unit.start, role))
-                    for role, index in enumerate(indices[:1] if self_play else indices)]
-        failed = torch.zeros(2, unit.count, dtype=torch.bool, device=device)  # [role, copy]
-        errors: list[str | None] = [None, None]
-
-        def forfeit(role: int, copies: Tensor | bool, message: str) -> None:
-            for r in ((0, 1) if self_play else (role,)):
-                failed[r] |= copies
-                if errors[r] is None:
-                    errors[r] = f"{self.names[indices[r]]}: {message}"
-
-        returns = torch.zeros(2, unit.count, dtype=torch.float64, device=device)  # [seat, copy]
-        running = torch.ones(unit.count, dtype=torch.bool, device=device)
-        observations, _ = game.reset(seed=self.config.seed, options={"streams": streams})
-        limit = self.config.move_time_limit
-        while bool(running.any()):
-            chosen: list[Any] = []
-            for role, policy in enumerate(policies):
-                try:
-                    chosen.append(timed_call(limit, policy, game, observations))
-                except Exception as error:  # noqa: BLE001 - the player's code raised or ran out of time
-                    chosen.append(None)
-                    forfeit(role, True, describe(error))
-            if any(actions is None for actions in chosen):
-                break
-            if self_play:
-                chosen = chosen * 2
-            joint = {}
-            for seat, team in enumerate(self.teams):
-                for agent in team:
-                    combined = None
-                    for role in range(2):
-                        try:
-                            if not isinstance(chosen[role], dict) or agent not in chosen[role]:
-                                raise KeyError(f"returned no action for {agent}")
-                            actions, legal = self._checked(game, agent, chosen[role][agent])
-                        except Exception as error:  # noqa: BLE001 - the player's code: a forfeit
-                            forfeit(role, True, describe(error))
-                            continue
-                        illegal = plays[role][seat] & ~legal & running
-                        if bool(illegal.any()):
-                            copy = int(illegal.nonzero()[0])
-                            forfeit(role, illegal, f"illegal action {actions[copy].tolist()} for {agent} "
-                                                   f"(action space {game.action_space(agent)})")
-                        use = plays[role][seat] & legal
-                        use = use[:, None] if actions.dim() == 2 else use
-                        fill = torch.full_like(actions, game.action_low) if game.continuous else torch.zeros_like(actions)
-                        mine = torch.where(use, actions, fill)
-                        combined = mine if combined is None else torch.where(use, actions, combined)
-                    if combined is None:
-                        break
-                    joint[agent] = combined
-            if len(joint) != game.num_agents:
-                break
-            observations, rewards, terminated, truncated, _ = game.step(joint)
-            for seat, team in enumerate(self.teams):
-                reward = torch.stack([rewards[agent] for agent in team]).to(torch.float64).mean(0)
-                returns[seat] += torch.where(running, reward, torch.zeros_like(reward))
-            for agent in game.possible_agents:
-                running &= ~(terminated[agent] | truncated[agent])
+        match = _Match(self, game, unit, first_in_seat0)
+        returns = None  # (2, B): [seat, copy]
+        try:
+            returns = team_returns(match, game, self.config.seed, self.teams, options={"streams": streams},
+                                   after_step=match.after_step)
+        except _Stop:
+            pass  # a player failed in every copy: every match is forfeited, and no return is read
         seconds = (time.perf_counter() - started) / unit.count
-        payoff_first = torch.where(first_in_seat0, returns[0], returns[1]).cpu().tolist()
-        payoff_second = torch.where(first_in_seat0, returns[1], returns[0]).cpu().tolist()
-        failed = failed.cpu().tolist()
-        seating = seating.cpu().tolist()
+        failed = match.failed.cpu().tolist()
+        payoffs: list[list[float | None]] = [[None] * unit.count, [None] * unit.count]
+        if returns is not None:
+            payoffs = [torch.where(first_in_seat0, returns[0], returns[1]).cpu().tolist(),
+                       torch.where(first_in_seat0, returns[1], returns[0]).cpu().tolist()]
         rows = []
-        for copy in range(unit.count):
-            code = _forfeit_code(failed[0][copy], failed[1][copy])
-            error = "; ".join(errors[r] for r in range(2) if failed[r][copy] and errors[r]) or None
-            rows.append(MatchRow(unit.first, unit.second, unit.start + copy, seating[copy],
-                                 None if code else payoff_first[copy], None if code else payoff_second[copy], None,
+        for copy, seat in enumerate(seating.cpu().tolist()):
+            code = forfeit_code(failed[0][copy], failed[1][copy])
+            error = "; ".join(match.errors[r] for r in range(2) if failed[r][copy] and match.errors[r]) or None
+            rows.append(MatchRow(unit.first, unit.second, unit.start + copy, seat,
+                                 None if code else payoffs[0][copy], None if code else payoffs[1][copy], None,
                                  code, error, seconds))
         return rows
 
@@ -534,13 +530,9 @@ def build_arena(config: TournamentConfig) -> Arena:
     if isinstance(game, ExtensiveFormGame):
         spiel_game = None
         if not config.game.endswith(".efg"):
-            import pyspiel
+            from games.adapters.openspiel import load_turn_based
 
-            from games.adapters.openspiel import load_openspiel_game
-
-            spiel_game = load_openspiel_game(config.game)
-            if spiel_game.get_type().dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
-                spiel_game = pyspiel.convert_to_turn_based(spiel_game)
+            spiel_game = load_turn_based(config.game)
         return TreeArena(config, game, spiel_game)
     if getattr(game, "batched", False):
         raise GamelabError(f"{config.game}: a batch of games cannot host a tournament")
@@ -550,14 +542,11 @@ def build_arena(config: TournamentConfig) -> Arena:
 __all__ = [
     "Arena",
     "MarkovArena",
-    "MatchRow",
     "MatrixArena",
     "MoveTimeout",
     "TreeArena",
-    "Unit",
     "build_arena",
     "describe",
-    "team_of",
     "timed_call",
     "unit_seed",
 ]
