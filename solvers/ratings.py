@@ -297,9 +297,10 @@ class MetaNash:
 def meta_nash(payoffs: np.ndarray) -> MetaNash:
     """A Nash equilibrium of the symmetric meta-game ``(payoffs, payoffs.T)``.
 
-    Constant-sum tables are solved as zero-sum games (``solvers.registry``'s ``zero-sum``
-    solver): the row player's maxmin mixture, played by both sides, is a symmetric
-    equilibrium. Other tables go to Lemke-Howson, whose equilibrium need not be symmetric.
+    The bimatrix game ``(payoffs, payoffs.T)`` goes to ``solvers.registry.solve`` with
+    ``auto``: constant-sum tables are solved as zero-sum games (the row player's maxmin
+    mixture, played by both sides, is a symmetric equilibrium), other tables by
+    Lemke-Howson, whose equilibrium need not be symmetric.
     """
     import torch
 
@@ -308,9 +309,9 @@ def meta_nash(payoffs: np.ndarray) -> MetaNash:
 
     payoffs = _square("payoffs", payoffs)
     table = torch.as_tensor(payoffs, dtype=torch.float64)
-    sums = payoffs + payoffs.T
-    constant_sum = bool(np.allclose(sums, sums[0, 0], atol=1e-9))
-    result = solve(NormalFormGame.bimatrix(table, table.T), "zero-sum" if constant_sum else "lemke-howson")
+    game = NormalFormGame.bimatrix(table, table.T)
+    constant_sum = game.is_constant_sum()  # the test auto_solver makes: zero-sum, else Lemke-Howson
+    result = solve(game)
     row = result.strategies[0].cpu().numpy().astype(np.float64)
     column = row if constant_sum else result.strategies[1].cpu().numpy().astype(np.float64)
     value = float(row @ payoffs @ column)

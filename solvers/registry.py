@@ -1,4 +1,9 @@
-"""Every normal-form solver behind one call: ``solve(game, solver="auto", ...)``.
+"""The solver table, and every solver behind one call: ``solve(game, solver="auto", ...)``.
+
+``SOLVERS`` is the one list of solvers: a :class:`SolverSpec` per name, with the kinds of
+game it takes, whether it is iterative, whether it is exact, a one-line description and
+a factory. ``solve`` dispatches on it, ``gamelab solve --solver`` and ``gamelab solvers``
+read it, and PSRO's meta-solvers are picked from it by name.
 
 The names are those of ``gamelab solve --solver``. ``auto`` picks a sound method:
 
@@ -30,7 +35,7 @@ from typing import Any
 
 import torch
 
-from games.errors import SolverError
+from games.errors import SolverError, did_you_mean
 from games.extensive_form import ExtensiveFormGame
 from games.normal_form import NormalFormGame
 from solvers import cfr, ftrl, mccfr, regret, sequence_form
@@ -60,61 +65,205 @@ class SolveResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-ITERATIVE: dict[str, tuple[str, Callable[[NormalFormGame], regret.NoRegretSolver]]] = {
-    "rm": ("regret matching, uniform averaging", lambda g: regret.RegretMatching(g)),
-    "rm+": ("RM+ with alternating updates and linear averaging", lambda g: regret.RegretMatching(g, plus=True, alternating=True, averaging="linear")),
-    "prm+": ("predictive RM+ with alternating updates and linear averaging", lambda g: regret.RegretMatching(g, plus=True, predictive=True, alternating=True, averaging="linear")),
-    "hedge": ("Hedge (entropic FTRL), learning rate 0.1", lambda g: regret.Hedge(g)),
-    "optimistic-hedge": ("optimistic Hedge, learning rate 0.1", lambda g: regret.OptimisticHedge(g)),
-    "ftrl-euclidean": ("FTRL with the Euclidean regularizer, learning rate 0.1", lambda g: regret.FTRL(g, regularizer="euclidean")),
-    "fictitious-play": ("fictitious play", lambda g: regret.FictitiousPlay(g)),
-    "replicator": ("discrete replicator dynamics, step 0.01", lambda g: regret.ReplicatorDynamics(g)),
-}
+NORMAL_FORM = "normal-form"
+EXTENSIVE_FORM = "extensive-form"
 
-EXACT = {
-    "zero-sum": "2-player zero-sum: batched interior point + exact support polish (HiGHS fallback)",
-    "lp": "2-player zero-sum: the minimax LP (sequence-form LP for extensive-form games), HiGHS",
-    "lemke-howson": "2-player: batched Lemke-Howson in torch (exact)",
-    "ce": "correlated equilibrium of maximum welfare (LP, HiGHS)",
-    "cce": "coarse correlated equilibrium of maximum welfare (LP, HiGHS)",
-    "nash-sgd": "approximate Nash by stochastic optimization of a Nash loss (Gemp et al. 2024)",
-    "gambit-lcp": "2-player: Lemke-Howson through pygambit (exact)",
-    "gambit-enummixed": "2-player: all extreme equilibria through pygambit; returns the first",
-    "gambit-enumpure": "any N: pure equilibria through pygambit; returns the first",
-    "gambit-logit": "any N: logit QRE path-following through pygambit",
-    "gambit-gnm": "any N: global Newton through pygambit",
-}
 
-EXTENSIVE: dict[str, tuple[str, Callable[[ExtensiveFormGame, int], Any]]] = {
-    "cfr": ("CFR (Zinkevich et al. 2007), alternating updates", lambda g, seed: cfr.CFRSolver(g, alternating=True)),
-    "cfr+": ("CFR+ (Tammelin 2014): RM+, alternating, linear averaging", lambda g, seed: cfr.CFRPlusSolver(g)),
-    "lcfr": ("linear CFR (Brown and Sandholm 2019)", lambda g, seed: cfr.LinearCFRSolver(g)),
-    "dcfr": ("discounted CFR (1.5, 0, 2) (Brown and Sandholm 2019)", lambda g, seed: cfr.DCFRSolver(g)),
-    "pcfr+": ("predictive CFR+ (Farina et al. 2021)", lambda g, seed: cfr.PCFRPlusSolver(g)),
-    "mccfr-es": ("external-sampling Monte Carlo CFR (Lanctot et al. 2009), 16 traversals per iteration",
-                 lambda g, seed: mccfr.ExternalSamplingMCCFR(g, samples=16, seed=seed)),
-    "mccfr-os": ("outcome-sampling Monte Carlo CFR (Lanctot et al. 2009), 256 trajectories per iteration",
-                 lambda g, seed: mccfr.OutcomeSamplingMCCFR(g, samples=256, seed=seed)),
-    "dilated-ftrl": ("optimistic FTRL with the balanced dilated entropy, full information",
-                     lambda g, seed: ftrl.DilatedFTRL(g)),
-    "balanced-ftrl": ("Balanced FTRL (Fiegel et al. 2023) from 64 sampled trajectories per iteration",
-                      lambda g, seed: ftrl.BalancedFTRL(g, seed=seed)),
-}
+@dataclass(frozen=True)
+class SolverSpec:
+    """One row of the solver table.
+
+    ``factory(game, seed)`` builds the solver for one game. What it returns is either a
+    *learner* (``step()``, ``average_policy()``, ``iteration``: the regret dynamics and the
+    CFR family), which :func:`solve` steps and measures, or a *run*,
+    ``run(budget, every, target_nash_conv, callback) -> Outcome``, for the other methods.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    """The kinds of game it takes: ``normal-form`` and/or ``extensive-form``."""
+    iterative: bool
+    """Whether it runs for an iteration budget (and shows progress)."""
+    exact: bool
+    """Whether its answer is an exact equilibrium (up to floating point), not an approximation."""
+    description: str
+    factory: Callable[[Any, int], Any]
+
+
+@dataclass
+class Outcome:
+    """What a non-learner run found: strategies, iterations or pivots, and its own extras."""
+
+    strategies: list[Tensor]
+    iterations: int = 1
+    history: list[tuple[int, float]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    joint: Tensor | None = None
+
+
+def _run(function: Callable[..., Outcome]) -> Callable[[Any, int], Callable[..., Outcome]]:
+    """A factory whose run is ``function(game, seed, budget, every, target, callback)``."""
+    def factory(game: Any, seed: int) -> Callable[..., Outcome]:
+        return lambda budget, every, target, callback: function(game, seed, budget, every, target, callback)
+
+    return factory
+
+
+def _zero_sum(game: NormalFormGame, seed: int, budget: int, every: int, target: float | None, callback: Any) -> Outcome:
+    from solvers.zero_sum import solve_zero_sum
+
+    solution, report = solve_zero_sum(game, tolerance=target or 1e-9)
+    return Outcome(solution.strategies, report.iterations,
+                   extra={"polished": report.polished, "lp_fallback": report.lp_fallback})
+
+
+def _lemke_howson(game: NormalFormGame, seed: int, budget: int, every: int, target: float | None,
+                  callback: Any) -> Outcome:
+    from solvers.lemke_howson import lemke_howson
+
+    found = lemke_howson(game)
+    if bool(found.converged):
+        return Outcome(found.strategies, found.pivots)
+    if not has_pygambit():
+        raise SolverError("Lemke-Howson ran out of pivots; install pygambit for its lcp fallback")
+    from solvers.gambit import gambit_equilibria
+
+    return Outcome(gambit_equilibria(game, "lcp")[0], found.pivots, extra={"fallback": "gambit-lcp"})
+
+
+def _lp(game: Any, seed: int, budget: int, every: int, target: float | None, callback: Any) -> Outcome:
+    if isinstance(game, ExtensiveFormGame):
+        from solvers.lp import sequence_form_lp
+
+        return Outcome([sequence_form_lp(game).strategy])
+    from solvers.lp import zero_sum_lp
+
+    return Outcome(zero_sum_lp(game).strategies)
+
+
+def _correlated(coarse: bool) -> Callable[..., Outcome]:
+    def run(game: NormalFormGame, seed: int, budget: int, every: int, target: float | None, callback: Any) -> Outcome:
+        from solvers.lp import coarse_correlated_equilibrium, correlated_equilibrium
+
+        joint = (coarse_correlated_equilibrium if coarse else correlated_equilibrium)(game)
+        gap = float((cce_gap if coarse else ce_gap)(game, joint))
+        return Outcome(marginals(joint, game.num_players), extra={"gap": gap}, joint=joint)
+
+    return run
+
+
+def _nash_sgd(game: NormalFormGame, seed: int, budget: int, every: int, target: float | None, callback: Any) -> Outcome:
+    from solvers.nash_sgd import nash_sgd
+
+    history: list[tuple[int, float]] = []
+
+    def report_progress(iteration: int, profile: list[Tensor]) -> None:
+        gap = float(nash_conv(game, profile))
+        history.append((iteration, gap))
+        if callback is not None:
+            callback(iteration, gap)
+
+    strategies = nash_sgd(game, iterations=budget, seed=seed, callback=report_progress, callback_every=every)
+    return Outcome(strategies, budget, history=history)
+
+
+def _gambit(method: str) -> Callable[..., Outcome]:
+    def run(game: NormalFormGame, seed: int, budget: int, every: int, target: float | None, callback: Any) -> Outcome:
+        from solvers.gambit import gambit_equilibria
+
+        equilibria = gambit_equilibria(game, method)
+        if not equilibria:
+            raise SolverError(f"gambit-{method} found no equilibrium")
+        return Outcome(equilibria[0], extra={"equilibria_found": len(equilibria)})
+
+    return run
+
+
+def _specs() -> list[SolverSpec]:
+    normal, extensive = (NORMAL_FORM,), (EXTENSIVE_FORM,)
+    no_regret = [
+        ("rm", "regret matching, uniform averaging", lambda g, s: regret.RegretMatching(g)),
+        ("rm+", "RM+ with alternating updates and linear averaging",
+         lambda g, s: regret.RegretMatching(g, plus=True, alternating=True, averaging="linear")),
+        ("prm+", "predictive RM+ with alternating updates and linear averaging",
+         lambda g, s: regret.RegretMatching(g, plus=True, predictive=True, alternating=True, averaging="linear")),
+        ("hedge", "Hedge (entropic FTRL), learning rate 0.1", lambda g, s: regret.Hedge(g)),
+        ("optimistic-hedge", "optimistic Hedge, learning rate 0.1", lambda g, s: regret.OptimisticHedge(g)),
+        ("ftrl-euclidean", "FTRL with the Euclidean regularizer, learning rate 0.1",
+         lambda g, s: regret.FTRL(g, regularizer="euclidean")),
+        ("fictitious-play", "fictitious play", lambda g, s: regret.FictitiousPlay(g)),
+        ("replicator", "discrete replicator dynamics, step 0.01", lambda g, s: regret.ReplicatorDynamics(g)),
+    ]
+    one_shot = [
+        ("zero-sum", normal, True, "2-player zero-sum: batched interior point + exact support polish (HiGHS fallback)",
+         _zero_sum),
+        ("lp", (NORMAL_FORM, EXTENSIVE_FORM), True,
+         "2-player zero-sum: the minimax LP (sequence-form LP for extensive-form games), HiGHS", _lp),
+        ("lemke-howson", normal, True, "2-player: batched Lemke-Howson in torch (exact)", _lemke_howson),
+        ("ce", normal, True, "correlated equilibrium of maximum welfare (LP, HiGHS)", _correlated(coarse=False)),
+        ("cce", normal, True, "coarse correlated equilibrium of maximum welfare (LP, HiGHS)", _correlated(coarse=True)),
+    ]
+    gambit = [
+        ("gambit-lcp", True, "2-player: Lemke-Howson through pygambit (exact)"),
+        ("gambit-enummixed", True, "2-player: all extreme equilibria through pygambit; returns the first"),
+        ("gambit-enumpure", True, "any N: pure equilibria through pygambit; returns the first"),
+        ("gambit-logit", False, "any N: logit QRE path-following through pygambit (approximate)"),
+        ("gambit-gnm", False, "any N: global Newton through pygambit (approximate)"),
+    ]
+    trees = [
+        ("cfr", "CFR (Zinkevich et al. 2007), alternating updates", lambda g, s: cfr.CFRSolver(g, alternating=True)),
+        ("cfr+", "CFR+ (Tammelin 2014): RM+, alternating, linear averaging", lambda g, s: cfr.CFRPlusSolver(g)),
+        ("lcfr", "linear CFR (Brown and Sandholm 2019)", lambda g, s: cfr.LinearCFRSolver(g)),
+        ("dcfr", "discounted CFR (1.5, 0, 2) (Brown and Sandholm 2019)", lambda g, s: cfr.DCFRSolver(g)),
+        ("pcfr+", "predictive CFR+ (Farina et al. 2021)", lambda g, s: cfr.PCFRPlusSolver(g)),
+        ("mccfr-es", "external-sampling Monte Carlo CFR (Lanctot et al. 2009), 16 traversals per iteration",
+         lambda g, s: mccfr.ExternalSamplingMCCFR(g, samples=16, seed=s)),
+        ("mccfr-os", "outcome-sampling Monte Carlo CFR (Lanctot et al. 2009), 256 trajectories per iteration",
+         lambda g, s: mccfr.OutcomeSamplingMCCFR(g, samples=256, seed=s)),
+        ("dilated-ftrl", "optimistic FTRL with the balanced dilated entropy, full information",
+         lambda g, s: ftrl.DilatedFTRL(g)),
+        ("balanced-ftrl", "Balanced FTRL (Fiegel et al. 2023) from 64 sampled trajectories per iteration",
+         lambda g, s: ftrl.BalancedFTRL(g, seed=s)),
+    ]
+    return [
+        *(SolverSpec(name, normal, True, False, text, build) for name, text, build in no_regret),
+        *(SolverSpec(name, kinds, False, exact, text, _run(run)) for name, kinds, exact, text, run in one_shot),
+        SolverSpec("nash-sgd", normal, True, False,
+                   "approximate Nash by stochastic optimization of a Nash loss (Gemp et al. 2024)", _run(_nash_sgd)),
+        *(SolverSpec(name, normal, False, exact, text, _run(_gambit(name.removeprefix("gambit-"))))
+          for name, exact, text in gambit),
+        *(SolverSpec(name, extensive, True, False, text, build) for name, text, build in trees),
+    ]
+
+
+SOLVERS: dict[str, SolverSpec] = {spec.name: spec for spec in _specs()}
+"""The solver table: every solver by name (``auto`` is not a row; it picks one, see :func:`auto_solver`)."""
 
 DEFAULT_ITERATIONS = 1000
 
 
 def names() -> list[str]:
     """Every solver name, ``auto`` first."""
-    return ["auto"] + list(ITERATIVE) + list(EXACT) + list(EXTENSIVE)
+    return ["auto", *SOLVERS]
+
+
+def spec(name: str) -> SolverSpec:
+    """The table row of solver ``name``.
+
+    Raises:
+        SolverError: for an unknown name, with the closest known one.
+    """
+    if name not in SOLVERS:
+        raise SolverError(f"unknown solver {name!r}{did_you_mean(name, SOLVERS)}; known: {', '.join(names())}")
+    return SOLVERS[name]
 
 
 def describe() -> dict[str, str]:
-    """Solver name -> one-line description."""
+    """Solver name -> one-line description (the table as ``gamelab solvers`` prints it)."""
     out = {"auto": "pick a sound method for the game (see solvers.registry)"}
-    out.update({name: text for name, (text, _) in ITERATIVE.items()})
-    out.update(EXACT)
-    out.update({name: f"extensive-form: {text}" for name, (text, _) in EXTENSIVE.items()})
+    for row in SOLVERS.values():
+        prefix = "extensive-form: " if row.kinds == (EXTENSIVE_FORM,) else ""
+        out[row.name] = prefix + row.description
     return out
 
 
@@ -138,7 +287,7 @@ def auto_solver(game: NormalFormGame | ExtensiveFormGame) -> str:
 
 
 def solve(
-    game: NormalFormGame,
+    game: NormalFormGame | ExtensiveFormGame,
     solver: str = "auto",
     *,
     iterations: int | None = None,
@@ -150,99 +299,69 @@ def solve(
     """Solves one game with the named solver.
 
     Args:
-        game: an unbatched game (use the solver classes directly for batches).
+        game: one normal-form game (unbatched: use the solver classes directly for batches)
+            or one compiled extensive-form game.
         solver: a name from :func:`names`.
         iterations: the iteration budget of iterative solvers (default 1000).
         target_nash_conv: stop an iterative solver once NashConv is at most this.
         seed: for solvers that sample.
         eval_every: iterations between NashConv checks (default: 200 checks per run).
         callback: ``callback(iteration, nash_conv)`` after every check, for progress bars.
+
+    Raises:
+        SolverError: for an unknown solver, one that does not take this kind of game, or a
+            batch of games.
     """
-    if solver not in names():
-        raise SolverError(f"unknown solver {solver!r}; known: {', '.join(names())}")
     if solver == "auto":
         solver = auto_solver(game)
+    row = spec(solver)
     if iterations is not None and iterations < 1:
         raise SolverError(f"iterations must be positive, got {iterations}")
+    extensive = isinstance(game, ExtensiveFormGame)
+    kind = EXTENSIVE_FORM if extensive else NORMAL_FORM
+    if kind not in row.kinds:
+        if extensive:
+            takes = [name for name, other in SOLVERS.items() if EXTENSIVE_FORM in other.kinds]
+            raise SolverError(f"{solver} solves normal-form games; for extensive-form games use one of "
+                              f"{', '.join(takes)}")
+        raise SolverError(f"{solver} solves extensive-form games; this is a normal-form game")
+    if not extensive and game.batched:
+        raise SolverError("solve() takes one game; index the batch, or use the solver classes for batches")
     budget = iterations or DEFAULT_ITERATIONS
     every = eval_every or max(1, budget // 200)
-    if isinstance(game, ExtensiveFormGame):
-        return _solve_extensive(game, solver, budget, every, target_nash_conv, callback, seed)
-    if solver in EXTENSIVE:
-        raise SolverError(f"{solver} solves extensive-form games; this is a normal-form game")
-    if game.batched:
-        raise SolverError("solve() takes one game; index the batch, or use the solver classes for batches")
+    measure = (lambda s: float(sequence_form.nash_conv(game, s[0]))) if extensive else \
+        (lambda s: float(nash_conv(game, s)))
     start = time.perf_counter()
-    history: list[tuple[int, float]] = []
-    extra: dict[str, Any] = {}
-    joint = None
-    done_iterations = 1
-
-    if solver in ITERATIVE:
-        learner = ITERATIVE[solver][1](game)
-        history = _run_learner(learner, lambda s: float(nash_conv(game, s)), budget, every, target_nash_conv, callback)
-        strategies, done_iterations = learner.average_policy(), learner.iteration
-    elif solver == "zero-sum":
-        from solvers.zero_sum import solve_zero_sum
-
-        solution, report = solve_zero_sum(game, tolerance=target_nash_conv or 1e-9)
-        strategies, done_iterations = solution.strategies, report.iterations
-        extra.update(polished=report.polished, lp_fallback=report.lp_fallback)
-    elif solver == "lemke-howson":
-        from solvers.lemke_howson import lemke_howson
-
-        found = lemke_howson(game)
-        strategies, done_iterations = found.strategies, found.pivots
-        if not bool(found.converged) and has_pygambit():
-            from solvers.gambit import gambit_equilibria
-
-            strategies = gambit_equilibria(game, "lcp")[0]
-            extra["fallback"] = "gambit-lcp"
-        elif not bool(found.converged):
-            raise SolverError("Lemke-Howson ran out of pivots; install pygambit for its lcp fallback")
-    elif solver == "lp":
-        from solvers.lp import zero_sum_lp
-
-        strategies = zero_sum_lp(game).strategies
-    elif solver in ("ce", "cce"):
-        from solvers.lp import coarse_correlated_equilibrium, correlated_equilibrium
-
-        joint = (correlated_equilibrium if solver == "ce" else coarse_correlated_equilibrium)(game)
-        strategies = marginals(joint, game.num_players)
-        extra["gap"] = float((ce_gap if solver == "ce" else cce_gap)(game, joint))
-    elif solver == "nash-sgd":
-        from solvers.nash_sgd import nash_sgd
-
-        def report_progress(iteration: int, profile: list[Tensor]) -> None:
-            gap = float(nash_conv(game, profile))
-            history.append((iteration, gap))
-            if callback is not None:
-                callback(iteration, gap)
-
-        strategies = nash_sgd(game, iterations=budget, seed=seed, callback=report_progress, callback_every=every)
-        done_iterations = budget
+    built = row.factory(game, seed)
+    if hasattr(built, "step"):
+        history = _run_learner(built, lambda policy: measure(policy if not extensive else [policy]), budget, every,
+                               target_nash_conv, callback)
+        policy = built.average_policy()
+        outcome = Outcome([policy] if extensive else policy, built.iteration, history)
     else:
-        from solvers.gambit import gambit_equilibria
-
-        equilibria = gambit_equilibria(game, solver.removeprefix("gambit-"))
-        if not equilibria:
-            raise SolverError(f"{solver} found no equilibrium")
-        strategies = equilibria[0]
-        extra["equilibria_found"] = len(equilibria)
+        outcome = built(budget, every, target_nash_conv, callback)
     seconds = time.perf_counter() - start
-    final = float(nash_conv(game, strategies))
-    if not history or history[-1][0] != done_iterations:
-        history.append((done_iterations, final))
+    strategies = outcome.strategies
+    final = measure(strategies)
+    history = outcome.history
+    if not history or history[-1][0] != outcome.iterations:
+        history.append((outcome.iterations, final))
+    if extensive:
+        value = sequence_form.expected_values(game, strategies[0]).tolist()
+    elif outcome.joint is not None:
+        value = (outcome.joint * game.payoffs).flatten(1).sum(-1).tolist()
+    else:
+        value = game.expected_payoffs(strategies).tolist()
     return SolveResult(
         solver=solver,
         strategies=[s.detach() for s in strategies],
         nash_conv=final,
-        iterations=done_iterations,
+        iterations=outcome.iterations,
         seconds=seconds,
         history=history,
-        value=game.expected_payoffs(strategies).tolist() if joint is None else (joint * game.payoffs).flatten(1).sum(-1).tolist(),
-        joint=joint,
-        extra=extra,
+        value=value,
+        joint=outcome.joint,
+        extra=outcome.extra,
     )
 
 
@@ -268,49 +387,3 @@ def _run_learner(
             if target_nash_conv is not None and gap <= target_nash_conv:
                 break
     return history
-
-
-def _solve_extensive(
-    game: ExtensiveFormGame,
-    solver: str,
-    budget: int,
-    every: int,
-    target_nash_conv: float | None,
-    callback: Callable[[int, float], None] | None,
-    seed: int = 0,
-) -> SolveResult:
-    """An iterative solver, or the sequence-form LP, on a compiled extensive-form game."""
-    if solver == "lp":
-        from solvers.lp import sequence_form_lp
-
-        start = time.perf_counter()
-        solution = sequence_form_lp(game)
-        seconds = time.perf_counter() - start
-        final = float(sequence_form.nash_conv(game, solution.strategy))
-        return SolveResult(
-            solver=solver, strategies=[solution.strategy], nash_conv=final, iterations=1, seconds=seconds,
-            history=[(1, final)], value=sequence_form.expected_values(game, solution.strategy).tolist(),
-        )
-    if solver not in EXTENSIVE:
-        raise SolverError(
-            f"{solver} solves normal-form games; for extensive-form games use one of {', '.join(EXTENSIVE)} or lp"
-        )
-    start = time.perf_counter()
-    learner = EXTENSIVE[solver][1](game, seed)
-    history = _run_learner(
-        learner, lambda s: float(sequence_form.nash_conv(game, s)), budget, every, target_nash_conv, callback
-    )
-    seconds = time.perf_counter() - start
-    strategy = learner.average_policy()
-    final = float(sequence_form.nash_conv(game, strategy))
-    if history[-1][0] != learner.iteration:
-        history.append((learner.iteration, final))
-    return SolveResult(
-        solver=solver,
-        strategies=[strategy],
-        nash_conv=final,
-        iterations=learner.iteration,
-        seconds=seconds,
-        history=history,
-        value=sequence_form.expected_values(game, strategy).tolist(),
-    )

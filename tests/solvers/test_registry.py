@@ -5,14 +5,15 @@ from games.errors import SolverError
 from solvers import registry
 
 
-@pytest.mark.parametrize("solver", [n for n in registry.names()
-                                    if n not in ("gambit-gnm", "gambit-logit", "gambit-enumpure") and n not in registry.EXTENSIVE])
+@pytest.mark.parametrize("solver", [name for name, spec in registry.SOLVERS.items()
+                                    if name not in ("gambit-gnm", "gambit-logit", "gambit-enumpure")
+                                    and registry.NORMAL_FORM in spec.kinds])
 def test_every_solver_runs_on_a_two_player_zero_sum_game(solver):
     game = catalog.load("matching_pennies")
     result = registry.solve(game, solver, iterations=200)
     assert result.iterations >= 1 and result.seconds >= 0
     assert len(result.strategies) == 2
-    bound = 0.2 if solver in registry.ITERATIVE or solver == "nash-sgd" else 1e-9
+    bound = 0.2 if registry.spec(solver).iterative else 1e-9
     if solver in ("ce", "cce"):
         assert result.extra["gap"] < 1e-9
     else:
@@ -50,7 +51,8 @@ def test_enumpure_finds_pure_equilibria_or_says_there_are_none():
         registry.solve(catalog.load("matching_pennies"), "gambit-enumpure")
 
 
-@pytest.mark.parametrize("solver", list(registry.EXTENSIVE))
+@pytest.mark.parametrize("solver", [name for name, spec in registry.SOLVERS.items()
+                                    if spec.kinds == (registry.EXTENSIVE_FORM,)])
 def test_every_extensive_form_solver_runs_on_kuhn_through_the_registry(solver):
     from games.loading import load_game
 
