@@ -126,7 +126,7 @@ def iterations_per_second(name: str, device: torch.device, iterations: int) -> d
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="gamelab bench cfr", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=20_000, help="give up after this many iterations")

@@ -102,7 +102,7 @@ def bimatrix_benchmark(batch: int, device: torch.device, run_anchor: bool) -> di
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="gamelab bench matrix", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1000, help="actions per player of the zero-sum game")
     parser.add_argument("--batch", type=int, default=4096, help="number of 8x8 bimatrix games")
     parser.add_argument("--device", default="cpu")

@@ -162,7 +162,7 @@ def _print_row(row: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gamelab bench sim", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", default="1,64,1024,4096,16384", help="comma-separated B values")
     parser.add_argument("--seconds", type=float, default=1.5, help="minimum timed seconds per measurement")

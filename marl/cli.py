@@ -6,9 +6,9 @@
     gamelab solvers    list the solvers and what they do
     gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
                        [--device D] [--out DIR] [--resume] [--json]
-    gamelab evaluate CHECKPOINT --scenario NAME [--episodes N] [--gif FILE] [--json]
+    gamelab evaluate CHECKPOINT [--scenario NAME] [--episodes N] [--gif FILE] [--json]
     gamelab tournament CONFIG.yaml [--db FILE] [--backend local|ray] [--ray-address ADDR]
-                       [--report DIR] [--json]
+                       [--report DIR] [--allow-code] [--json]
 
 GAME is a catalog name (``gamelab games``), a Gambit ``.nfg`` path, ``random(3,3,3,seed=1)``,
 ``random_zero_sum(100,100,seed=0)``, or an OpenSpiel game string: normal-form
@@ -16,8 +16,8 @@ GAME is a catalog name (``gamelab games``), a Gambit ``.nfg`` path, ``random(3,3
 compiled to an extensive-form game and solved by the CFR family. For those, ``--out``
 writes ``{information state: {action id: probability}}``.
 
-Errors a user can cause (unknown names, malformed files, bad values) print one line on
-stderr and exit with code 2; nothing is written. ``--json`` prints one JSON object as the
+Errors a user can cause (unknown names, malformed files, bad values, a wrong option)
+print one line on stderr and exit with code 2; nothing is written. ``--json`` prints one JSON object as the
 last line of stdout.
 """
 
@@ -53,12 +53,29 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line reported on one line (exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gamelab")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from solvers import registry
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gamelab", description="Compute equilibria of games, train agent populations, run tournaments."
     )
+    parser.add_argument("--version", action="version", version=f"gamelab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="compute an equilibrium of a game")
@@ -122,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="replay a trained policy and report its mean return")
     evaluate.add_argument("checkpoint", help="checkpoint.pt or policy.pt written by `gamelab train`")
-    evaluate.add_argument("--scenario", required=True, help="the scenario (or pettingzoo:MODULE) it was trained on")
+    evaluate.add_argument("--scenario", default=None,
+                          help="the scenario (or pettingzoo:MODULE) it was trained on (default: the one the "
+                               "checkpoint records)")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="the scenario settings it was trained with (repeatable)")
+                          help="the scenario settings it was trained with (repeatable; default: the recorded ones)")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -144,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="join this Ray cluster (with --backend ray); default: start a local one")
     tournament.add_argument("--report", default=None,
                             help="write payoffs.png, ratings.png, results.json and index.html into this folder")
+    tournament.add_argument("--allow-code", action="store_true",
+                            help="let the config's callable players import and run the Python code they name "
+                                 "(only for configs you trust; without it such a config is refused)")
     tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
@@ -153,19 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(name: str) -> Any:
-    import torch
+    from games.devices import parse_device
 
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GamelabError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GamelabError(f"device {name!r} was asked for, but CUDA is not available")
-    count = torch.cuda.device_count() if device.type == "cuda" else 0
-    if device.type == "cuda" and device.index is not None and device.index >= count:
-        raise GamelabError(f"device {name!r} was asked for, but this machine has {count} "
-                           f"CUDA device(s): use cuda:0 to cuda:{count - 1}")
-    return device
+    return parse_device(name)
 
 
 def _check_output_path(path: str | None, option: str) -> None:
@@ -178,6 +190,8 @@ def _check_output_path(path: str | None, option: str) -> None:
         raise GamelabError(f"{option} {path}: folder {folder} does not exist")
     if os.path.isdir(path):
         raise GamelabError(f"{option} {path}: is a folder")
+    if not os.access(folder, os.W_OK):
+        raise GamelabError(f"{option} {path}: folder {folder} is not writable")
 
 
 def _is_extensive(game: Any) -> bool:
@@ -212,32 +226,22 @@ def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
 
 
 def _write_plot(path: str, spec: str, result: Any) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from games.io import atomic_write_bytes
+    from marl.plots import pyplot, write_png
 
     iterations = [i for i, _ in result.history]
     # A log axis cannot show an exact 0: such points sit on a floor below the smallest positive value.
     positive = [v for _, v in result.history if v > 0]
     floor = min(positive) / 10 if positive else 1e-16
     values = [max(v, floor) for _, v in result.history]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     axes.plot(iterations, values, marker="o" if len(values) < 30 else None)
     axes.set_yscale("log")
     axes.set_xlabel("iteration")
     axes.set_ylabel("NashConv")
     axes.set_title(f"{result.solver} on {spec}")
     axes.grid(True, which="both", alpha=0.3)
-    buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=120)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png(path, figure, dpi=120)
 
 
 def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 24) -> None:
@@ -306,7 +310,7 @@ def command_solve(args: argparse.Namespace) -> int:
     game = load_game(args.game, device=device, dtype=torch.float64)
     solver = registry.auto_solver(game) if args.solver == "auto" else args.solver
     budget = args.iterations or registry.DEFAULT_ITERATIONS
-    iterative = solver in registry.ITERATIVE or solver in registry.EXTENSIVE or solver == "nash-sgd"
+    iterative = registry.spec(solver).iterative
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("NashConv {task.fields[nash_conv]}"), TimeRemainingColumn(),
@@ -376,16 +380,12 @@ def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
     if spec == "random":
         return "random"
     if spec == "scripted":
-        from scenarios.navigation import goal_seeking_policy
-        from scenarios.spread import greedy_assignment_policy
+        import scenarios
 
-        scripted = {"spread": greedy_assignment_policy, "navigation": goal_seeking_policy}
-        if scenario not in scripted:
-            raise GamelabError(
-                f"no scripted policy for {scenario!r} (there are for {', '.join(sorted(scripted))}); "
-                "use random or module:callable"
-            )
-        return scripted[scenario]
+        try:
+            return scenarios.scripted_policy(scenario)
+        except GamelabError as error:
+            raise GamelabError(f"{error}; use random or module:callable") from None
     if spec.endswith(".pt"):
         from marl.train import load_policy
 
@@ -395,9 +395,18 @@ def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
     from marl.envs import import_callable
 
     try:
-        return import_callable(*spec.split(":", 1))
+        function = import_callable(*spec.split(":", 1))
     except GamelabError as error:
         raise GamelabError(f"--policy {spec!r}: {error}") from None
+
+    def policy(game: Any, observations: dict[str, Any]) -> Any:
+        try:
+            return function(game, observations)
+        except Exception as error:  # noqa: BLE001 - the user's code: one line naming it, not a traceback
+            raise GamelabError(f"--policy {spec!r} raised {type(error).__name__}: {error}; a policy is called as "
+                               "policy(game, observations) and returns {agent: actions}") from None
+
+    return policy
 
 
 def command_render(args: argparse.Namespace) -> int:
@@ -469,9 +478,9 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[st
 def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes: int, seed: int, device: Any,
                      gif: str | None) -> dict[str, Any]:
     """Mean return per agent of ``policy`` and of uniform random play over the same episodes."""
-    from games.render import random_policy, record_gif
+    from games.policy import episode_returns, random_policy
+    from games.render import record_gif
     from marl.envs import make_game
-    from marl.evaluation import episode_returns
 
     game = make_game(name, episodes, device=device, seed=seed, settings=settings)
     trained = episode_returns(policy, game, seed)
@@ -529,6 +538,12 @@ def command_train(args: argparse.Namespace) -> int:
             progress.update(task, completed=int(stats["env_steps"]),
                             episode_return="-" if math.isnan(value) else f"{value:+.2f}")
 
+        import signal
+
+        def terminate(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt  # SIGTERM (schedulers, `timeout`) saves the checkpoint as Ctrl-C does
+
+        previous = signal.signal(signal.SIGTERM, terminate)
         try:
             result = train(game, config, device=device, run_dir=folder, game_name=args.scenario,
                            game_settings=settings, resume=args.resume, saved=saved,
@@ -536,6 +551,8 @@ def command_train(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.print(f"interrupted: the checkpoint in {folder} is up to date; continue with --resume")
             return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     save_policy(os.path.join(folder, POLICY_FILE), result.learner, args.scenario, settings)
     gif = None if args.no_gif else os.path.join(folder, "trained.gif")
     evaluation = _evaluate_policy(
@@ -582,15 +599,24 @@ def command_evaluate(args: argparse.Namespace) -> int:
         _check_output_path(args.gif, "--gif")
         if not args.gif.lower().endswith(".gif"):
             raise GamelabError(f"--gif {args.gif!r}: the name must end in .gif")
+    from marl import checkpoint
+
     settings = dict(_setting(text) for text in args.set)
     device = _device(args.device)
-    policy = load_policy(args.checkpoint, game_name=args.scenario, game_settings=settings, device=device)
-    evaluation = _evaluate_policy(policy, args.scenario, settings, args.episodes, args.seed, device, args.gif)
-    payload = {"checkpoint": args.checkpoint, "scenario": args.scenario, "settings": settings, **evaluation}
+    saved = checkpoint.load(args.checkpoint)  # its header is checked there
+    scenario = args.scenario
+    if scenario is None:
+        recorded = saved["game"]
+        scenario = recorded["name"]
+        if not args.set:
+            settings = dict(recorded.get("settings", {}))
+    policy = load_policy(args.checkpoint, game_name=scenario, game_settings=settings, device=device, saved=saved)
+    evaluation = _evaluate_policy(policy, scenario, settings, args.episodes, args.seed, device, args.gif)
+    payload = {"checkpoint": args.checkpoint, "scenario": scenario, "settings": settings, **evaluation}
     if args.json:
         print(json.dumps(payload))
     else:
-        print(f"{args.checkpoint} on {args.scenario}: mean return per agent over {args.episodes} episodes "
+        print(f"{args.checkpoint} on {scenario}: mean return per agent over {args.episodes} episodes "
               f"{evaluation['mean_episode_return']:+.2f} (std {evaluation['episode_return_std']:.2f}; "
               f"uniform random {evaluation['random_return']:+.2f})")
         if evaluation["gif"]:
@@ -642,15 +668,15 @@ def command_tournament(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from marl.tournament import run_tournament
-    from marl.tournament_config import load_config
-    from marl.tournament_report import write_report
+    from marl.tournaments.config import load_config
+    from marl.tournaments.report import write_report
+    from marl.tournaments.run import run_tournament
 
     if args.ray_address is not None and args.backend != "ray":
         raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
     if args.report is not None and os.path.exists(args.report) and not os.path.isdir(args.report):
         raise GamelabError(f"--report {args.report}: exists and is not a folder")
-    config = load_config(args.config)
+    config = load_config(args.config, allow_code=args.allow_code)
     database = args.db or os.path.join("runs", f"tournament-{re.sub(r'[^A-Za-z0-9_.-]+', '-', config.name)}.sqlite")
     if os.path.isdir(database):
         raise GamelabError(f"--db {database}: is a folder")
@@ -713,6 +739,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except GamelabError as error:
         print(f"gamelab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        import errno
+
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"gamelab {args.command}: error: cannot write{where}: {error.strerror}; files written before are "
+              "intact (gamelab writes through a temporary file and a rename)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gamelab: interrupted", file=sys.stderr)

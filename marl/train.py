@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 from marl import checkpoint
-from marl.maddpg import MADDPG, GameSpec, MADDPGConfig, TrainingError
+from marl.errors import TrainingError
+from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
 from marl.replay import ReplayBuffer
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -105,16 +106,17 @@ def train(
             raise checkpoint.CheckpointError(f"{path}: the checkpoint's agents and spaces do not fit the game")
         if "run" not in saved:
             raise checkpoint.CheckpointError(f"{path}: a policy file, not a training checkpoint; it cannot be resumed")
+        run = saved["run"]
         try:
             learner.load_state_dict(saved["learner"])
-            buffer.load_state_dict(saved["run"]["replay"])
-        except (KeyError, RuntimeError, ValueError) as error:
+            buffer.load_state_dict(run["replay"])
+            env_steps, updates, seconds_before = int(run["env_steps"]), int(run["updates"]), float(run["seconds"])
+            curve = list(run["curve"])
+            members.copy_(run["members"].to(device))
+            episodes = run["episodes"]
+        except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{path}: the checkpoint does not fit this run: {error}") from None
-        run = saved["run"]
-        env_steps, updates, seconds_before = int(run["env_steps"]), int(run["updates"]), float(run["seconds"])
-        curve = list(run["curve"])
-        members.copy_(run["members"].to(device))
-        observations, _ = game.reset(seed=config.seed, options={"episodes": run["episodes"]})
+        observations, _ = game.reset(seed=config.seed, options={"episodes": episodes})
     else:
         observations, _ = game.reset(seed=config.seed)
 
@@ -233,18 +235,22 @@ def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_s
 
 
 def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str | None = None,
-                game_settings: dict[str, Any] | None = None, device: torch.device | str = "cpu"):
-    """A ``TrainedPolicy`` on ``device`` from a checkpoint or policy file, checked against the game when given."""
+                game_settings: dict[str, Any] | None = None, device: torch.device | str = "cpu",
+                saved: dict[str, Any] | None = None):
+    """A ``TrainedPolicy`` on ``device`` from a checkpoint or policy file, checked against the game when given.
+
+    ``saved``: the file's payload when the caller has read it already (``checkpoint.load``).
+    """
     from marl.maddpg import TrainedPolicy
 
-    saved = checkpoint.load(path)
+    saved = checkpoint.load(path) if saved is None else saved
     if game_name is not None:
         checkpoint.check_game(saved, path, game_name, dict(game_settings or {}))
     try:
         spec = GameSpec(**{key: tuple(value) if isinstance(value, list) else value
                            for key, value in saved["spec"].items()})
         config = MADDPGConfig.from_dict(saved["config"])  # hidden_sizes becomes a tuple there
-    except (TypeError, TrainingError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError, TrainingError) as error:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: malformed checkpoint header: {error}") from None
     if game is not None and GameSpec.of(game) != spec:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: the checkpoint's agents and spaces do not fit the game")

@@ -145,7 +145,7 @@ def test_render_plays_a_policy_given_as_module_callable(tmp_path):
         (["render", "sprd", "--out", "x.gif"], "did you mean 'spread'"),
         (["render", "spread", "--set", "num_agents=0", "--out", "x.gif"], "num_agents must be >= 1"),
         (["render", "spread", "--set", "N=3", "--out", "x.gif"], "spread has no setting 'N'"),
-        (["render", "tag", "--policy", "scripted", "--out", "x.gif"], "no scripted policy for 'tag'"),
+        (["render", "adversary", "--policy", "scripted", "--out", "x.gif"], "no scripted policy for 'adversary'"),
         (["render", "spread", "--policy", "nowhere:policy", "--out", "x.gif"], "cannot import 'nowhere'"),
         (["render", "spread", "--out", "x.png"], "must end in .gif"),
     ],
@@ -199,6 +199,11 @@ def test_train_maddpg_writes_a_run_that_evaluate_and_resume_continue(tmp_path, c
                  "--seed", "2", "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["eval_episodes"] == 10
+    # Without --scenario, the scenario and settings the checkpoint records.
+    assert main(["evaluate", str(folder / "policy.pt"), "--episodes", "10", "--seed", "2", "--json"]) == 0
+    recorded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert recorded["scenario"] == "spread" and recorded["settings"] == {}
+    assert recorded["mean_episode_return"] == evaluated["mean_episode_return"]
 
     assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "800", "--out", str(folder),
                  "--resume", "--json"]) == 0
@@ -231,3 +236,60 @@ def test_train_refuses_to_overwrite_a_run_and_bad_input_exits_2(tmp_path):
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
     assert (folder / "checkpoint.pt").read_bytes() == before
     assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------------------
+# What a user's own code and setup meet
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve"], "gamelab solve: error: the following arguments are required: game (see gamelab solve --help)"),
+    (["solve", "rps", "--iterations", "0"], "gamelab solve: error: argument --iterations: expected a positive number"),
+    (["bogus"], "gamelab: error: argument command: invalid choice: 'bogus'"),
+    (["train", "maddpg"], "gamelab train maddpg: error: the following arguments are required: --scenario"),
+])
+def test_argument_errors_are_one_line_without_the_usage_block(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "usage:" not in result.stderr
+    assert message in result.stderr
+
+
+def test_version_and_benchmark_help_name_the_command():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"gamelab {version('gamelab')}"
+    help_text = run("bench", "sim", "--help")
+    assert help_text.returncode == 0 and help_text.stdout.startswith("usage: gamelab bench sim")
+
+
+def test_a_policy_module_in_the_current_folder_is_found_by_the_console_script(tmp_path):
+    """`gamelab render tag --policy mypackage.policies:chase`, run from the folder that holds mypackage/."""
+    import os
+
+    script = os.path.join(os.path.dirname(sys.executable), "gamelab")
+    if not os.path.isfile(script):
+        pytest.skip("the gamelab console script is not installed beside this interpreter")
+    package = tmp_path / "mypackage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "policies.py").write_text(
+        "from games.policy import random_policy\n_random = random_policy(3)\n\n\n"
+        "def chase(game, observations):\n    return _random(game, observations)\n")
+    result = subprocess.run([script, "render", "tag", "--policy", "mypackage.policies:chase", "--steps", "3", "--out",
+                             "tag.gif"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "tag.gif").stat().st_size > 0
+    missing = subprocess.run([script, "render", "tag", "--policy", "otherpackage.policies:chase", "--out", "x.gif"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and f"looked in the current folder {tmp_path}" in missing.stderr
+
+
+def test_a_missing_optional_package_gives_the_pip_line(monkeypatch, capsys):
+    from marl import envs
+
+    monkeypatch.setitem(envs.OPTIONAL_EXTRAS, "gamelab_absent_extra", "bench")
+    code = main(["train", "maddpg", "--scenario", "pettingzoo:gamelab_absent_extra.simple_v1", "--out", "unused"])
+    error = capsys.readouterr().err
+    assert code == 2 and "pip install 'gamelab[bench]'" in error and error.count("\n") == 1
