@@ -104,12 +104,19 @@ class _Reader:
             self.stream.expect("string", "the quoted name of the node")
             if token.text == "t":
                 payoffs = [a + b for a, b in zip(accumulated, self._outcome())]
+                if not all(math.isfinite(value) for value in payoffs):
+                    raise GameFileError(self.stream.path, token.line, token.column,
+                                        "the payoffs along this path add up to a number too large for a float")
                 self.compiler.terminal(parent, slot, payoffs)
                 continue
             if token.text == "c":
                 number, name, actions, probabilities = self._infoset(-1, chance=True)
                 payoffs = [a + b for a, b in zip(accumulated, self._outcome())]
-                node = self.compiler.chance(parent, slot, probabilities, where=f"of chance information set {number} ")
+                try:
+                    node = self.compiler.chance(parent, slot, probabilities,
+                                                where=f"of chance information set {number} ")
+                except GameError as error:
+                    raise GameFileError(self.stream.path, token.line, token.column, str(error)) from None
             else:
                 player_token = self.stream.peek()
                 player = self.stream.integer("the player number")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +45,19 @@ from games.normal_form import NormalFormGame
 # The largest number of pure profiles a file may describe; beyond it the payoff tensor
 # would not fit in memory, and reading is refused up front.
 MAX_PROFILES = 50_000_000
+# Numbers are read exactly (as fractions) before they become floats, so their size is
+# bounded first: a 68-byte `1e999999999` would otherwise take minutes and gigabytes.
+MAX_NUMBER_CHARACTERS = 100
+# Players a game file may have: a normal-form game gives each player an einsum letter
+# (games.normal_form), and real files have a handful.
+MAX_PLAYERS = 26
+MAX_EXPONENT = 400  # beyond 1e308 a float overflows, and below 1e-324 it is 0
+_EXPONENT = re.compile(r"[eE]([+-]?\d+)$")
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, shortened when long (a 5,000-digit number is not echoed whole)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit // 2]!r}... ({len(text):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,7 @@ class TokenStream:
         return self.position >= len(self.tokens)
 
     def error(self, token: Token, message: str) -> GameFileError:
-        found = "the end of the file" if token.kind == "end" else f"{token.text!r}"
+        found = "the end of the file" if token.kind == "end" else shown(token.text)
         return GameFileError(self.path, token.line, token.column, f"{message}, found {found}")
 
     def expect(self, kind: str, what: str) -> Token:
@@ -155,7 +169,7 @@ class TokenStream:
         except OverflowError:
             result = math.inf
         if not math.isfinite(result):
-            raise GameFileError(self.path, token.line, token.column, f"{token.text!r} is too large for a float")
+            raise GameFileError(self.path, token.line, token.column, f"{shown(token.text)} is too large for a float")
         return result
 
     def integer(self, what: str) -> int:
@@ -165,18 +179,31 @@ class TokenStream:
             raise self.error(token, f"expected {what} (a whole number)")
         return int(token.text)
 
-    def strings_in_braces(self, what: str) -> list[str]:
+    def strings_in_braces(self, what: str, one: str) -> list[str]:
+        """``{ "a" "b" ... }``: the list of ``what``, each a quoted ``one``."""
         self.expect("{", f"'{{' opening the list of {what}")
         out = []
         while self.peek().kind == "string":
             out.append(self.next().text)
-        self.expect("}", f"a quoted {what[:-1]} or '}}' closing the list of {what}")
+        self.expect("}", f"a quoted {one} or '}}' closing the list of {what}")
         return out
 
 
 def parse_number(token: Token, path: str | None) -> Fraction:
-    """A Gambit number (integer, decimal, scientific or rational ``p/q``) as an exact fraction."""
+    """A Gambit number (integer, decimal, scientific or rational ``p/q``) as an exact fraction.
+
+    Raises:
+        GameFileError: for text that is not a number, more than ``MAX_NUMBER_CHARACTERS``
+            characters, or an exponent beyond ``MAX_EXPONENT``, checked before any arithmetic.
+    """
     text = token.text
+    if len(text) > MAX_NUMBER_CHARACTERS:
+        raise GameFileError(path, token.line, token.column,
+                            f"the number {shown(text)} is longer than {MAX_NUMBER_CHARACTERS} characters")
+    exponent = _EXPONENT.search(text)
+    if exponent is not None and abs(int(exponent.group(1))) > MAX_EXPONENT:
+        raise GameFileError(path, token.line, token.column,
+                            f"{shown(text)}: its exponent is beyond what a float holds (at most {MAX_EXPONENT})")
     try:
         if "/" in text:
             numerator, denominator = text.split("/")
@@ -184,7 +211,7 @@ def parse_number(token: Token, path: str | None) -> Fraction:
         else:
             value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise GameFileError(path, token.line, token.column, f"{text!r} is not a number") from None
+        raise GameFileError(path, token.line, token.column, f"{shown(text)} is not a number") from None
     return value
 
 
@@ -197,9 +224,13 @@ def _read_header(stream: TokenStream, magic: str) -> tuple[str, list[str]]:
     if kind.kind != "word" or kind.text not in {"R", "D"}:
         raise stream.error(kind, "expected 'R' or 'D' (the number type)")
     title = stream.expect("string", "the quoted title of the game").text
-    players = stream.strings_in_braces("players")
+    opening = stream.peek()
+    players = stream.strings_in_braces("players", "player name")
     if not players:
         raise GameFileError(stream.path, kind.line, None, "the game has no players")
+    if len(players) > MAX_PLAYERS:
+        raise GameFileError(stream.path, opening.line, opening.column,
+                            f"the game has {len(players):,} players; gamelab reads games of at most {MAX_PLAYERS}")
     return title, players
 
 
@@ -219,7 +250,7 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
     if stream.peek().kind == "{":
         strategy_names = []
         for player in range(num_players):
-            strategy_names.append(stream.strings_in_braces(f"strategies of player {player + 1}"))
+            strategy_names.append(stream.strings_in_braces(f"strategies of player {player + 1}", "strategy name"))
         stream.expect("}", "'}' closing the strategy lists")
         num_actions = [len(names) for names in strategy_names]
     else:

@@ -85,6 +85,8 @@ class NormalFormGame:
                 f"{'(B, N, A_1, ..., A_N)' if batched else '(N, A_1, ..., A_N)'}"
             )
         num_players = tensor.shape[offset]
+        if num_players > len(_EINSUM_LETTERS):
+            raise GameError(f"a normal-form game has at most {len(_EINSUM_LETTERS)} players, got {num_players}")
         if tensor.dim() != offset + 1 + num_players:
             raise GameError(
                 f"payoffs of shape {tuple(tensor.shape)} do not fit {num_players} players: "

@@ -149,8 +149,11 @@ class TournamentConfig:
         return resolved
 
 
-def _line_index(text: str) -> dict[tuple, int]:
-    """``{path: line}`` for every node of the YAML document (1-based lines)."""
+def _line_index(root: Any) -> dict[tuple, int]:
+    """``{path: line}`` for every node of the composed YAML document (1-based lines).
+
+    ``root`` comes from ``games.io.read_yaml``, which bounds its size with aliases expanded.
+    """
     import yaml
 
     lines: dict[tuple, int] = {}
@@ -164,10 +167,6 @@ def _line_index(text: str) -> dict[tuple, int]:
             for index, item in enumerate(node.value):
                 walk(item, (*path, index))
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
     if root is not None:
         walk(root, ())
     return lines
@@ -379,24 +378,15 @@ def load_config(path: str | os.PathLike, *, allow_code: bool = False) -> Tournam
     """Reads and validates a tournament YAML file (``allow_code``: see :func:`parse_config`).
 
     Raises:
-        GameFileError: for a missing or unreadable file, or YAML that does not parse (with its line).
+        GameFileError: for a missing or unreadable file, YAML that does not parse (with its
+            line), or YAML whose aliases or nesting would exhaust the machine (``games.io.read_yaml``).
         TournamentConfigError: for a field that is wrong, naming its line and path.
     """
-    import yaml
-
-    from games.errors import GameFileError
-    from games.io import read_text_file
+    from games.io import read_yaml
 
     source = os.fspath(path)
-    text = read_text_file(source)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise GameFileError(source, None if mark is None else mark.line + 1, None if mark is None else mark.column + 1,
-                            f"not valid YAML: {problem}") from None
-    return parse_config(data, source, _line_index(text), folder=os.path.dirname(os.path.abspath(source)),
+    data, root = read_yaml(source)
+    return parse_config(data, source, _line_index(root), folder=os.path.dirname(os.path.abspath(source)),
                         allow_code=allow_code)
 
 

@@ -9,10 +9,15 @@ Schema (format ``gamelab.tournament`` version 1)::
             forfeit, error, seconds, PRIMARY KEY (first, second, match))
 
 A block of matches (a ``marl.tournaments.rows.Unit``) is inserted in one transaction, so after a
-crash or ``kill -9`` the database holds whole blocks only; the primary key makes
-inserting a match twice an error instead of a double count. A tournament resumes by
-playing the blocks whose first match is absent. A database written by another
-tournament (another fingerprint) is refused, and nothing in it is changed.
+crash or ``kill -9`` the database holds whole blocks only. A match is stored once: inserting
+it again is ignored when the stored row has the same result, and refused when it has
+another. A tournament resumes by playing the blocks whose first match is absent. A
+database written by another tournament (another fingerprint) is refused, and nothing in
+it is changed.
+
+One run at a time: a store holds an exclusive lock (``flock``) on the database file while
+it is open, so a second run on the same database, or two creating it at once, is told that
+another run holds it instead of failing inside SQLite.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import os
 import sqlite3
 from collections.abc import Iterable
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: no lock there
+    fcntl = None
+
 from marl.errors import TournamentDatabaseError
 from marl.tournaments.rows import MatchRow
 
@@ -29,6 +39,8 @@ FORMAT = "gamelab.tournament"
 VERSION = 1
 _COLUMNS = ("first", "second", "match", "seating", "payoff_first", "payoff_second", "score_first", "forfeit",
             "error", "seconds")
+# What decides a match: a row stored again must agree on these (its timing may differ).
+_RESULT = ("seating", "payoff_first", "payoff_second", "score_first", "forfeit")
 
 
 class MatchStore:
@@ -40,15 +52,41 @@ class MatchStore:
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             os.makedirs(folder, exist_ok=True)
-        existed = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        created = not os.path.exists(self.path)
+        existed = not created and os.path.getsize(self.path) > 0
+        self._lock = self._take_lock()
+        self.connection = None
         try:
             self.connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             if existed:
                 self._check(fingerprint, tournament, players)
             else:
                 self._create(fingerprint, tournament, game, players)
-        except sqlite3.DatabaseError as error:
-            raise TournamentDatabaseError(f"{self.path}: not a gamelab tournament database ({error})") from None
+        except BaseException as error:
+            self.close()
+            if created and os.path.exists(self.path) and os.path.getsize(self.path) == 0:
+                os.unlink(self.path)
+            if isinstance(error, sqlite3.OperationalError) and not existed:
+                raise TournamentDatabaseError(f"{self.path}: cannot create the tournament database ({error})") from None
+            if isinstance(error, sqlite3.DatabaseError):
+                raise TournamentDatabaseError(f"{self.path}: not a gamelab tournament database ({error})") from None
+            raise
+
+    def _take_lock(self):
+        """The open database file, locked for this run; refuses when another run holds it."""
+        try:
+            handle = open(self.path, "ab")
+        except OSError as error:
+            raise TournamentDatabaseError(f"{self.path}: cannot open the tournament database for writing "
+                                          f"({error.strerror})") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise TournamentDatabaseError(f"{self.path}: another gamelab run is using this tournament database; "
+                                              "wait for it to finish, or pass another --db") from None
+        return handle
 
     def _create(self, fingerprint: str, tournament: str, game: str, players: list[str]) -> None:
         connection = self.connection
@@ -90,16 +128,41 @@ class MatchStore:
         return {tuple(row) for row in self.connection.execute("SELECT first, second, match FROM matches")}
 
     def add(self, rows: Iterable[MatchRow]) -> None:
-        """Inserts one block of matches in one transaction."""
+        """Inserts one block of matches in one transaction.
+
+        Raises:
+            TournamentDatabaseError: when a match of the block is stored with another result,
+                or the database cannot be written (a full disk, a read-only file); the
+                matches stored before are intact either way.
+        """
+        rows = list(rows)
         values = [tuple(getattr(row, column) for column in _COLUMNS) for row in rows]
         connection = self.connection
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(f"INSERT INTO matches VALUES ({', '.join('?' * len(_COLUMNS))})", values)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                before = connection.total_changes
+                connection.executemany(f"INSERT OR IGNORE INTO matches VALUES ({', '.join('?' * len(_COLUMNS))})",
+                                       values)
+                if connection.total_changes - before < len(values):
+                    self._check_stored(rows)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            raise TournamentDatabaseError(f"{self.path}: cannot store matches ({error}); the matches stored before "
+                                          "are intact, and running the command again resumes") from None
+
+    def _check_stored(self, rows: list[MatchRow]) -> None:
+        """Raises unless every row of ``rows`` is stored with the same result."""
+        query = f"SELECT {', '.join(_RESULT)} FROM matches WHERE first = ? AND second = ? AND match = ?"
+        for row in rows:
+            stored = self.connection.execute(query, (row.first, row.second, row.match)).fetchone()
+            if stored != tuple(getattr(row, column) for column in _RESULT):
+                raise TournamentDatabaseError(
+                    f"{self.path}: match {row.match} of players {row.first} and {row.second} is stored with another "
+                    "result; the database was written by a different run of this tournament")
 
     def rows(self) -> list[MatchRow]:
         """Every stored match, ordered by pair and match index."""
@@ -107,7 +170,13 @@ class MatchStore:
         return [MatchRow(*values) for values in cursor]
 
     def close(self) -> None:
-        self.connection.close()
+        """Closes the database and releases the run's lock."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases its flock
+            self._lock = None
 
 
 __all__ = ["FORMAT", "VERSION", "MatchStore", "TournamentDatabaseError"]

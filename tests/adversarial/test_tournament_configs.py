@@ -97,3 +97,74 @@ def test_devices_in_a_config_are_checked_like_the_command_lines(tmp_path, monkey
     error = refused(["tournament", copy(name, tmp_path), "--db", "t.sqlite"], capsys)
     assert message in error
     assert not (tmp_path / "t.sqlite").exists()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("alias_bomb.yaml", "through its aliases this expands to more than 100,000 values"),
+    ("cyclic_alias.yaml", ":3:10: an alias refers to a value that contains it"),
+])
+def test_yaml_aliases_that_would_exhaust_the_machine_are_refused(tmp_path, monkeypatch, capsys, name, message):
+    monkeypatch.chdir(tmp_path)
+    error = refused(["tournament", copy(name, tmp_path), "--db", "t.sqlite"], capsys)
+    assert message in error
+    assert not (tmp_path / "t.sqlite").exists()
+
+
+def test_yaml_nested_deeper_than_python_follows_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.yaml").write_text("game: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    error = refused(["tournament", "deep.yaml", "--db", "t.sqlite"], capsys)
+    assert "deep.yaml: the YAML nests too deeply to be read" in error
+
+
+# --------------------------------------------------------------------------------------
+# The database
+
+
+RPS = "game: rock_paper_scissors\nplayers:\n  - {name: rock, kind: pure, action: 0}\n  - {name: uniform, kind: uniform}\n"
+
+
+def _store(config, database):
+    from marl.tournaments.arenas import build_arena
+    from marl.tournaments.run import fingerprint
+    from marl.tournaments.store import MatchStore
+
+    return MatchStore(database, fingerprint=fingerprint(config), tournament=config.name, game=config.game,
+                      players=build_arena(config).names)
+
+
+def test_a_second_run_on_a_database_in_use_is_told_so(tmp_path, capsys):
+    from marl.tournaments.config import load_config
+
+    path = tmp_path / "t.yaml"
+    path.write_text(RPS)
+    database = tmp_path / "t.sqlite"
+    holder = _store(load_config(path), database)  # another run, still going
+    try:
+        error = refused(["tournament", str(path), "--db", str(database)], capsys)
+        assert "another gamelab run is using this tournament database" in error
+    finally:
+        holder.close()
+    assert main(["tournament", str(path), "--db", str(database)]) == 0  # free again
+
+
+def test_a_match_stored_twice_is_ignored_when_equal_and_refused_when_not(tmp_path):
+    import dataclasses
+
+    from marl.errors import TournamentDatabaseError
+    from marl.tournaments.config import load_config
+    from marl.tournaments.rows import MatchRow
+
+    path = tmp_path / "t.yaml"
+    path.write_text(RPS)
+    store = _store(load_config(path), tmp_path / "t.sqlite")
+    try:
+        rows = [MatchRow(0, 1, 0, 0, 1.0, -1.0, 1.0, seconds=0.1), MatchRow(0, 1, 1, 1, -1.0, 1.0, 0.0, seconds=0.1)]
+        store.add(rows)
+        store.add([dataclasses.replace(rows[0], seconds=0.5)])  # the same result, timed again
+        assert store.rows() == rows
+        with pytest.raises(TournamentDatabaseError, match="match 1 of players 0 and 1 is stored with another result"):
+            store.add([MatchRow(0, 1, 2, 0, 0.0, 0.0, 0.5), dataclasses.replace(rows[1], payoff_first=0.0)])
+        assert store.rows() == rows  # the refused block left nothing behind
+    finally:
+        store.close()
