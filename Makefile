@@ -56,6 +56,7 @@ test-all: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(PIP) install -q -e ".[bench]"
 	$(PY) -m benchmarks.matrix
+	$(PY) -m benchmarks.nfg
 	$(PY) -m benchmarks.cfr
 	$(PY) -m benchmarks.sim
 	$(PY) -m benchmarks.tournament

@@ -66,14 +66,17 @@ class Token:
     text: str
     line: int
     column: int
+    end: int = -1
+    """Offset in the text just after the token."""
 
 
-def tokenize(text: str, path: str | None = None) -> Iterator[Token]:
+def tokenize(text: str, path: str | None = None, start: int = 0, line: int = 1, line_start: int = 0) -> Iterator[Token]:
     """Splits Gambit game-file text into tokens, keeping line and column for error messages.
 
     Shared by the ``.nfg`` and ``.efg`` readers. Commas are separators and yield nothing.
+    ``start`` is the offset to begin at, on line ``line`` that begins at offset ``line_start``.
     """
-    i, line, line_start, n = 0, 1, 0, len(text)
+    i, n = start, len(text)
     while i < n:
         ch = text[i]
         if ch == "\n":
@@ -83,7 +86,7 @@ def tokenize(text: str, path: str | None = None) -> Iterator[Token]:
         elif ch.isspace() or ch == ",":
             i += 1
         elif ch in "{}":
-            yield Token(ch, ch, line, i - line_start + 1)
+            yield Token(ch, ch, line, i - line_start + 1, i + 1)
             i += 1
         elif ch == '"':
             start_line, start_column = line, i - line_start + 1
@@ -105,38 +108,74 @@ def tokenize(text: str, path: str | None = None) -> Iterator[Token]:
                     line_start = i + 1
                 chars.append(ch)
                 i += 1
-            yield Token("string", "".join(chars), start_line, start_column)
+            yield Token("string", "".join(chars), start_line, start_column, i)
         else:
             start = i
             while i < n and not text[i].isspace() and text[i] not in '{}",':
                 i += 1
             word = text[start:i]
             kind = "number" if (word[0].isdigit() or word[0] in "+-.") else "word"
-            yield Token(kind, word, line, start - line_start + 1)
+            yield Token(kind, word, line, start - line_start + 1, i)
+
+
+_QUOTED = re.compile(r'"(?:\\.|[^"\\])*("?)', re.DOTALL)
+
+
+def _check_quotes(text: str, path: str | None) -> None:
+    """Raises for a quoted label that is never closed, before any token is read.
+
+    Tokens are made as they are read, so without this check a missing closing quote would
+    surface as a confusing error wherever its label happened to swallow the text after it.
+    """
+    for match in _QUOTED.finditer(text):
+        if not match.group(1):
+            line = text.count("\n", 0, match.start()) + 1
+            column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+            raise GameFileError(path, line, column, "a quoted label is never closed")
 
 
 class TokenStream:
-    """A cursor over tokens with ``expect`` helpers that raise :class:`GameFileError`."""
+    """A cursor over tokens with ``expect`` helpers that raise :class:`GameFileError`.
+
+    Tokens are made as they are read (one at a time, never a list of the whole file), and
+    the cursor can move to any offset of the text (:meth:`restart`), which the ``.nfg``
+    reader uses after it has read a long run of payoffs without tokens.
+    """
 
     def __init__(self, text: str, path: str | None) -> None:
         self.path = path
-        self.tokens = list(tokenize(text, path))
-        self.position = 0
+        self.text = text
+        _check_quotes(text, path)
+        self._tokens = tokenize(text, path)
+        self._ahead: Token | None = None
+        self.offset = 0
+        """The offset just after the last token read."""
         # The end of the file is reported just after its last non-blank character.
         content = text.rstrip()
         last_line = content.count("\n") + 1
-        self._end = Token("end", "", last_line, len(content) - (content.rfind("\n") + 1) + 1)
+        self._end = Token("end", "", last_line, len(content) - (content.rfind("\n") + 1) + 1, len(text))
+
+    def restart(self, offset: int) -> None:
+        """Moves the cursor to ``offset`` (the boundary between two tokens)."""
+        line = self.text.count("\n", 0, offset) + 1
+        self._tokens = tokenize(self.text, self.path, offset, line, self.text.rfind("\n", 0, offset) + 1)
+        self._ahead = None
+        self.offset = offset
 
     def peek(self) -> Token:
-        return self.tokens[self.position] if self.position < len(self.tokens) else self._end
+        if self._ahead is None:
+            self._ahead = next(self._tokens, self._end)
+        return self._ahead
 
     def next(self) -> Token:
         token = self.peek()
-        self.position += 1
+        if token.kind != "end":
+            self._ahead = None
+            self.offset = token.end
         return token
 
     def at_end(self) -> bool:
-        return self.position >= len(self.tokens)
+        return self.peek().kind == "end"
 
     def error(self, token: Token, message: str) -> GameFileError:
         found = "the end of the file" if token.kind == "end" else shown(token.text)
@@ -277,14 +316,10 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
     if stream.peek().kind == "string":  # the optional comment
         stream.next()
 
-    table = np.zeros((num_profiles, num_players), dtype=np.float64)
     if stream.peek().kind != "{":  # payoff version: payoffs of every profile in turn
-        for profile in range(num_profiles):
-            for player in range(num_players):
-                table[profile, player] = stream.real(
-                    f"payoff {player + 1} of profile {profile + 1} of {num_profiles}"
-                )
+        table = _read_payoffs(stream, num_profiles, num_players)
     else:  # outcome version: a list of outcomes, then an outcome number per profile
+        table = np.zeros((num_profiles, num_players), dtype=np.float64)
         outcomes = _read_outcomes(stream, num_players)
         for profile in range(num_profiles):
             token = stream.peek()
@@ -299,13 +334,61 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
     if not stream.at_end():
         raise stream.error(stream.peek(), "expected the end of the file after the last profile")
 
-    # Profile k has player 1's strategy changing fastest: Fortran order over (A_1, ..., A_N).
-    payoffs = np.stack([table[:, i].reshape(num_actions, order="F") for i in range(num_players)])
+    # Profile k has player 1's strategy changing fastest: Fortran order over (A_1, ..., A_N),
+    # which is C order over (A_N, ..., A_1) with the action axes reversed (a view, no copy).
+    reversed_axes = table.T.reshape((num_players, *num_actions[::-1]))
+    payoffs = reversed_axes.transpose((0, *range(num_players, 0, -1)))
+    del text, stream  # the file's text is not needed any more: free it before the tensor is made
     if strategy_names is None:
         strategy_names = [[str(a + 1) for a in range(n)] for n in num_actions]
     return NormalFormGame(
         payoffs, player_names=players, action_names=strategy_names, title=title, **game_kwargs
     )
+
+
+# The payoff version's body is read in blocks of text this long; a block of plain decimals
+# (digits, signs, points, separators) goes to numpy whole, anything else token by token.
+_BLOCK = 1 << 16
+_SEPARATOR = re.compile(r"[\s,]")
+_NOT_PLAIN_DECIMAL = re.compile(r"[^0-9.+\-\s,]")
+
+
+def _read_payoffs(stream: TokenStream, num_profiles: int, num_players: int) -> np.ndarray:
+    """``(num_profiles, num_players)`` float64: the payoff version's body, profile by profile.
+
+    Memory is the table itself plus one block of text: blocks of plain decimals are split
+    and converted by numpy (``float`` of a decimal string is the correctly rounded value,
+    the same as the exact fraction's), and the first block that holds anything else (a
+    rational ``p/q``, an exponent, a stray word, the end of the table) and all that follows
+    it are read token by token, so every error names its line and column as before.
+    """
+    count = num_profiles * num_players
+    values = np.empty(count, dtype=np.float64)
+    text, filled = stream.text, 0
+    stream.peek()  # the first payoff's token: the body starts where it does
+    offset = stream.offset
+    while filled < count and offset < len(text):
+        end = min(len(text), offset + _BLOCK)
+        if end < len(text):
+            boundary = _SEPARATOR.search(text, end)
+            end = boundary.start() if boundary else len(text)
+        block = text[offset:end]
+        if _NOT_PLAIN_DECIMAL.search(block):
+            break
+        parts = block.replace(",", " ").split()
+        if filled + len(parts) > count or max(map(len, parts), default=0) > MAX_NUMBER_CHARACTERS:
+            break  # the table ends inside this block, or a number is too long: read it token by token
+        try:
+            values[filled:filled + len(parts)] = np.array(parts, dtype=np.float64)
+        except ValueError:
+            break  # not a number ("1.2.3"): found and reported below
+        filled += len(parts)
+        offset = end
+    stream.restart(offset)
+    for index in range(filled, count):
+        profile, player = divmod(index, num_players)
+        values[index] = stream.real(f"payoff {player + 1} of profile {profile + 1} of {num_profiles}")
+    return values.reshape(num_profiles, num_players)
 
 
 def _read_outcomes(stream: TokenStream, num_players: int) -> list[list[float]]:
@@ -326,8 +409,7 @@ def _read_outcomes(stream: TokenStream, num_players: int) -> list[list[float]]:
 
 def read_nfg(path: str | os.PathLike, **game_kwargs: Any) -> NormalFormGame:
     """Reads a Gambit ``.nfg`` file. ``game_kwargs`` (``dtype``, ``device``) go to the game."""
-    text = read_text_file(path)
-    return parse_nfg(text, path, **game_kwargs)
+    return parse_nfg(read_text_file(path), path, **game_kwargs)
 
 
 def _quote(label: str) -> str:

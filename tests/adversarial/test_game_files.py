@@ -47,3 +47,65 @@ def test_files_with_too_many_players_are_refused_at_their_header(tmp_path, capsy
         path.write_text(f'EFG 2 R "many" {{ {names} }}\n""\n\nt "" 1 "" {{ {", ".join(["0"] * players)} }}\n')
     error = refused(capsys, path)
     assert f"{path}:1:" in error and f"the game has {players:,} players; gamelab reads games of at most 26" in error
+
+
+def _payoff_file(path: pathlib.Path, rows: int, columns: int, seed: int = 0, extra: str = "") -> "np.ndarray":
+    """A zero-sum payoff-version .nfg of random 6-decimal payoffs; returns the row player's matrix."""
+    import numpy as np
+
+    matrix = np.random.default_rng(seed).integers(-10**6, 10**6, size=(rows, columns)) / 10**6
+    body = "\n".join(f"{matrix[i, j]:.6f} {-matrix[i, j]:.6f}" for j in range(columns) for i in range(rows))
+    path.write_text(f'NFG 1 R "random" {{ "Row" "Column" }} {{ {rows} {columns} }}\n\n{body}\n{extra}')
+    return matrix
+
+
+def test_a_large_payoff_table_is_read_exactly_in_little_more_memory_than_its_text_and_payoffs(tmp_path):
+    """Reading held every token of the file at once (about 210 bytes each: 650 MB for a
+    1000 x 1000 table). Now the memory above the file's text and the payoff table stays
+    small, and the values are the correctly rounded decimals."""
+    import tracemalloc
+
+    import numpy as np
+
+    from games.nfg import read_nfg
+
+    path = tmp_path / "large.nfg"
+    matrix = _payoff_file(path, 400, 300)
+    text_bytes, payload_bytes = path.stat().st_size, 2 * 400 * 300 * 8
+    tracemalloc.start()
+    try:
+        game = read_nfg(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(game.payoffs[0].numpy(), matrix)
+    np.testing.assert_array_equal(game.payoffs[1].numpy(), -matrix)
+    assert peak < text_bytes + 3 * payload_bytes, (peak, text_bytes, payload_bytes)
+
+
+def test_rationals_exponents_and_errors_deep_in_a_large_table_are_read_as_before(tmp_path):
+    from fractions import Fraction
+
+    from games.errors import GameFileError
+    from games.nfg import read_nfg
+
+    rows, columns = 200, 300
+    path = tmp_path / "mixed.nfg"
+    matrix = _payoff_file(path, rows, columns)
+    lines = path.read_text().splitlines()
+    # Profile 50,001 (line 2 + 50,001) gets a rational and an exponent, far into the table.
+    lines[2 + 50_000] = "1/3 -2.5e-3"
+    path.write_text("\n".join(lines) + "\n")
+    game = read_nfg(path)
+    row, column = 50_000 % rows, 50_000 // rows
+    assert float(game.payoffs[0, row, column]) == float(Fraction(1, 3))
+    assert float(game.payoffs[1, row, column]) == -2.5e-3
+    assert float(game.payoffs[0, 0, 0]) == matrix[0, 0]
+    lines[2 + 55_000] = "0.5 1.2.3"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(GameFileError, match=rf"{path.name}:{3 + 55_000}:5: '1.2.3' is not a number"):
+        read_nfg(path)
+    lines[2 + 55_000] = "0.5 -0.5"
+    path.write_text("\n".join(lines[:-1]) + "\n")  # the last profile's line is missing
+    with pytest.raises(GameFileError, match="expected payoff 1 of profile 60000 of 60000, found the end of the file"):
+        read_nfg(path)
