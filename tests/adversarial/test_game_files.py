@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
 import pytest
 
 from marl.cli import main
@@ -49,10 +50,8 @@ def test_files_with_too_many_players_are_refused_at_their_header(tmp_path, capsy
     assert f"{path}:1:" in error and f"the game has {players:,} players; gamelab reads games of at most 26" in error
 
 
-def _payoff_file(path: pathlib.Path, rows: int, columns: int, seed: int = 0, extra: str = "") -> "np.ndarray":
+def _payoff_file(path: pathlib.Path, rows: int, columns: int, seed: int = 0, extra: str = "") -> np.ndarray:
     """A zero-sum payoff-version .nfg of random 6-decimal payoffs; returns the row player's matrix."""
-    import numpy as np
-
     matrix = np.random.default_rng(seed).integers(-10**6, 10**6, size=(rows, columns)) / 10**6
     body = "\n".join(f"{matrix[i, j]:.6f} {-matrix[i, j]:.6f}" for j in range(columns) for i in range(rows))
     path.write_text(f'NFG 1 R "random" {{ "Row" "Column" }} {{ {rows} {columns} }}\n\n{body}\n{extra}')
@@ -64,8 +63,6 @@ def test_a_large_payoff_table_is_read_exactly_in_little_more_memory_than_its_tex
     1000 x 1000 table). Now the memory above the file's text and the payoff table stays
     small, and the values are the correctly rounded decimals."""
     import tracemalloc
-
-    import numpy as np
 
     from games.nfg import read_nfg
 
