@@ -170,7 +170,11 @@ def random_zero_sum(
 
     Shapes: payoffs ``(2, num_rows, num_columns)``, or ``(B, 2, num_rows, num_columns)``.
     """
+    from games import memory
+
     lead = () if batch_size is None else (batch_size,)
+    memory.check(f"the payoffs of random_zero_sum({num_rows},{num_columns})",
+                 1.5 * memory.payoff_bytes([num_rows, num_columns], batch_size or 1), "use fewer actions")
     matrix = _draw(lead + (num_rows, num_columns), seed, distribution)
     return NormalFormGame.zero_sum(
         matrix.to(device=device, dtype=dtype), batched=batch_size is not None,
@@ -193,7 +197,11 @@ def random_game(
     """
     if len(num_actions) < 1 or any(int(n) < 1 for n in num_actions):
         raise GameError(f"num_actions must list at least one positive count per player, got {list(num_actions)}")
+    from games import memory
+
     lead = () if batch_size is None else (batch_size,)
+    memory.check(f"the payoffs of random({','.join(str(int(n)) for n in num_actions)})",
+                 2 * memory.payoff_bytes(list(num_actions), batch_size or 1), "use fewer actions or players")
     payoffs = _draw(lead + (len(num_actions),) + tuple(num_actions), seed, distribution)
     shape = "x".join(map(str, num_actions))
     return NormalFormGame(

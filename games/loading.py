@@ -63,8 +63,12 @@ def load_game(spec: str, **kwargs: Any) -> Any:
         return catalog.load(spec, **kwargs)
     match = _RANDOM.match(spec.replace(" ", ""))
     if match:
+        from games.memory import MemoryLimitError
+
         try:
             return _random_game(match.group(1), match.group(2), **kwargs)
+        except MemoryLimitError:
+            raise
         except ValueError as error:
             raise GameError(f"bad random game {spec!r}: {error}") from None
     if re.match(r"^[a-z_][a-z0-9_]*(\(.*\))?$", spec):

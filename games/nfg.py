@@ -316,6 +316,10 @@ def parse_nfg(text: str, path: str | os.PathLike | None = None, **game_kwargs: A
     if stream.peek().kind == "string":  # the optional comment
         stream.next()
 
+    from games import memory
+
+    memory.check(f"{path or 'the game'}: the payoffs of {num_profiles:,} profiles for {num_players} players",
+                 2 * memory.payoff_bytes(num_actions), "use a smaller game")
     if stream.peek().kind != "{":  # payoff version: payoffs of every profile in turn
         table = _read_payoffs(stream, num_profiles, num_players)
     else:  # outcome version: a list of outcomes, then an outcome number per profile

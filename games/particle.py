@@ -37,6 +37,11 @@ from games.markov import AgentID, MarkovGame
 
 # Discrete MPE actions: no-op, left, right, down, up.
 MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
+# Memory of one copy, in numbers, for the check made before a world is built: pairwise
+# offsets, distances and contact forces (and observations that list the others) grow with
+# E^2, positions, velocities and actions with E.
+PAIRWISE_ARRAYS = 6
+PER_ENTITY_ARRAYS = 40
 
 
 class ParticleWorld:
@@ -76,6 +81,12 @@ class ParticleWorld:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         count = len(sizes)
+        from games import memory
+
+        itemsize = torch.finfo(dtype).bits // 8
+        memory.check(f"{num_envs:,} copies of a world of {count:,} entities",
+                     num_envs * (PAIRWISE_ARRAYS * count * count + PER_ENTITY_ARRAYS * count) * itemsize,
+                     "use fewer copies (num_envs, episodes) or fewer agents", device)
         self.num_envs = num_envs
         self.num_agents = num_agents
         self.num_entities = count

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     solve.add_argument("--out", help="write the strategies as JSON to this file")
     solve.add_argument("--plot", help="write a NashConv-vs-iterations PNG to this file")
+    solve.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     solve.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     commands.add_parser("games", help="list the catalog of classic games")
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--steps", type=_positive_int, default=None, help="steps to play (default: one episode)")
     render.add_argument("--seed", type=int, default=0, help="reset seed (default 0)")
     render.add_argument("--fps", type=_positive_int, default=10, help="frames per second (default 10)")
+    render.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     render.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
     train = commands.add_parser("train", help="train agents on a Markov game")
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     maddpg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="a trainer setting of MADDPGConfig, e.g. --param batch_size=512 (repeatable)")
     maddpg.add_argument("--no-gif", action="store_true", help="skip the GIF of the trained agents")
+    maddpg.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     maddpg.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     evaluate = commands.add_parser("evaluate", help="replay a trained policy and report its mean return")
@@ -148,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
     evaluate.add_argument("--gif", default=None, help="also write one episode as this .gif")
+    evaluate.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     tournament = commands.add_parser(
@@ -166,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     tournament.add_argument("--allow-code", action="store_true",
                             help="let the config's callable players import and run the Python code they name "
                                  "(only for configs you trust; without it such a config is refused)")
+    tournament.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
@@ -190,8 +200,18 @@ def _check_output_path(path: str | None, option: str) -> None:
         raise GamelabError(f"{option} {path}: folder {folder} does not exist")
     if os.path.isdir(path):
         raise GamelabError(f"{option} {path}: is a folder")
-    if not os.access(folder, os.W_OK):
-        raise GamelabError(f"{option} {path}: folder {folder} is not writable")
+    _check_writable_folder(folder, f"{option} {path}")
+
+
+def _check_writable_folder(folder: str, what: str) -> None:
+    """Raises unless ``folder``, or the nearest folder above it that exists, is writable."""
+    import os
+
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+        raise GamelabError(f"{what}: {probe} is not a writable folder")
 
 
 def _is_extensive(game: Any) -> bool:
@@ -432,6 +452,7 @@ def _run_folder(args: argparse.Namespace) -> str:
                                               f"seed{0 if args.seed is None else args.seed}")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise GamelabError(f"--out {folder}: exists and is not a folder")
+    _check_writable_folder(folder, f"--out {folder}")
     has_run = os.path.isfile(os.path.join(folder, "checkpoint.pt"))
     if args.resume and not has_run:
         raise GamelabError(f"--resume: {folder} holds no checkpoint.pt to continue")
@@ -501,10 +522,34 @@ def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
 
     from rich.console import Console
+
+    from marl.envs import make_game
+
+    console = Console(stderr=args.json)
+    folder = _run_folder(args)
+    config, saved = _trainer_config(args, folder)
+    device = _device(args.device)
+    settings = dict(_setting(text) for text in args.set)
+    game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)
+    created = not os.path.exists(folder)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        return _train_in(args, console, folder, config, saved, device, settings, game)
+    except BaseException:
+        if created and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)  # a run that failed before writing anything leaves no empty --out folder
+        raise
+
+
+def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, saved: Any, device: Any,
+              settings: dict[str, Any], game: Any) -> int:
+    """The training run of ``command_train`` in its (existing) run folder."""
+    import dataclasses
+    import os
+
     from rich.progress import (
         BarColumn,
         Progress,
@@ -514,18 +559,10 @@ def command_train(args: argparse.Namespace) -> int:
     )
 
     from games.io import atomic_write_text
-    from marl.envs import make_game
     from marl.maddpg import TrainedPolicy
     from marl.plots import write_learning_curves
     from marl.train import POLICY_FILE, save_policy, train
 
-    console = Console(stderr=args.json)
-    folder = _run_folder(args)
-    config, saved = _trainer_config(args, folder)
-    device = _device(args.device)
-    settings = dict(_setting(text) for text in args.set)
-    game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)
-    os.makedirs(folder, exist_ok=True)
     with Progress(
         TextColumn(f"[bold]MADDPG {args.scenario}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} steps"),
         TextColumn("return {task.fields[episode_return]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -676,6 +713,8 @@ def command_tournament(args: argparse.Namespace) -> int:
         raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
     if args.report is not None and os.path.exists(args.report) and not os.path.isdir(args.report):
         raise GamelabError(f"--report {args.report}: exists and is not a folder")
+    if args.report is not None:
+        _check_writable_folder(args.report, f"--report {args.report}")
     config = load_config(args.config, allow_code=args.allow_code)
     database = args.db or os.path.join("runs", f"tournament-{re.sub(r'[^A-Za-z0-9_.-]+', '-', config.name)}.sqlite")
     if os.path.isdir(database):
@@ -736,6 +775,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": command_bench,
     }
     try:
+        from games.memory import parse_size, set_limit
+
+        limit = getattr(args, "max_memory", None)
+        set_limit(None if limit is None else parse_size(limit))  # this command's limit, not a previous call's
         return handlers[args.command](args)
     except GamelabError as error:
         print(f"gamelab {args.command}: error: {error}", file=sys.stderr)

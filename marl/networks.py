@@ -21,6 +21,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+# A network in training lives about five times over: its weights, a target copy, gradients
+# and Adam's two moments. Memory checks count that many copies.
+TRAINING_COPIES = 5
+
 
 class StackedMLP(nn.Module):
     """``P x K`` MLPs ``in -> hidden... -> out`` with ReLU between layers (none after the last).
@@ -47,6 +51,12 @@ class StackedMLP(nn.Module):
         self.parameter_sets = parameter_sets
         self.members = members
         self.sizes = tuple(int(size) for size in sizes)
+        from games import memory
+
+        count = parameter_sets * members * sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        memory.check(f"{parameter_sets * members} network(s) of layer sizes {list(self.sizes)}",
+                     TRAINING_COPIES * count * torch.finfo(dtype).bits // 8,
+                     "use smaller hidden_sizes", device)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):

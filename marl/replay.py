@@ -58,6 +58,8 @@ class ReplayBuffer:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        from games import memory
+
         self.capacity = int(capacity)
         self.device = torch.device(device)
         widths = {
@@ -67,6 +69,9 @@ class ReplayBuffer:
             "next_observations": observation_size,
             "terminated": num_agents,
         }
+        row = sum(widths.values()) * torch.finfo(dtype).bits // 8 + num_agents * 8
+        memory.check(f"a replay buffer of {self.capacity:,} transitions ({row:,} bytes each)", self.capacity * row,
+                     "use a smaller buffer_size", self.device)
         self.storage = {
             name: torch.zeros(self.capacity, width, dtype=dtype, device=self.device) for name, width in widths.items()
         }
