@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     maddpg = algorithms.add_parser(
         "maddpg", help="MADDPG (Lowe et al. 2017), or independent DDPG with --independent",
         description="Trains MADDPG on a scenario or a PettingZoo environment (pettingzoo:MODULE), "
-                    "then evaluates the trained agents over 100 episodes and draws one as a GIF.",
+                    "then evaluates the trained agents over 100 episodes and draws one as a GIF. The run "
+                    "folder's checkpoint.pt is written every 1,000,000 transitions and every 5 minutes "
+                    "(--param checkpoint_every=N, checkpoint_minutes=M), and on Ctrl-C or SIGTERM.",
     )
     maddpg.add_argument("--scenario", required=True,
                         help="scenario name (see `gamelab scenarios`) or pettingzoo:MODULE, "
@@ -491,7 +493,8 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[st
     if args.env_steps is not None:
         values["env_steps"] = args.env_steps
     config = MADDPGConfig.from_dict(values)
-    if dataclasses.asdict(config) != values:
+    # Settings added since the checkpoint was written take their defaults.
+    if {key: value for key, value in dataclasses.asdict(config).items() if key in values} != values:
         raise GamelabError(f"--resume: {path} holds settings this gamelab does not read")
     return config, saved
 

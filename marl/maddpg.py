@@ -102,6 +102,9 @@ class MADDPGConfig:
     """Continuous actions: Gaussian noise std, as a fraction of the action range."""
     checkpoint_every: int = 1_000_000
     """Write a checkpoint after about this many transitions (at the next episode boundary)."""
+    checkpoint_minutes: float = 5.0
+    """Also write one after this many minutes of training (at the next episode boundary), so a
+    ``kill -9`` loses at most a few minutes; 0 turns the clock off."""
     log_every: int = 10_000
     """Log training statistics after about this many transitions."""
     eval_episodes: int = 100
@@ -123,7 +126,7 @@ class MADDPGConfig:
                 raise TrainingError(f"{name} must be true or false, got {getattr(self, name)!r}")
         bounded = {"gamma": (0.0, 1.0), "tau": (0.0, 1.0)}
         for name in ("actor_lr", "critic_lr", "gamma", "tau", "grad_clip", "actor_regularization",
-                     "gumbel_temperature", "exploration_noise"):
+                     "gumbel_temperature", "exploration_noise", "checkpoint_minutes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
                 raise TrainingError(f"{name} must be a number, got {value!r}")

@@ -8,8 +8,9 @@ The run reads top to bottom (``train``):
    update per ``transitions_per_update`` transitions once ``learning_starts`` are stored;
 4. every ``log_every`` transitions, log the mean return of the episodes that finished
    (per agent, on the game's reward scale) to TensorBoard and the caller;
-5. every ``checkpoint_every`` transitions, at the next step where every copy starts a new
-   episode, write ``checkpoint.pt`` atomically. Ctrl-C writes one too.
+5. every ``checkpoint_every`` transitions or ``checkpoint_minutes`` minutes, whichever comes
+   first, at the next step where every copy starts a new episode, write ``checkpoint.pt``
+   atomically. Ctrl-C (and SIGTERM through the CLI) writes one too.
 
 Resuming loads the checkpoint (weights, targets, optimizers, generators, the replay buffer,
 counters and each copy's episode index) and goes on; when the checkpoint fell on an episode
@@ -126,9 +127,13 @@ def train(
 
         writer = SummaryWriter(os.fspath(run_dir), purge_step=env_steps if resume else None)
 
+    last_written = 0.0  # elapsed() when the last checkpoint was written
+
     def write_checkpoint() -> None:
+        nonlocal last_written
         if path is None:
             return
+        last_written = elapsed()
         # Copies in the middle of an episode restart at their next one when resumed.
         episodes = (game.episodes + (game.steps > 0).to(game.episodes.dtype)).cpu()
         checkpoint.save(path, {
@@ -209,6 +214,8 @@ def train(
                 if callback is not None:
                     callback(stats, learner)
 
+            if config.checkpoint_minutes and elapsed() - last_written >= 60 * config.checkpoint_minutes:
+                next_checkpoint = min(next_checkpoint, env_steps)  # due by the clock
             if env_steps >= next_checkpoint:
                 at_boundary = bool((game.steps == 0).all())
                 if at_boundary or env_steps >= next_checkpoint + slack:

@@ -138,3 +138,23 @@ def test_a_policy_callable_that_is_not_a_policy_is_one_line(tmp_path, monkeypatc
     error = capsys.readouterr().err
     assert "--policy 'os:system' raised TypeError" in error and error.count("\n") == 1
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_a_full_disk_is_one_line_and_the_earlier_file_is_intact(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import games.io
+
+    out = tmp_path / "kuhn.json"
+    out.write_text("the previous solution")
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(games.io.os, "fsync", full)
+    assert main(["solve", "kuhn_poker", "--iterations", "10", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "cannot write" in error and "No space left on device" in error and "intact" in error
+    assert error.count("\n") == 1
+    assert out.read_text() == "the previous solution"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kuhn.json"]  # no temporary file left

@@ -323,3 +323,16 @@ def test_incompatible_action_spaces_are_refused():
 
     with pytest.raises(TrainingError, match="MultiDiscrete"):
         GameSpec.of(MultiDiscreteGame())
+
+
+@pytest.mark.parametrize("minutes, more_than_the_last", [(0.0, False), (1e-6, True)])
+def test_checkpoints_are_also_written_by_the_clock(tmp_path, monkeypatch, minutes, more_than_the_last):
+    """checkpoint_minutes writes checkpoints on time as well as on transitions (0 turns it off)."""
+    written = []
+    original = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, payload: (written.append(payload["run"]["env_steps"]),
+                                                                    original(path, payload)))
+    config = small_config(env_steps=400, checkpoint_every=10**9, checkpoint_minutes=minutes)
+    train(make_game("spread", 8, seed=0), config, run_dir=tmp_path, game_name="spread")
+    assert written[-1] == 400 and (len(written) > 1) == more_than_the_last
+    assert all(steps % (8 * 25) == 0 for steps in written[:-1])  # at episode boundaries only
