@@ -65,16 +65,26 @@ def test_max_memory_lowers_and_raises_the_limit(capsys):
     assert "not a size" in refused(capsys, ["solve", "rps", "--max-memory", "lots"])
 
 
-def test_a_read_only_output_folder_is_refused_before_the_work(tmp_path, capsys):
+def test_read_only_output_folders_are_refused_before_the_work(tmp_path, monkeypatch, capsys):
+    """Root writes into read-only folders, so the folder is made read-only to gamelab's check."""
     import os
 
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        error = refused(capsys, ["solve", "kuhn_poker", "--out", str(folder / "kuhn.json")])
-        assert "is not a writable folder" in error
-    finally:
-        folder.chmod(0o700)
+    from tests.conftest import REPO
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if os.fspath(path) == str(locked)
+                        else real_access(path, mode))
+    cases = [
+        (["solve", "kuhn_poker", "--out", str(locked / "kuhn.json")], "--out"),
+        (["solve", "rps", "--plot", str(locked / "rps.png")], "--plot"),
+        (["render", "spread", "--out", str(locked / "x.gif")], "--out"),
+        (["train", "maddpg", "--scenario", "spread", "--out", str(locked / "run")], "--out"),
+        (["tournament", str(REPO / "examples" / "rps_tournament.yaml"), "--db", str(tmp_path / "t.sqlite"),
+          "--report", str(locked / "report")], "--report"),
+    ]
+    for args, option in cases:
+        error = refused(capsys, args)
+        assert option in error and f"{locked} is not a writable folder" in error, (args, error)
+    assert list(locked.iterdir()) == []
