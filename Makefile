@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.matrix
 	$(PY) -m benchmarks.nfg
 	$(PY) -m benchmarks.cfr
+	$(PY) -m benchmarks.psro
 	$(PY) -m benchmarks.sim
 	$(PY) -m benchmarks.tournament
 	$(PY) -m benchmarks.maddpg  # about 25 minutes: two 10-minute training runs

@@ -94,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     solve.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    psro = commands.add_parser(
+        "psro", help="grow populations of policies by best responses (PSRO)",
+        description="Policy-Space Response Oracles (Lanctot et al. 2017) with exact best responses on a "
+                    "normal-form or extensive-form game: each iteration solves the meta-game of the "
+                    "populations, adds each player's best response to the others' mixtures, and reports the "
+                    "mixtures' NashConv in the full game.",
+    )
+    psro.add_argument("game", help="as for `gamelab solve`: catalog name, .nfg/.efg path, random(...), OpenSpiel game")
+    psro.add_argument("--meta-solver", default="nash", help="nash (default), prd, rm or uniform")
+    psro.add_argument("--iterations", type=_positive_int, default=50, help="most iterations (default 50)")
+    psro.add_argument("--target-nash-conv", type=_non_negative_float, default=None,
+                      help="stop once the mixtures' NashConv is at most this")
+    psro.add_argument("--out", default=None,
+                      help="run folder: the populations, the meta-game, sigma at every iteration, nash_conv.png")
+    psro.add_argument("--plot", default=None, help="write NashConv against iterations and seconds as a PNG")
+    psro.add_argument("--max-memory", default=None, metavar="SIZE",
+                      help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
+    psro.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     commands.add_parser("games", help="list the catalog of classic games")
     commands.add_parser("solvers", help="list the solvers")
     commands.add_parser("scenarios", help="list the Markov-game scenarios and their settings")
@@ -181,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
-    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg"], help="which benchmark")
+    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro"], help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 
@@ -746,6 +765,102 @@ def command_tournament(args: argparse.Namespace) -> int:
     return 0
 
 
+def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any]) -> None:
+    from marl.plots import pyplot, write_png
+
+    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    values = [max(record.nash_conv, 1e-16) for record in history]
+    by_iteration.plot([record.iteration for record in history], values, marker="o" if len(values) < 30 else None)
+    by_time.plot([record.seconds for record in history], values, marker="o" if len(values) < 30 else None)
+    by_iteration.set_yscale("log")
+    by_iteration.set_ylabel("NashConv of the mixtures")
+    for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
+        axes.set_xlabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+    figure.suptitle(f"PSRO ({meta_solver}) on {spec}")
+    figure.tight_layout()
+    write_png(path, figure)
+
+
+def command_psro(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from games.extensive_form import ExtensiveFormGame, strategy_to_dict
+    from games.io import atomic_write_text
+    from games.loading import load_game
+    from solvers import psro
+
+    psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
+    _check_output_path(args.plot, "--plot")
+    if args.out is not None:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise GamelabError(f"--out {args.out}: exists and is not a folder")
+        if os.path.isdir(args.out) and os.listdir(args.out):
+            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out")
+        _check_writable_folder(args.out, f"--out {args.out}")
+    game = load_game(args.game, dtype=torch.float64)
+    tree = isinstance(game, ExtensiveFormGame)
+    console = Console(stderr=args.json)
+    with Progress(TextColumn(f"[bold]PSRO {args.meta_solver}"), BarColumn(),
+                  TextColumn("iteration {task.completed}/{task.total}"), TextColumn("population {task.fields[sizes]}"),
+                  TextColumn("NashConv {task.fields[nash_conv]}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("psro", total=args.iterations, sizes="-", nash_conv="-")
+
+        def show(record: Any) -> None:
+            progress.update(task, completed=record.iteration, sizes="x".join(map(str, record.population_sizes)),
+                            nash_conv=f"{record.nash_conv:.2e}")
+
+        run = psro.run(game, args.meta_solver, iterations=args.iterations, target_nash_conv=args.target_nash_conv,
+                       callback=show)
+    final = run.nash_conv()
+    history = run.history
+    seconds = history[-1].seconds if history else 0.0
+    payload = {
+        "game": args.game,
+        "meta_solver": args.meta_solver,
+        "oracle": "best-response",
+        "iterations": run.iteration,
+        "seconds": seconds,
+        "nash_conv": final,
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+                     "meta_nash_conv": r.meta_nash_conv} for r in history],
+        "population_sizes": [len(population) for population in run.populations],
+        "meta_strategy": [strategy.tolist() for strategy in run.meta_strategies],
+    }
+    if args.out is not None:
+        folder = args.out
+        for player, population in enumerate(run.populations):
+            for index, member in enumerate(population):
+                body = strategy_to_dict(game, member) if tree else {"player": player, "strategy": member.tolist()}
+                atomic_write_text(os.path.join(folder, "population", f"player{player}_{index:03d}.json"),
+                                  json.dumps(body, indent=1) + "\n")
+        atomic_write_text(os.path.join(folder, "meta_game.json"), json.dumps({
+            "payoffs": run.meta_game.tolist(),
+            "meta_strategies": [r.meta_strategies for r in history] + [payload["meta_strategy"]],
+        }) + "\n")
+        atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
+        if history:
+            _psro_plot(os.path.join(folder, "nash_conv.png"), args.game, args.meta_solver, history)
+    if args.plot and history:
+        _psro_plot(args.plot, args.game, args.meta_solver, history)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    reached = "" if args.target_nash_conv is None else (
+        " (target reached)" if final <= args.target_nash_conv else f" (target {args.target_nash_conv:g} not reached)")
+    console.print(f"[bold]PSRO ({args.meta_solver}, exact best responses)[/bold] on {game.title or args.game}: "
+                  f"{run.iteration} iterations, populations {payload['population_sizes']}, {seconds:.2f} s")
+    console.print(f"NashConv of the mixtures: {final:.3e}{reached}")
+    if args.out is not None:
+        console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
+    return 0
+
+
 def command_bench(args: argparse.Namespace) -> int:
     import importlib
     import os
@@ -775,6 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": command_train,
         "evaluate": command_evaluate,
         "tournament": command_tournament,
+        "psro": command_psro,
         "bench": command_bench,
     }
     try:

@@ -357,6 +357,25 @@ def best_response(game: ExtensiveFormGame, strategy: Tensor, player: int) -> Ten
     return torch.where(mine[:, None], onehot, strategy)
 
 
+def behaviour_from_plan(game: ExtensiveFormGame, player: int, plan: Tensor, into: Tensor) -> Tensor:
+    """The behavioural strategy of ``player`` whose realization plan is ``plan``, written into its rows.
+
+    ``s(a|I) = R[I, a] / R[parent(I)]``, where the parent's value is the sum of ``R`` over
+    ``I``'s sequences; at infosets the plan never reaches, uniform play. A mixture of
+    behavioural strategies (a population's meta-strategy) has the weighted sum of their
+    plans as its plan, so this is the reach-weighted aggregate that OpenSpiel's
+    ``PolicyAggregator`` builds.
+
+    Shapes: ``plan`` ``(treeplexes(game)[player].size + 1,)``; ``into`` and the result
+    ``(num_infosets, max_actions)`` (a copy; the other players' rows are kept).
+    """
+    treeplex = treeplexes(game)[player]
+    sequences = plan[:-1]
+    mass = treeplex.segment_sums(sequences).index_select(0, treeplex.sequence_infoset)
+    behaviour = torch.where(mass > 0, sequences / torch.where(mass > 0, mass, torch.ones_like(mass)), treeplex.uniform)
+    return treeplex.unpack_into(into.clone(), behaviour)
+
+
 def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``."""
     return (best_response_values(game, strategy) - expected_values(game, strategy)).sum()

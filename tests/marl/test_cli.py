@@ -293,3 +293,44 @@ def test_a_missing_optional_package_gives_the_pip_line(monkeypatch, capsys):
     code = main(["train", "maddpg", "--scenario", "pettingzoo:gamelab_absent_extra.simple_v1", "--out", "unused"])
     error = capsys.readouterr().err
     assert code == 2 and "pip install 'gamelab[bench]'" in error and error.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------
+# PSRO
+
+
+def test_psro_json_and_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["psro", "kuhn_poker", "--iterations", "20", "--out", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("game", "meta_solver", "oracle", "iterations", "seconds", "nash_conv", "history",
+                "population_sizes", "meta_strategy"):
+        assert key in payload, key
+    assert payload["nash_conv"] < 1e-9 and payload["meta_solver"] == "nash"
+    assert [len(strategy) for strategy in payload["meta_strategy"]] == payload["population_sizes"]
+    members = sorted(path.name for path in (out / "population").iterdir())
+    assert len(members) == sum(payload["population_sizes"]) and members[0] == "player0_000.json"
+    meta = json.loads((out / "meta_game.json").read_text())
+    assert len(meta["meta_strategies"]) == payload["iterations"] + 1
+    assert (out / "nash_conv.png").read_bytes()[:4] == b"\x89PNG"
+    from games.extensive_form import read_strategy
+    from games.loading import load_game
+
+    read_strategy(load_game("kuhn_poker"), out / "population" / members[-1])  # a strategy gamelab reads back
+
+
+@pytest.mark.parametrize("args, message", [
+    (["psro", "rps", "--meta-solver", "nsh"], "unknown meta-solver 'nsh' (did you mean 'nash'?)"),
+    (["psro", "no_such_game"], "unknown game"),
+])
+def test_psro_bad_input_exits_2(args, message, capsys):
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_psro_refuses_a_run_folder_that_holds_something(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("mine")
+    assert main(["psro", "rps", "--out", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["precious.txt"]

@@ -1,0 +1,114 @@
+"""PSRO: known values, OpenSpiel's own aggregation and policy values, and the meta-game kept incrementally."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from games import catalog
+from games.errors import SolverError
+from solvers import psro
+from solvers.exploitability import nash_conv
+
+
+def test_double_oracle_on_rock_paper_scissors_reaches_the_equilibrium_without_duplicates():
+    game = catalog.load("rps")
+    run = psro.run(game, "nash", iterations=20)
+    for strategy in run.policy():
+        np.testing.assert_allclose(strategy.numpy(), [1 / 3, 1 / 3, 1 / 3], atol=1e-9)
+    assert run.nash_conv() < 1e-9
+    for population in run.populations:
+        rows = [tuple(member.tolist()) for member in population]
+        assert len(rows) == len(set(rows))
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(2, 25), st.integers(2, 25), st.integers(0, 10**6))
+def test_double_oracle_reaches_the_lp_value_of_random_zero_sum_games(rows, columns, seed):
+    """The double oracle (McMahan et al. 2003) ends at an equilibrium: the game's LP value."""
+    from solvers.lp import zero_sum_lp
+
+    game = catalog.random_zero_sum(rows, columns, seed=seed)
+    run = psro.run(game, "nash", iterations=200)
+    row, column = run.policy()
+    assert float(nash_conv(game, [row, column])) < 1e-8
+    assert float(row @ game.payoffs[0] @ column) == pytest.approx(float(zero_sum_lp(game).value), abs=1e-8)
+
+
+def test_the_meta_game_kept_block_by_block_equals_the_meta_game_recomputed(kuhn):
+    run = psro.PSRO(kuhn, "prd")
+    for _ in range(4):
+        run.step()
+    kind = run._kind
+    full = kind.block([kind.features(population, player) for player, population in enumerate(run.populations)])
+    torch.testing.assert_close(run.meta_game, full, rtol=0, atol=1e-12)
+    three = catalog.random_game([3, 4, 2], seed=3)
+    run = psro.PSRO(three, "uniform")
+    for _ in range(3):
+        run.step()
+    kind = run._kind
+    full = kind.block([kind.features(population, player) for player, population in enumerate(run.populations)])
+    torch.testing.assert_close(run.meta_game, full, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, meta_solver, iterations", [("kuhn_poker", "prd", 4), ("leduc_poker", "nash", 3)])
+def test_entries_and_nash_conv_equal_openspiels_policy_values_and_aggregator(name, meta_solver, iterations):
+    """Each meta-game entry equals expected_game_score.policy_value of the exported members,
+    and the NashConv PSRO reports equals pyspiel.nash_conv of the mixture that OpenSpiel's
+    PolicyAggregator builds from the same members and meta-strategies."""
+    import pyspiel
+    from open_spiel.python import policy as policy_lib
+    from open_spiel.python.algorithms import exploitability, policy_aggregator
+    from open_spiel.python.algorithms.expected_game_score import policy_value
+
+    from games.adapters.openspiel import strategy_to_tabular_policy
+    from games.loading import load_game
+
+    game = load_game(name)
+    spiel = pyspiel.load_game(name)
+    run = psro.PSRO(game, meta_solver)
+    for _ in range(iterations):
+        run.step()
+    run.update_meta_strategies()
+    exported = [[strategy_to_tabular_policy(game, member, spiel) for member in population]
+                for population in run.populations]
+    root = spiel.new_initial_state()
+    sizes = [len(population) for population in exported]
+    for i in range(sizes[0]):
+        for j in range(0, sizes[1], max(1, sizes[1] // 3)):
+            values = policy_value(root, [exported[0][i], exported[1][j]])
+            assert run.meta_game[0, i, j].item() == pytest.approx(values[0], abs=1e-12)
+            assert run.meta_game[1, i, j].item() == pytest.approx(values[1], abs=1e-12)
+    weights = [strategy.tolist() for strategy in run.meta_strategies]
+    aggregated = policy_aggregator.PolicyAggregator(spiel).aggregate([0, 1], exported, weights)
+    reference = exploitability.nash_conv(spiel, policy_lib.tabular_policy_from_callable(spiel, aggregated))
+    assert run.nash_conv() == pytest.approx(reference, abs=1e-9)
+
+
+def test_psro_with_exact_best_responses_solves_kuhn():
+    """Kuhn's value is -1/18 for the first player (Kuhn 1950)."""
+    from games.loading import load_game
+    from solvers.sequence_form import expected_values
+
+    game = load_game("kuhn_poker")
+    run = psro.run(game, "nash", iterations=50, target_nash_conv=1e-3)
+    assert run.nash_conv() <= 1e-3
+    assert float(expected_values(game, run.policy())[0]) == pytest.approx(-1 / 18, abs=1e-3)
+
+
+def test_every_meta_solver_gives_distributions():
+    meta_game = catalog.random_game([4, 3], seed=1).payoffs
+    for name in psro.META_SOLVERS:
+        for strategy, size in zip(psro.meta_solver(name)(meta_game), (4, 3)):
+            assert strategy.shape == (size,) and bool((strategy >= 0).all())
+            assert float(strategy.sum()) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_unknown_meta_solver_and_games_psro_does_not_take():
+    with pytest.raises(SolverError, match="unknown meta-solver 'nsh' \\(did you mean 'nash'\\?\\)"):
+        psro.PSRO(catalog.load("rps"), "nsh")
+    with pytest.raises(SolverError, match="not a batch"):
+        psro.PSRO(catalog.random_zero_sum(3, 3, batch_size=2), "nash")
