@@ -39,7 +39,8 @@ Memory: the compiled arrays take about ``8 * (num_nodes * 6 + num_terminals * (3
 num_infosets * 3 * max_actions)`` bytes, but the compiler's own bookkeeping while it
 walks the tree dominates: about ``BYTES_PER_NODE`` per node at its peak.
 ``TreeCompiler`` refuses a tree as soon as it passes ``max_nodes`` (by default, what the
-machine's available memory holds), naming the estimate, instead of running out of memory.
+memory gamelab may use holds: ``games.memory``), naming the estimate, instead of running
+out of memory.
 """
 
 from __future__ import annotations
@@ -60,22 +61,12 @@ TERMINAL = -4
 BYTES_PER_NODE = 1400
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def default_max_nodes() -> int:
-    """The most nodes whose compilation fits in 80% of the available memory (20 million if unknown)."""
-    available = available_memory()
-    return 20_000_000 if available is None else max(1, int(0.8 * available / BYTES_PER_NODE))
+    """The most nodes whose compilation fits in the memory gamelab may use (``games.memory``:
+    80% of the available memory, or ``--max-memory``)."""
+    from games.memory import limit_bytes
+
+    return max(1, int(limit_bytes()[0] / BYTES_PER_NODE))
 
 
 @dataclass
@@ -221,12 +212,13 @@ class TreeCompiler:
 
     def _add_node(self, parent: int, slot: int, player: int, infoset: int) -> int:
         if len(self.node_parent) >= self.max_nodes:
-            available = available_memory()
+            from games.memory import format_bytes, limit_bytes
+
+            limit, source = limit_bytes()
             raise GameError(
                 f"the game tree has more than {self.max_nodes:,} nodes; compiling it would need over "
-                f"{self.max_nodes * BYTES_PER_NODE / 2**30:.1f} GiB"
-                + ("" if available is None else f" (this machine has {available / 2**30:.1f} GiB available)")
-                + "; pass a larger max_nodes to try anyway"
+                f"{format_bytes(self.max_nodes * BYTES_PER_NODE)} (gamelab may use {format_bytes(limit)}: "
+                f"{source}); pass a larger max_nodes, or --max-memory, to try anyway"
             )
         probability = 1.0
         if parent < 0:
