@@ -184,3 +184,56 @@ def _check_expansion(root: Any, source: str) -> None:
                                     "an alias refers to a value that contains it")
             if id(child) not in sizes:
                 stack.append((child, False))
+
+
+# What torch's weights-only unpickler says of a pickle that names objects beyond tensors
+# and numbers (a class or function to import, or opcodes of newer pickle protocols).
+PICKLE_MARKS = ("GLOBAL", "Unsupported operand", "Unsupported class")
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "torch file") -> Any:
+    """What ``torch.save`` wrote to a file a user handed us, read on the CPU with ``weights_only=True``.
+
+    Raises:
+        GameFileError: naming the file: missing; damaged (a member of its zip archive fails
+            its CRC-32, checked before torch reads it); holding pickled objects, which could
+            run code when loaded; or not a torch file at all.
+    """
+    import re
+    import zipfile
+
+    import torch
+
+    from games.errors import GameFileError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise GameFileError(path, None, None, f"no such {what} file")
+    archive = zipfile.is_zipfile(path)
+    if archive:
+        try:
+            with zipfile.ZipFile(path) as opened:
+                damaged = opened.testzip()
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as error:
+            raise GameFileError(path, None, None, f"corrupted: its zip archive cannot be read ({error})") from None
+        if damaged is not None:
+            raise GameFileError(path, None, None, f"corrupted: {damaged} inside it fails its checksum; the file was "
+                                                  "changed after it was written (use an earlier copy, or make it again)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
+        text = str(error)
+        if "Weights only load failed" in text and any(mark in text for mark in PICKLE_MARKS):
+            with open(path, "rb") as handle:
+                pickle = archive or handle.read(1) == b"\x80"  # a torch archive, or a pickle of protocol 2+
+            if pickle:
+                named = re.search(r"GLOBAL ([\w.]+)", text)
+                raise GameFileError(path, None, None,
+                                    "refused: it holds Python objects that would run code when loaded (a pickle"
+                                    + (f" naming {named.group(1)}" if named else "") + "); gamelab reads only plain "
+                                    "files of tensors and numbers, such as the checkpoint.pt and policy.pt that "
+                                    "`gamelab train` writes") from None
+        # torch's own text about weights_only is advice for trusted files; it does not apply here.
+        detail = "" if "Weights only load failed" in text or not text.strip() else \
+            f": {type(error).__name__} {text.strip().splitlines()[0][:160]}"
+        raise GameFileError(path, None, None, f"not a readable torch {what} (corrupted or foreign){detail}") from None
