@@ -107,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     psro.add_argument("--target-nash-conv", type=_non_negative_float, default=None,
                       help="stop once the mixtures' NashConv is at most this")
     psro.add_argument("--out", default=None,
-                      help="run folder: the populations, the meta-game, sigma at every iteration, nash_conv.png")
+                      help="run folder: the populations, the meta-game, sigma at every iteration, nash_conv.png, "
+                           "and state.pt, saved after every iteration")
+    psro.add_argument("--resume", action="store_true",
+                      help="continue the run in --out (after Ctrl-C or kill -9) up to --iterations in all")
     psro.add_argument("--plot", default=None, help="write NashConv against iterations and seconds as a PNG")
     psro.add_argument("--max-memory", default=None, metavar="SIZE",
                       help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
@@ -790,20 +793,40 @@ def command_psro(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from games.extensive_form import ExtensiveFormGame, strategy_to_dict
-    from games.io import atomic_write_text
+    from games.io import atomic_write_bytes, atomic_write_text
     from games.loading import load_game
     from solvers import psro
 
     psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
     _check_output_path(args.plot, "--plot")
+    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
+    if args.resume and (state_path is None or not os.path.isfile(state_path)):
+        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no PSRO run (state.pt) to continue")
     if args.out is not None:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise GamelabError(f"--out {args.out}: exists and is not a folder")
-        if os.path.isdir(args.out) and os.listdir(args.out):
-            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out")
+        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
+            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
         _check_writable_folder(args.out, f"--out {args.out}")
     game = load_game(args.game, dtype=torch.float64)
     tree = isinstance(game, ExtensiveFormGame)
+    start = None
+    if args.resume:
+        from games.io import read_torch_file
+
+        state = read_torch_file(state_path, what="PSRO run")
+        if not isinstance(state, dict) or state.get("game") != args.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+        start = psro.PSRO(game, args.meta_solver)
+        start.load_state_dict(state, source=state_path)
+
+    def save_state(run: Any) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({**run.state_dict(), "game": args.game}, buffer)
+        atomic_write_bytes(state_path, buffer.getvalue())
     console = Console(stderr=args.json)
     with Progress(TextColumn(f"[bold]PSRO {args.meta_solver}"), BarColumn(),
                   TextColumn("iteration {task.completed}/{task.total}"), TextColumn("population {task.fields[sizes]}"),
@@ -811,12 +834,23 @@ def command_psro(args: argparse.Namespace) -> int:
                   transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("psro", total=args.iterations, sizes="-", nash_conv="-")
 
+        holder: dict[str, Any] = {}
+
         def show(record: Any) -> None:
             progress.update(task, completed=record.iteration, sizes="x".join(map(str, record.population_sizes)),
                             nash_conv=f"{record.nash_conv:.2e}")
+            if state_path is not None:
+                save_state(holder["run"])
 
-        run = psro.run(game, args.meta_solver, iterations=args.iterations, target_nash_conv=args.target_nash_conv,
-                       callback=show)
+        holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver)
+        try:
+            run = psro.run(game, args.meta_solver, iterations=args.iterations,
+                           target_nash_conv=args.target_nash_conv, callback=show, start=holder["run"])
+        except KeyboardInterrupt:
+            if state_path is None:
+                raise
+            console.print(f"interrupted: {state_path} holds the finished iterations; continue with --resume")
+            return 130
     final = run.nash_conv()
     history = run.history
     seconds = history[-1].seconds if history else 0.0

@@ -46,6 +46,7 @@ probability.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ from games.normal_form import NormalFormGame
 Tensor = torch.Tensor
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+STATE_FORMAT = "gamelab.psro"
+STATE_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -361,6 +364,63 @@ class PSRO:
             table[(slice(None), *ranges)] = kind.block([self._features[j][ranges[j]] for j in range(kind.num_players)])
         self.meta_game = table
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: the populations, the meta-game and the history.
+
+        Tensors, numbers and strings only, so it saves with ``torch.save`` and loads with
+        ``weights_only=True``. Populations are stacked per player: ``(K_i, A_i)`` or
+        ``(K_i, num_infosets, max_actions)``.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "meta_solver": self.meta_solver,
+            "populations": [torch.stack(population) for population in self.populations],
+            "meta_game": self.meta_game,
+            "history": [dataclasses.asdict(record) for record in self.history],
+        }
+
+    def load_state_dict(self, state: Any, source: str = "the saved run") -> None:
+        """Continues from :meth:`state_dict`'s output; the meta-game is read, not recomputed.
+
+        Raises:
+            SolverError: naming ``source``, for a state of another game, meta-solver or
+                format, or one whose entries have the wrong types or shapes.
+        """
+        def fail(message: str) -> SolverError:
+            return SolverError(f"{source}: {message}")
+
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise fail(f"not a gamelab PSRO run (no {STATE_FORMAT!r} format marker)")
+        if state.get("version") != STATE_VERSION:
+            raise fail(f"PSRO run version {state.get('version')!r}; this gamelab reads {STATE_VERSION}")
+        if state.get("meta_solver") != self.meta_solver:
+            raise fail(f"the run used the meta-solver {state.get('meta_solver')!r}, not {self.meta_solver!r}")
+        populations, meta_game, history = state.get("populations"), state.get("meta_game"), state.get("history")
+        kind = self._kind
+        shape = tuple(kind.uniform(0).shape)
+        if not isinstance(populations, list) or len(populations) != kind.num_players or not all(
+                isinstance(stack, Tensor) and stack.dim() == len(shape) + 1 and stack.shape[0] >= 1
+                for stack in populations):
+            raise fail(f"its populations are not {kind.num_players} stacks of policies")
+        for player, stack in enumerate(populations):
+            if tuple(stack.shape[1:]) != tuple(kind.uniform(player).shape):
+                raise fail(f"player {player}'s policies have shape {tuple(stack.shape[1:])}, this game's "
+                           f"{tuple(kind.uniform(player).shape)}: the run is of another game")
+        sizes = tuple(stack.shape[0] for stack in populations)
+        if not isinstance(meta_game, Tensor) or tuple(meta_game.shape) != (kind.num_players, *sizes):
+            raise fail(f"its meta-game does not have the shape {(kind.num_players, *sizes)} of its populations")
+        fields = {item.name for item in dataclasses.fields(PSROIterate)}
+        if not isinstance(history, list) or not all(isinstance(row, dict) and set(row) == fields for row in history):
+            raise fail("its history is malformed")
+        reference = kind.uniform(0)
+        self.populations = [list(stack.to(reference.device, reference.dtype).unbind(0)) for stack in populations]
+        self._features = [kind.features(population, player) for player, population in enumerate(self.populations)]
+        self.meta_game = meta_game.to(self.meta_game.device, self.meta_game.dtype)
+        self.history = [PSROIterate(**row) for row in history]
+        self.meta_strategies = _uniform(self.meta_game)
+        self._started = time.perf_counter() - (self.history[-1].seconds if self.history else 0.0)
+
     def step(self) -> PSROIterate:
         """One iteration: meta-strategies, best responses, new meta-game entries."""
         self.update_meta_strategies()
@@ -386,22 +446,29 @@ def _meta_nash_conv(meta_game: Tensor, strategies: list[Tensor]) -> float:
 
 def run(game: NormalFormGame | ExtensiveFormGame, meta_solver: str = "nash", *, iterations: int = 100,
         target_nash_conv: float | None = None,
-        callback: Callable[[PSROIterate], None] | None = None) -> PSRO:
-    """Runs PSRO until ``iterations``, ``target_nash_conv``, or no player has a new best response.
+        callback: Callable[[PSROIterate], None] | None = None, start: PSRO | None = None) -> PSRO:
+    """Runs PSRO until ``iterations`` in all, ``target_nash_conv``, or no player has a new best response.
 
-    The last iterate's NashConv is measured after the final meta-strategies are solved.
+    ``start``: a run to continue (one restored with :meth:`PSRO.load_state_dict`);
+    ``callback`` sees every iteration's record (progress bars, saving the run). The final
+    meta-strategies are solved after the last iteration.
     """
-    psro = PSRO(game, meta_solver)
-    for _ in range(iterations):
+    psro = PSRO(game, meta_solver) if start is None else start
+    while psro.iteration < iterations:
+        if psro.history and not _goes_on(psro.history[-1], target_nash_conv):
+            break
         record = psro.step()
         if callback is not None:
             callback(record)
-        if target_nash_conv is not None and record.nash_conv <= target_nash_conv:
-            break
-        if not any(record.added):
+        if not _goes_on(record, target_nash_conv):
             break
     psro.update_meta_strategies()
     return psro
+
+
+def _goes_on(record: PSROIterate, target_nash_conv: float | None) -> bool:
+    """Whether a run goes on after ``record``: the target is not met and a best response was new."""
+    return (target_nash_conv is None or record.nash_conv > target_nash_conv) and any(record.added)
 
 
 __all__ = ["META_SOLVERS", "PSRO", "PSROIterate", "meta_solver", "projected_replicator_dynamics", "run"]

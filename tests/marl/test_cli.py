@@ -334,3 +334,56 @@ def test_psro_refuses_a_run_folder_that_holds_something(tmp_path, capsys):
     assert main(["psro", "rps", "--out", str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["precious.txt"]
+
+
+def test_psro_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
+    """kill -9 after some iterations, then --resume: the same populations, meta-game and NashConv."""
+    import signal
+    import time
+
+    import torch
+
+    whole = tmp_path / "whole"
+    assert main(["psro", "leduc_poker", "--meta-solver", "prd", "--iterations", "7", "--out", str(whole), "--json"]) == 0
+    uninterrupted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "marl.cli", "psro", "leduc_poker", "--meta-solver", "prd",
+                                "--iterations", "7", "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        state = killed / "state.pt"
+        if state.exists() and len(torch.load(state, weights_only=True)["history"]) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(torch.load(killed / "state.pt", weights_only=True)["history"])
+    assert 2 <= done < 7
+    assert main(["psro", "leduc_poker", "--meta-solver", "prd", "--iterations", "7", "--out", str(killed),
+                 "--resume", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["nash_conv"] == uninterrupted["nash_conv"]
+    assert resumed["population_sizes"] == uninterrupted["population_sizes"]
+    assert [row["nash_conv"] for row in resumed["history"]] == [row["nash_conv"] for row in uninterrupted["history"]]
+    first, second = (torch.load(folder / "state.pt", weights_only=True) for folder in (whole, killed))
+    assert torch.equal(first["meta_game"], second["meta_game"])
+
+
+def test_psro_resume_refuses_another_game_and_a_damaged_state(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["psro", "kuhn_poker", "--meta-solver", "prd", "--iterations", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    assert main(["psro", "leduc_poker", "--meta-solver", "prd", "--out", str(out), "--resume"]) == 2
+    assert "is a run of 'kuhn_poker', not 'leduc_poker'" in capsys.readouterr().err
+    state = out / "state.pt"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 16] = bytes(16)
+    state.write_bytes(bytes(data))
+    before["state.pt"] = bytes(data)
+    assert main(["psro", "kuhn_poker", "--meta-solver", "prd", "--out", str(out), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "state.pt" in error and error.count("\n") == 1
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
