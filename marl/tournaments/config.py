@@ -40,6 +40,8 @@ Player kinds (which games take them):
   tournament starts.
 - ``strategy`` (normal-form, extensive-form): ``path:`` a JSON file from
   ``gamelab solve --out``.
+- ``psro`` (normal-form, extensive-form): ``path:`` the ``state.pt`` of a ``gamelab psro
+  --out`` run of the same game; the player is its populations' meta-strategy mixtures.
 - ``mcts`` (OpenSpiel extensive-form games, sampled play): OpenSpiel's MCTS bot on
   perfect-information games, its information-set MCTS bot otherwise; ``simulations``
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).
@@ -65,19 +67,22 @@ from typing import Any
 from games.errors import GamelabError, did_you_mean
 from marl.errors import TournamentConfigError
 
-PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "mcts", "checkpoint", "scripted", "callable")
+PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "psro", "mcts", "checkpoint", "scripted",
+                "callable")
 PLAYER_FIELDS = {
     "uniform": (),
     "mixed": ("strategy",),
     "pure": ("action",),
     "solver": ("solver", "iterations"),
     "strategy": ("path",),
+    "psro": ("path",),
     "mcts": ("simulations", "rollouts", "uct_c"),
     "checkpoint": ("path",),
     "scripted": ("arguments",),
     "callable": ("callable", "arguments"),
 }
-REQUIRED_FIELDS = {"mixed": ("strategy",), "pure": ("action",), "strategy": ("path",), "checkpoint": ("path",),
+REQUIRED_FIELDS = {"mixed": ("strategy",), "pure": ("action",), "strategy": ("path",), "psro": ("path",),
+                   "checkpoint": ("path",),
                    "callable": ("callable",)}
 TOURNAMENT_FIELDS = ("name", "game", "settings", "evaluation", "matches_per_pair", "seat_swap", "seed", "batch_size",
                      "move_time_limit", "forfeit_payoffs", "device", "alpha_rank", "players")

@@ -74,6 +74,25 @@ def _read_json(config: TournamentConfig, player: PlayerConfig) -> tuple[str, Any
         raise GameFileError(path, error.lineno, error.colno, f"not valid JSON: {error.msg}") from None
 
 
+def _psro_mixtures(config: TournamentConfig, player: PlayerConfig, game: Any) -> list[Tensor]:
+    """The sigma-mixtures of a ``gamelab psro --out`` run (its ``state.pt``), one per player of ``game``."""
+    from games.io import read_torch_file
+    from solvers.psro import PSRO
+
+    path = config.resolve(player.options["path"])
+    try:
+        state = read_torch_file(path, what="PSRO run")
+        if not isinstance(state, dict) or state.get("game") != config.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"{path} is a PSRO run of {recorded!r}, not of {config.game!r}")
+        run = PSRO(game, str(state.get("meta_solver")))
+        run.load_state_dict(state, source=path)
+    except GamelabError as error:
+        raise _fail(player, str(error)) from None
+    run.update_meta_strategies()
+    return run.mixtures()
+
+
 def _solve(game: Any, player: PlayerConfig) -> list[Tensor]:
     from solvers import registry
 
@@ -115,6 +134,8 @@ class MatrixPlayer:
             self._fixed = [self._pure(options["action"], seat) for seat in range(2)]
         elif kind == "solver":
             self._fixed = [s.detach().to("cpu", torch.float64) for s in _solve(game, player)]
+        elif kind == "psro":
+            self._fixed = [mixture.detach().to("cpu", torch.float64) for mixture in _psro_mixtures(config, player, game)]
         elif kind == "strategy":
             path, payload = _read_json(config, player)
             strategies = payload.get("strategies") if isinstance(payload, dict) else None
@@ -125,7 +146,7 @@ class MatrixPlayer:
             self._function = load_callable(player)
         else:
             raise _fail(player, "this kind does not play normal-form games; use uniform, mixed, pure, solver, "
-                                "strategy or callable")
+                                "strategy, psro or callable")
 
     def _check(self, values: Any, seat: int) -> Tensor:
         size = int(self.game.num_actions[seat])
@@ -239,6 +260,10 @@ class TreePlayer:
             self._fixed = torch.nn.functional.one_hot(choice, game.max_actions).to(game.dtype)
         elif kind == "solver":
             self._fixed = _solve(game, player)[0].detach()
+        elif kind == "psro":
+            mixtures = _psro_mixtures(config, player, game)
+            mine = [(game.infoset_player == seat)[:, None] for seat in range(game.num_players)]
+            self._fixed = torch.where(mine[0], mixtures[0], mixtures[1])
         elif kind == "strategy":
             try:
                 self._fixed = read_strategy(game, config.resolve(options["path"]))
@@ -251,7 +276,7 @@ class TreePlayer:
                 raise _fail(player, "MCTS plays OpenSpiel games; this game is not one")
         else:
             raise _fail(player, "this kind does not play extensive-form games; use uniform, pure, solver, "
-                                "strategy, mcts or callable")
+                                "strategy, psro, mcts or callable")
 
     def strategy(self) -> Tensor:
         """``(num_infosets, max_actions)`` (a callable's output is validated; it raises ``GameError`` if bad)."""

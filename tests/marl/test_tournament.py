@@ -467,3 +467,49 @@ def test_config_errors_name_the_file_and_line(tmp_path):
     path = write_config(tmp_path, "game: tag\nplayers:\n  - {name: a, kind: uniform}\n  - {name: b, kind: uniform, x: 1}\n")
     with pytest.raises(TournamentConfigError, match=r"tournament.yaml:4: players\[1\].x: unknown field"):
         load_config(path)
+
+
+def test_a_psro_run_plays_as_its_mixture_and_beats_what_it_answered(tmp_path):
+    """A `gamelab psro --out` run of Kuhn joins a tournament as its meta-strategy mixture: the
+    double oracle's mixture is an equilibrium, so it loses nothing to the other players on
+    average over both seats (Kuhn's value -1/18 for the first seat, Kuhn 1950), and its table
+    entries equal the mixture evaluated on the tree."""
+    import torch
+
+    from solvers import psro
+    from solvers.sequence_form import expected_values
+
+    assert main(["psro", "kuhn_poker", "--out", str(tmp_path / "psro"), "--json"]) == 0
+    config = write_config(tmp_path, """\
+        game: kuhn_poker
+        players:
+          - {name: psro, kind: psro, path: psro/state.pt}
+          - {name: uniform, kind: uniform}
+          - {name: always-bet, kind: pure, action: last}
+    """)
+    result = run_tournament(load_config(config), tmp_path / "t.sqlite")
+    payoffs = result.tables.payoffs
+    assert payoffs[0, 1] > 0 and payoffs[0, 2] > 0
+    assert payoffs[0, 0] == pytest.approx(0.0, abs=1e-9)  # self-play over both seats: -1/18 + 1/18
+    from games.loading import load_game
+
+    game = load_game("kuhn_poker")
+    state = torch.load(tmp_path / "psro" / "state.pt", weights_only=True)
+    run = psro.PSRO(game, "nash")
+    run.load_state_dict(state)
+    run.update_meta_strategies()
+    assert float(expected_values(game, run.policy())[0]) == pytest.approx(-1 / 18, abs=1e-9)
+
+
+def test_a_psro_run_of_another_game_is_refused(tmp_path, capsys):
+    assert main(["psro", "rps", "--out", str(tmp_path / "psro")]) == 0
+    config = write_config(tmp_path, """\
+        game: kuhn_poker
+        players:
+          - {name: psro, kind: psro, path: psro/state.pt}
+          - {name: uniform, kind: uniform}
+    """)
+    capsys.readouterr()
+    assert main(["tournament", config, "--db", str(tmp_path / "t.sqlite")]) == 2
+    error = capsys.readouterr().err
+    assert "is a PSRO run of 'rps', not of 'kuhn_poker'" in error and error.count("\n") == 1
