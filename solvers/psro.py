@@ -106,8 +106,12 @@ def projected_replicator_dynamics(meta_game: Tensor, iterations: int = 10_000, s
         def payoff_vectors(x: list) -> list:
             return [row @ x[1], column @ x[0]]
     else:
+        letters = _LETTERS[:num_players]
+        subscripts = [f"{letters}," + ",".join(letters[j] for j in range(num_players) if j != i) + f"->{letters[i]}"
+                      for i in range(num_players)]
+
         def payoff_vectors(x: list) -> list:
-            return [_payoff_vector(torch.from_numpy(table[i]), [torch.from_numpy(s) for s in x], i).numpy()
+            return [np.einsum(subscripts[i], table[i], *(x[j] for j in range(num_players) if j != i), optimize=False)
                     for i in range(num_players)]
     for _ in range(iterations):
         payoffs = payoff_vectors(strategies)

@@ -48,11 +48,13 @@ def test_the_meta_game_kept_block_by_block_equals_the_meta_game_recomputed(kuhn,
     torch.testing.assert_close(run.meta_game, full, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, meta_solver, iterations", [("kuhn_poker", "prd", 4), ("leduc_poker", "nash", 3)])
+@pytest.mark.parametrize("name, meta_solver, iterations", [("kuhn_poker", "prd", 4), ("leduc_poker", "nash", 3),
+                                                         ("kuhn_poker(players=3)", "prd", 3)])
 def test_entries_and_nash_conv_equal_openspiels_policy_values_and_aggregator(name, meta_solver, iterations):
     """Each meta-game entry equals expected_game_score.policy_value of the exported members,
     and the NashConv PSRO reports equals pyspiel.nash_conv of the mixture that OpenSpiel's
-    PolicyAggregator builds from the same members and meta-strategies."""
+    PolicyAggregator builds from the same members and meta-strategies; 3-player Kuhn runs
+    through the same loop."""
     import pyspiel
     from open_spiel.python import policy as policy_lib
     from open_spiel.python.algorithms import exploitability, policy_aggregator
@@ -63,6 +65,7 @@ def test_entries_and_nash_conv_equal_openspiels_policy_values_and_aggregator(nam
 
     game = load_game(name)
     spiel = pyspiel.load_game(name)
+    players = spiel.num_players()
     run = psro.PSRO(game, meta_solver)
     for _ in range(iterations):
         run.step()
@@ -71,13 +74,13 @@ def test_entries_and_nash_conv_equal_openspiels_policy_values_and_aggregator(nam
                 for population in run.populations]
     root = spiel.new_initial_state()
     sizes = [len(population) for population in exported]
-    for i in range(sizes[0]):
-        for j in range(0, sizes[1], max(1, sizes[1] // 3)):
-            values = policy_value(root, [exported[0][i], exported[1][j]])
-            assert run.meta_game[0, i, j].item() == pytest.approx(values[0], abs=1e-12)
-            assert run.meta_game[1, i, j].item() == pytest.approx(values[1], abs=1e-12)
+    for profile in [(i, j, *[sizes[k] - 1 for k in range(2, players)]) for i in range(sizes[0])
+                    for j in range(0, sizes[1], max(1, sizes[1] // 3))]:
+        values = policy_value(root, [exported[p][index] for p, index in enumerate(profile)])
+        for p in range(players):
+            assert run.meta_game[(p, *profile)].item() == pytest.approx(values[p], abs=1e-12)
     weights = [strategy.tolist() for strategy in run.meta_strategies]
-    aggregated = policy_aggregator.PolicyAggregator(spiel).aggregate([0, 1], exported, weights)
+    aggregated = policy_aggregator.PolicyAggregator(spiel).aggregate(list(range(players)), exported, weights)
     reference = exploitability.nash_conv(spiel, policy_lib.tabular_policy_from_callable(spiel, aggregated))
     assert run.nash_conv() == pytest.approx(reference, abs=1e-9)
 
