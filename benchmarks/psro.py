@@ -9,6 +9,10 @@ random initial policies; its NashConv is ``exploitability.nash_conv`` of the
 ``PolicyAggregator`` mixture, as in the example. gamelab runs ``solvers.psro`` with exact
 meta-game entries from the sequence form, with ``prd`` and with ``nash``.
 
+Then XDO against PSRO on Leduc (``--xdo-game``): iterations and seconds to NashConv <=
+0.01, XDO's restricted games solved by CFR+ to NashConv 0.0025, PSRO with exact best
+responses and ``nash`` for up to 150 iterations.
+
 Each row prints the seconds per iteration (NashConv measurements excluded for both: they
 are analysis, not training) and the NashConv after every iteration, side by side, with
 the ratio OpenSpiel / gamelab at equal pool size. OpenSpiel's first iteration, which
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench psro", description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", nargs="+", default=["kuhn_poker", "leduc_poker"])
     parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--xdo-game", default="leduc_poker", help="game of the XDO-against-PSRO run ('' skips it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     results: dict = {"benchmark": "psro", "iterations": args.iterations, "games": {}}
@@ -95,9 +100,34 @@ def main(argv: list[str] | None = None) -> dict:
         for label, key in (("OpenSpiel prd", "openspiel_prd"), ("gamelab prd  ", "gamelab_prd"),
                            ("gamelab nash ", "gamelab_nash")):
             print(f"    {label}: " + " ".join(f"{value:.4f}" for value in row[key]["nash_conv"]), flush=True)
+    if args.xdo_game:
+        results["xdo_against_psro"] = xdo_against_psro(args.xdo_game)
     if args.json:
         print(json.dumps(results))
     return results
+
+
+def xdo_against_psro(name: str, target: float = 0.01, psro_iterations: int = 150) -> dict:
+    """Iterations and seconds to NashConv <= ``target``: XDO against PSRO (nash)."""
+    from games.loading import load_game
+    from solvers import psro
+    from solvers.xdo import xdo
+
+    game = load_game(name)
+    started = time.perf_counter()
+    _, history = xdo(game, iterations=100, target_nash_conv=target, restricted_nash_conv=target / 4)
+    xdo_row = {"iterations": len(history), "seconds": time.perf_counter() - started,
+               "nash_conv": history[-1].nash_conv}
+    started = time.perf_counter()
+    run = psro.run(game, "nash", iterations=psro_iterations, target_nash_conv=target)
+    psro_row = {"iterations": run.iteration, "seconds": time.perf_counter() - started, "nash_conv": run.nash_conv(),
+                "reached": run.nash_conv() <= target}
+    print(f"{name}, NashConv <= {target}: XDO {xdo_row['iterations']} iterations, {xdo_row['seconds']:.1f} s "
+          f"(NashConv {xdo_row['nash_conv']:.4f}); PSRO (nash) "
+          + (f"{psro_row['iterations']} iterations" if psro_row["reached"] else
+             f"not reached in {psro_row['iterations']} iterations") + f", {psro_row['seconds']:.1f} s "
+          f"(NashConv {psro_row['nash_conv']:.4f})", flush=True)
+    return {"target": target, "xdo": xdo_row, "psro_nash": psro_row}
 
 
 if __name__ == "__main__":

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     psro.add_argument("game", help="as for `gamelab solve`: catalog name, .nfg/.efg path, random(...), OpenSpiel game")
     psro.add_argument("--meta-solver", default="nash", help="nash (default), prd, rm or uniform")
+    psro.add_argument("--variant", choices=["psro", "xdo"], default="psro",
+                      help="psro (default), or xdo: the extensive-form double oracle (McAleer et al. 2021), whose "
+                           "restricted game keeps the best responses' actions at every infoset and is solved by CFR+")
     psro.add_argument("--iterations", type=_positive_int, default=50, help="most iterations (default 50)")
     psro.add_argument("--target-nash-conv", type=_non_negative_float, default=None,
                       help="stop once the mixtures' NashConv is at most this")
@@ -810,6 +813,13 @@ def command_psro(args: argparse.Namespace) -> int:
         _check_writable_folder(args.out, f"--out {args.out}")
     game = load_game(args.game, dtype=torch.float64)
     tree = isinstance(game, ExtensiveFormGame)
+    if args.variant == "xdo":
+        if not tree:
+            raise GamelabError(f"--variant xdo: {args.game} is a normal-form game; XDO restricts the actions of a "
+                               "game tree (on a normal-form game PSRO with --meta-solver nash is the double oracle)")
+        if args.resume:
+            raise GamelabError("--resume continues PSRO runs; an XDO run starts afresh")
+        return _command_xdo(args, game, console=Console(stderr=args.json))
     start = None
     if args.resume:
         from games.io import read_torch_file
@@ -892,6 +902,55 @@ def command_psro(args: argparse.Namespace) -> int:
     console.print(f"NashConv of the mixtures: {final:.3e}{reached}")
     if args.out is not None:
         console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
+    return 0
+
+
+def _command_xdo(args: argparse.Namespace, game: Any, console: Any) -> int:
+    """``gamelab psro GAME --variant xdo``: the extensive-form double oracle."""
+    import os
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from games.extensive_form import strategy_to_dict
+    from games.io import atomic_write_text
+    from solvers.xdo import xdo
+
+    target = args.target_nash_conv
+    restricted = 1e-3 if target is None else max(target / 4, 1e-9)
+    with Progress(TextColumn("[bold]XDO"), BarColumn(), TextColumn("iteration {task.completed}/{task.total}"),
+                  TextColumn("actions {task.fields[actions]}"), TextColumn("NashConv {task.fields[nash_conv]}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("xdo", total=args.iterations, actions="-", nash_conv="-")
+        strategy, history = xdo(game, iterations=args.iterations, target_nash_conv=target,
+                                restricted_nash_conv=restricted,
+                                callback=lambda record: progress.update(task, completed=record.iteration,
+                                                                        actions=record.allowed_actions,
+                                                                        nash_conv=f"{record.nash_conv:.2e}"))
+    final = history[-1]
+    payload = {
+        "game": args.game, "variant": "xdo", "meta_solver": "cfr+", "oracle": "best-response",
+        "iterations": len(history), "seconds": final.seconds, "nash_conv": final.nash_conv,
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+                     "restricted_nash_conv": r.restricted_nash_conv, "cfr_iterations": r.cfr_iterations,
+                     "allowed_actions": r.allowed_actions} for r in history],
+        "allowed_actions": final.allowed_actions,
+    }
+    if args.out is not None:
+        atomic_write_text(os.path.join(args.out, "strategy.json"),
+                          json.dumps(strategy_to_dict(game, strategy), indent=1) + "\n")
+        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(payload, indent=2) + "\n")
+        _psro_plot(os.path.join(args.out, "nash_conv.png"), args.game, "xdo", history)
+    if args.plot:
+        _psro_plot(args.plot, args.game, "xdo", history)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    console.print(f"[bold]XDO (restricted games solved by CFR+)[/bold] on {game.title or args.game}: {len(history)} "
+                  f"iterations, {final.allowed_actions} of {int(game.legal_mask.sum())} actions allowed, "
+                  f"{final.seconds:.2f} s")
+    console.print(f"NashConv: {final.nash_conv:.3e}")
+    if args.out is not None:
+        console.print(f"run folder {args.out}: strategy.json, result.json, nash_conv.png")
     return 0
 
 

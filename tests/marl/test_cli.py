@@ -387,3 +387,20 @@ def test_psro_resume_refuses_another_game_and_a_damaged_state(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "state.pt" in error and error.count("\n") == 1
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
+
+
+def test_psro_variant_xdo_reaches_the_target_and_writes_its_strategy(tmp_path, capsys):
+    out = tmp_path / "xdo"
+    assert main(["psro", "kuhn_poker", "--variant", "xdo", "--target-nash-conv", "1e-3", "--out", str(out),
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["variant"] == "xdo" and payload["nash_conv"] <= 1e-3
+    from games.extensive_form import read_strategy
+    from games.loading import load_game
+    from solvers.sequence_form import nash_conv
+
+    game = load_game("kuhn_poker")
+    strategy = read_strategy(game, out / "strategy.json")
+    assert float(nash_conv(game, strategy)) == pytest.approx(payload["nash_conv"], abs=1e-9)
+    assert main(["psro", "rps", "--variant", "xdo"]) == 2
+    assert "normal-form game" in capsys.readouterr().err

@@ -109,3 +109,55 @@ def test_unknown_meta_solver_and_games_psro_does_not_take():
         psro.PSRO(catalog.load("rps"), "nsh")
     with pytest.raises(SolverError, match="not a batch"):
         psro.PSRO(catalog.random_zero_sum(3, 3, batch_size=2), "nash")
+
+
+# --------------------------------------------------------------------------------------
+# XDO
+
+
+def test_a_restricted_game_that_keeps_every_action_is_the_game(kuhn):
+    """XDO's restricted game, holding every action, runs CFR+ exactly as the full game does."""
+    from solvers.cfr import CFRPlusSolver
+    from solvers.xdo import restrict, to_full
+
+    restricted = restrict(kuhn, kuhn.legal_mask)
+    assert restricted.infoset_keys == kuhn.infoset_keys and restricted.num_nodes == kuhn.num_nodes
+    full, small = CFRPlusSolver(kuhn), CFRPlusSolver(restricted)
+    for _ in range(100):
+        full.step()
+        small.step()
+    torch.testing.assert_close(to_full(kuhn, restricted, small.average_policy()), full.average_policy(),
+                               rtol=0, atol=1e-12)
+
+
+def test_a_restricted_game_keeps_only_the_allowed_actions_and_maps_back(leduc):
+    from solvers.sequence_form import expected_values, nash_conv
+    from solvers.xdo import restrict, to_full
+
+    allowed = leduc.legal_mask.clone()
+    allowed[:, 1:] = False  # the first action everywhere: one path per deal
+    restricted = restrict(leduc, allowed)
+    assert restricted.max_actions == 1 and restricted.num_terminals < leduc.num_terminals
+    policy = to_full(leduc, restricted, restricted.uniform_strategy())
+    kept = torch.tensor([key in set(restricted.infoset_keys) for key in leduc.infoset_keys])
+    assert 0 < int(kept.sum()) < leduc.num_infosets  # the infosets below a left-out action are gone
+    assert bool((policy[kept, 0] == 1).all()) and bool((policy[kept, 1:] == 0).all())
+    torch.testing.assert_close(policy[~kept], leduc.uniform_strategy()[~kept], rtol=0, atol=0)
+    torch.testing.assert_close(expected_values(leduc, policy), expected_values(restricted, restricted.uniform_strategy()),
+                               rtol=0, atol=1e-12)
+    assert float(nash_conv(leduc, policy)) > 0
+
+
+@pytest.mark.parametrize("name, target", [("kuhn_poker", 1e-3), ("leduc_poker", 1e-2)])
+def test_xdo_reaches_the_target_in_few_iterations(name, target):
+    """XDO's paper reports an order of magnitude fewer iterations than PSRO on Leduc; here
+    it reaches NashConv 0.01 within 15 iterations (PSRO with exact best responses and Nash
+    meta-strategies is still above 0.04 after 150)."""
+    from games.loading import load_game
+    from solvers.sequence_form import nash_conv
+    from solvers.xdo import xdo
+
+    game = load_game(name)
+    strategy, history = xdo(game, iterations=15, target_nash_conv=target, restricted_nash_conv=target / 4)
+    assert history[-1].nash_conv <= target and len(history) <= 15
+    assert float(nash_conv(game, strategy)) == pytest.approx(history[-1].nash_conv, abs=1e-12)
