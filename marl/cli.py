@@ -394,8 +394,12 @@ def command_games(_: argparse.Namespace) -> int:
 def command_solvers(_: argparse.Namespace) -> int:
     from solvers import registry
 
-    for name, text in registry.describe().items():
-        print(f"{name:18s} {text}")
+    print(f"{'solver':18s} {'games':8s} {'kind':18s} description")
+    print(f"{'auto':18s} {'both':8s} {'':18s} {registry.describe()['auto']}")
+    for spec in registry.SOLVERS.values():
+        games = "both" if len(spec.kinds) == 2 else ("normal" if spec.kinds == (registry.NORMAL_FORM,) else "tree")
+        kind = ("iterative" if spec.iterative else "one-shot") + (", exact" if spec.exact else "")
+        print(f"{spec.name:18s} {games:8s} {kind:18s} {spec.description}")
     return 0
 
 
