@@ -37,7 +37,8 @@ Meta-solvers, by name (:data:`META_SOLVERS`): ``uniform`` (fictitious play over 
 population), ``nash`` (the solver table's ``auto``: the zero-sum interior point on
 2-player constant-sum meta-games, Lemke-Howson on other 2-player ones, Nash-SGD beyond),
 ``prd`` (projected replicator dynamics, as OpenSpiel's PSRO uses), ``rm`` (the solver
-table's RM+ for 1,000 iterations).
+table's RM+ for 1,000 iterations), ``alpharank`` (the populations' marginals of
+multi-population alpha-rank, alpha 100 and 50 agents: alpha-PSRO, Muller et al., ICLR 2020).
 
 NOTE: ``prd`` runs 10,000 steps of size 0.01 (OpenSpiel: 100,000 of size 0.001, the same
 time horizon) and averages all iterates, with OpenSpiel's floor of ``1e-6`` on every
@@ -131,12 +132,20 @@ def _payoff_vector(table: Tensor, strategies: list[Tensor], player: int) -> Tens
     return torch.einsum(subscripts, table, *[strategies[j] for j in others])
 
 
+def _alpha_rank(meta_game: Tensor) -> list[Tensor]:
+    from solvers.ratings import multi_population_alpha_rank
+
+    _, marginals = multi_population_alpha_rank(meta_game.detach().cpu().numpy())
+    return [torch.as_tensor(marginal, dtype=meta_game.dtype, device=meta_game.device) for marginal in marginals]
+
+
 META_SOLVERS: dict[str, tuple[str, Callable[[Tensor], list[Tensor]]]] = {
     "uniform": ("uniform over the population (fictitious play)", _uniform),
     "nash": ("a Nash equilibrium of the meta-game (the solver table's auto: zero-sum, Lemke-Howson, Nash-SGD)",
              _from_table("auto")),
     "prd": ("projected replicator dynamics (OpenSpiel PSRO's default)", projected_replicator_dynamics),
     "rm": ("RM+ on the meta-game for 1,000 iterations", _from_table("rm+", iterations=1000, eval_every=1000)),
+    "alpharank": ("the marginals of multi-population alpha-rank (alpha-PSRO, Muller et al. 2020)", _alpha_rank),
 }
 
 

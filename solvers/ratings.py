@@ -205,6 +205,47 @@ def alpha_rank(payoffs: np.ndarray, *, alpha: float = 100.0, population_size: in
     return Ratings(values=stationary, distribution=stationary)
 
 
+def multi_population_alpha_rank(tables: np.ndarray, *, alpha: float = 100.0,
+                                population_size: int = 50) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Multi-population alpha-rank (Omidshafiei et al., Sci. Rep. 2019) of an N-player meta-game.
+
+    The states are the joint profiles ``(s_1, ..., s_N)`` of monomorphic populations. From
+    ``s``, population ``k`` switches to ``r_k`` (the others staying) with probability
+    ``eta * rho``, ``eta = 1 / sum_k (K_k - 1)``, where ``rho`` is the fixation probability of
+    one ``r_k`` mutant among ``m = population_size`` agents, ``u = alpha (f_r - f_s)`` and
+    ``rho = (1 - e^{-u}) / (1 - e^{-m u})`` with ``f`` population ``k``'s payoff in each
+    profile (OpenSpiel's ``alpharank.compute`` with several payoff tables).
+
+    Shapes: ``tables`` ``(N, K_1, ..., K_N)``. Returns the stationary distribution over
+    profiles ``(K_1, ..., K_N)`` and each population's marginal ``(K_k,)``.
+    """
+    tables = np.asarray(tables, dtype=np.float64)
+    if population_size < 2:
+        raise SolverError(f"population_size must be at least 2, got {population_size}")
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise SolverError(f"alpha must be a finite number >= 0, got {alpha}")
+    num_players, sizes = tables.shape[0], tables.shape[1:]
+    count = int(np.prod(sizes))
+    if count == 1:
+        return np.ones(sizes), [np.ones(1) for _ in sizes]
+    eta = 1.0 / sum(size - 1 for size in sizes)
+    transition = np.zeros((count, count))
+    profiles = np.arange(count).reshape(sizes)
+    for k in range(num_players):
+        # Moving population k's axis last: every row of K_k profiles differs in s_k alone.
+        payoff = np.moveaxis(tables[k], k, -1).reshape(-1, sizes[k])  # (others, K_k)
+        ids = np.moveaxis(profiles, k, -1).reshape(-1, sizes[k])
+        rho = _fixation(alpha * (payoff[:, None, :] - payoff[:, :, None]), population_size)  # [., s, r]
+        for row, idx in zip(rho, ids):
+            block = eta * row
+            np.fill_diagonal(block, 0.0)
+            transition[np.ix_(idx, idx)] += block
+    np.fill_diagonal(transition, 1.0 - transition.sum(1))
+    stationary = _stationary_distribution(transition).reshape(sizes)
+    marginals = [stationary.sum(axis=tuple(j for j in range(num_players) if j != k)) for k in range(num_players)]
+    return stationary, marginals
+
+
 def _stationary_distribution(transition: np.ndarray) -> np.ndarray:
     """The distribution ``pi`` with ``pi @ transition == pi``, by a least-squares solve."""
     n = transition.shape[0]

@@ -175,3 +175,21 @@ def test_meta_nash_of_a_general_sum_table_is_an_equilibrium():
     result = ratings.meta_nash(table)
     assert result.exploitability <= 1e-7
     assert (table @ result.column_mixture).max() - result.value <= 1e-7
+
+
+@pytest.mark.parametrize("sizes, seed", [((3, 4), 0), ((2, 3, 2), 1), ((5, 5), 3), ((4, 1), 3)])
+def test_multi_population_alpha_rank_equals_openspiels(sizes, seed):
+    """The marginals of multi-population alpha-rank equal OpenSpiel's alpharank.compute with
+    one payoff table per population (alpha 100, 50 agents), which alpha-PSRO uses."""
+    from open_spiel.python.algorithms.psro_v2 import utils
+    from open_spiel.python.egt import alpharank
+
+    from solvers.ratings import multi_population_alpha_rank
+
+    tables = np.random.default_rng(seed).normal(size=(len(sizes), *sizes)) * 0.1
+    stationary, marginals = multi_population_alpha_rank(tables)
+    assert stationary.shape == sizes and stationary.sum() == pytest.approx(1.0, abs=1e-12)
+    if np.prod(sizes) > 1 and all(size > 1 for size in sizes):
+        _, _, pi, _, _ = alpharank.compute([tables[k] for k in range(len(sizes))], alpha=100, m=50)
+        for ours, theirs in zip(marginals, utils.get_alpharank_marginals([tables[k] for k in range(len(sizes))], pi)):
+            np.testing.assert_allclose(ours, theirs, atol=1e-10)
