@@ -68,7 +68,8 @@ def gamelab_psro(name: str, meta_solver: str, iterations: int) -> dict:
     for _ in range(iterations):
         started = time.perf_counter()
         run.update_meta_strategies()
-        run.update_empirical_gamestate(run.update_agents())
+        run.update_agents()
+        run.update_empirical_gamestate()
         seconds.append(time.perf_counter() - started)
         run.update_meta_strategies()  # what OpenSpiel's iteration ends with: sigma of the grown meta-game
         nash_convs.append(run.nash_conv())

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "mixtures' NashConv in the full game.",
     )
     psro.add_argument("game", help="as for `gamelab solve`: catalog name, .nfg/.efg path, random(...), OpenSpiel game")
-    psro.add_argument("--meta-solver", default="nash", help="nash (default), prd, rm, alpharank or uniform")
+    psro.add_argument("--meta-solver", default="nash", help="nash (default), prd, rm, alpharank, rectified or uniform")
     psro.add_argument("--variant", choices=["psro", "xdo"], default="psro",
                       help="psro (default), or xdo: the extensive-form double oracle (McAleer et al. 2021), whose "
                            "restricted game keeps the best responses' actions at every infoset and is solved by CFR+")

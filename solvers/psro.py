@@ -62,6 +62,7 @@ from games.normal_form import NormalFormGame
 Tensor = torch.Tensor
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
+RECTIFIED_SUPPORT = 1e-9  # sigma above this is in the support (OpenSpiel's EPSILON_MIN_POSITIVE_PROBA)
 STATE_FORMAT = "gamelab.psro"
 STATE_VERSION = 1
 
@@ -146,6 +147,8 @@ META_SOLVERS: dict[str, tuple[str, Callable[[Tensor], list[Tensor]]]] = {
     "prd": ("projected replicator dynamics (OpenSpiel PSRO's default)", projected_replicator_dynamics),
     "rm": ("RM+ on the meta-game for 1,000 iterations", _from_table("rm+", iterations=1000, eval_every=1000)),
     "alpharank": ("the marginals of multi-population alpha-rank (alpha-PSRO, Muller et al. 2020)", _alpha_rank),
+    "rectified": ("rectified Nash (PSRO-rN, Balduzzi et al. 2019): Nash, and a best response per member of its "
+                  "support to the opponents it beats or ties", _from_table("auto")),
 }
 
 
@@ -306,7 +309,8 @@ class PSRO:
         # With an exact Nash meta-solver a best response already in the population means the
         # mixture is an equilibrium (the double oracle stops); the other meta-solvers count a
         # policy once per time it is a best response, as OpenSpiel's PSRO and fictitious play do.
-        self.deduplicate = self.meta_solver == "nash"
+        self.deduplicate = self.meta_solver in ("nash", "rectified")
+        self.rectified = self.meta_solver == "rectified"
         if isinstance(self.game, ExtensiveFormGame):
             self._kind: Any = _TreePopulations(self.game)
         elif isinstance(self.game, NormalFormGame):
@@ -314,6 +318,9 @@ class PSRO:
         else:
             raise SolverError(f"PSRO plays normal-form and extensive-form games, not {type(self.game).__name__}")
         kind = self._kind
+        if self.rectified and kind.num_players != 2:
+            raise SolverError(f"rectified Nash trains against opponents one population at a time: 2-player games "
+                              f"only, and this game has {kind.num_players} players")
         self.populations = [[kind.uniform(player)] for player in range(kind.num_players)]
         self._features = [kind.features(population, player) for player, population in enumerate(self.populations)]
         self.meta_game = kind.block(self._features)
@@ -344,25 +351,52 @@ class PSRO:
         self.meta_strategies = [strategy.to(self.meta_game.dtype) for strategy in self._solve_meta(self.meta_game)]
 
     def update_agents(self) -> list[bool]:
-        """Step 2: a best response per player to the others' sigma-mixtures; returns which were new."""
+        """Step 2: best responses to the others' sigma-mixtures; returns which players gained a member.
+
+        With ``rectified``, each member in the support of sigma gets its own best response, to
+        the others' mixture restricted to the opponents it does at least as well against as
+        sigma does (all of sigma when none is left).
+        """
         kind, mixtures = self._kind, self.mixtures()
+        # Every target is taken from the populations as they were: members added for one
+        # player do not change what the next player answers.
+        all_targets = [self._rectified_targets(player) if self.rectified else [mixtures]
+                       for player in range(kind.num_players)]
         added = []
-        for player in range(kind.num_players):
-            response = kind.best_response(mixtures, player)
-            new = not (self.deduplicate and any(kind.same(response, member, player)
-                                                for member in self.populations[player]))
-            if new:
+        for player, targets in enumerate(all_targets):
+            new = False
+            for target in targets:
+                response = kind.best_response(target, player)
+                if self.deduplicate and any(kind.same(response, member, player) for member in self.populations[player]):
+                    continue
                 self.populations[player].append(response)
+                new = True
             added.append(new)
         return added
 
-    def update_empirical_gamestate(self, added: list[bool]) -> None:
+    def _rectified_targets(self, player: int) -> list[list[Tensor]]:
+        """For each of ``player``'s members in sigma's support, the others' rectified mixtures (2 players)."""
+        opponent = 1 - player
+        table = self.meta_game[player] if player == 0 else self.meta_game[player].T  # [mine, theirs]
+        sigma, theirs = self.meta_strategies[player], self.meta_strategies[opponent]
+        average = sigma @ table  # sigma's payoff against each opponent member
+        targets = []
+        for member in torch.nonzero(sigma > RECTIFIED_SUPPORT).flatten().tolist():
+            weights = theirs * (table[member] >= average - 1e-12)
+            weights = weights / weights.sum() if float(weights.sum()) > RECTIFIED_SUPPORT else theirs
+            mixtures = [None, None]
+            mixtures[opponent] = self._kind.mixture(self.populations[opponent], weights, opponent)
+            mixtures[player] = self.populations[player][member]
+            targets.append(mixtures)
+        return targets
+
+    def update_empirical_gamestate(self) -> None:
         """Step 3: the meta-game's entries that involve a new member; the others are kept."""
         kind = self._kind
         old = [features.shape[0] for features in self._features]
-        for player, new in enumerate(added):
-            if new:
-                fresh = kind.features(self.populations[player][-1:], player)
+        for player, population in enumerate(self.populations):
+            if len(population) > old[player]:
+                fresh = kind.features(population[old[player]:], player)
                 self._features[player] = torch.cat([self._features[player], fresh])
         sizes = [features.shape[0] for features in self._features]
         table = self.meta_game.new_zeros((kind.num_players, *sizes))
@@ -440,7 +474,7 @@ class PSRO:
         nash_conv = self.nash_conv()
         meta = _meta_nash_conv(self.meta_game, self.meta_strategies)
         added = self.update_agents()
-        self.update_empirical_gamestate(added)
+        self.update_empirical_gamestate()
         record = PSROIterate(self.iteration + 1, nash_conv, meta, [len(p) for p in self.populations],
                              [strategy.tolist() for strategy in self.meta_strategies], added,
                              time.perf_counter() - self._started)

@@ -161,3 +161,28 @@ def test_xdo_reaches_the_target_in_few_iterations(name, target):
     strategy, history = xdo(game, iterations=15, target_nash_conv=target, restricted_nash_conv=target / 4)
     assert history[-1].nash_conv <= target and len(history) <= 15
     assert float(nash_conv(game, strategy)) == pytest.approx(history[-1].nash_conv, abs=1e-12)
+
+
+def test_rectified_nash_answers_each_support_member_and_refuses_more_than_two_players():
+    """PSRO-rN (Balduzzi et al. 2019) trains one best response per member of the Nash support,
+    each against the opponents that member does at least as well against as the Nash mixture
+    (OpenSpiel's rectified selector); on rock-paper-scissors it ends at the uniform
+    equilibrium. 3-player games are refused."""
+    run = psro.PSRO(catalog.random_game([6, 6], seed=4), "rectified")
+    for _ in range(3):
+        run.step()
+    run.update_meta_strategies()
+    sigma, theirs = run.meta_strategies
+    table = run.meta_game[0]
+    support = torch.nonzero(sigma > 1e-9).flatten().tolist()
+    targets = run._rectified_targets(0)
+    assert len(targets) == len(support) >= 1
+    opponents = torch.stack(run.populations[1])
+    for member, target in zip(support, targets):
+        kept = theirs * (table[member] >= sigma @ table - 1e-12)
+        expected = (kept / kept.sum() if float(kept.sum()) > 1e-9 else theirs) @ opponents
+        torch.testing.assert_close(target[1], expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(target[0], run.populations[0][member], rtol=0, atol=0)
+    assert psro.run(catalog.load("rps"), "rectified", iterations=10).nash_conv() < 1e-9
+    with pytest.raises(SolverError, match="2-player games only"):
+        psro.PSRO(catalog.random_game([2, 2, 2], seed=0), "rectified")
