@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "mixtures' NashConv in the full game.",
     )
     psro.add_argument("game", help="as for `gamelab solve`: catalog name, .nfg/.efg path, random(...), OpenSpiel game")
-    psro.add_argument("--meta-solver", default="nash", help="nash (default), prd, rm, alpharank, rectified or uniform")
+    psro.add_argument("--meta-solver", default="nash",
+                      help="nash (default), prd, rm, alpharank, rectified, uniform, or cce/ce (JPSRO)")
     psro.add_argument("--variant", choices=["psro", "xdo"], default="psro",
                       help="psro (default), or xdo: the extensive-form double oracle (McAleer et al. 2021), whose "
                            "restricted game keeps the best responses' actions at every infoset and is solved by CFR+")
@@ -865,7 +866,8 @@ def command_psro(args: argparse.Namespace) -> int:
                 raise
             console.print(f"interrupted: {state_path} holds the finished iterations; continue with --resume")
             return 130
-    final = run.nash_conv()
+    final = run.gap()
+    measure = {"cce": "cce_gap", "ce": "ce_gap"}.get(args.meta_solver, "nash_conv")
     history = run.history
     seconds = history[-1].seconds if history else 0.0
     payload = {
@@ -875,6 +877,7 @@ def command_psro(args: argparse.Namespace) -> int:
         "iterations": run.iteration,
         "seconds": seconds,
         "nash_conv": final,
+        "measure": measure,
         "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
                      "meta_nash_conv": r.meta_nash_conv} for r in history],
         "population_sizes": [len(population) for population in run.populations],
@@ -903,7 +906,9 @@ def command_psro(args: argparse.Namespace) -> int:
         " (target reached)" if final <= args.target_nash_conv else f" (target {args.target_nash_conv:g} not reached)")
     console.print(f"[bold]PSRO ({args.meta_solver}, exact best responses)[/bold] on {game.title or args.game}: "
                   f"{run.iteration} iterations, populations {payload['population_sizes']}, {seconds:.2f} s")
-    console.print(f"NashConv of the mixtures: {final:.3e}{reached}")
+    label = {"nash_conv": "NashConv of the mixtures", "cce_gap": "CCE gap of the joint meta-strategy",
+             "ce_gap": "CE gap of the joint meta-strategy"}[measure]
+    console.print(f"{label}: {final:.3e}{reached}")
     if args.out is not None:
         console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
     return 0

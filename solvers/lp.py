@@ -112,7 +112,8 @@ def _deviation_constraints(payoffs: np.ndarray, coarse: bool) -> np.ndarray:
                 row = np.zeros_like(gain)
                 row[recommended] = gain[recommended]
                 rows.append(np.moveaxis(row, 0, player).reshape(-1))
-    return np.stack(rows)
+    # Games where no player has a second action to deviate to have no constraints at all.
+    return np.stack(rows) if rows else np.zeros((0, int(np.prod(shape))))
 
 
 def _solve_correlated(game: NormalFormGame, coarse: bool, objective: str | int) -> Tensor:

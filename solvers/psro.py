@@ -38,7 +38,17 @@ population), ``nash`` (the solver table's ``auto``: the zero-sum interior point 
 2-player constant-sum meta-games, Lemke-Howson on other 2-player ones, Nash-SGD beyond),
 ``prd`` (projected replicator dynamics, as OpenSpiel's PSRO uses), ``rm`` (the solver
 table's RM+ for 1,000 iterations), ``alpharank`` (the populations' marginals of
-multi-population alpha-rank, alpha 100 and 50 agents: alpha-PSRO, Muller et al., ICLR 2020).
+multi-population alpha-rank, alpha 100 and 50 agents: alpha-PSRO, Muller et al., ICLR 2020),
+``rectified`` (PSRO-rN, Balduzzi et al., ICML 2019), and ``cce``/``ce``: JPSRO (Marris et
+al., ICML 2021), whose meta-strategy is a joint distribution over the populations (the
+solver table's (coarse) correlated equilibrium of maximum welfare), each player best
+responding to the others' joint marginal (CCE) or to each recommendation's conditional
+(CE); its runs measure the (C)CE gap in the full game instead of NashConv.
+
+NOTE: JPSRO's paper prefers maximum-Gini (C)CEs; the solver table's LPs give maximum
+welfare ones. The CE LP has a constraint per (player, recommended, deviation) over all
+joint profiles, so ``ce`` suits small populations (3-player Kuhn outgrows it in about 15
+iterations).
 
 NOTE: ``prd`` runs 10,000 steps of size 0.01 (OpenSpiel: 100,000 of size 0.001, the same
 time horizon) and averages all iterates, with OpenSpiel's floor of ``1e-6`` on every
@@ -149,6 +159,10 @@ META_SOLVERS: dict[str, tuple[str, Callable[[Tensor], list[Tensor]]]] = {
     "alpharank": ("the marginals of multi-population alpha-rank (alpha-PSRO, Muller et al. 2020)", _alpha_rank),
     "rectified": ("rectified Nash (PSRO-rN, Balduzzi et al. 2019): Nash, and a best response per member of its "
                   "support to the opponents it beats or ties", _from_table("auto")),
+    "cce": ("JPSRO (Marris et al. 2021): a coarse correlated equilibrium of maximum welfare, best responses to "
+            "the others' joint marginal", _from_table("cce")),
+    "ce": ("JPSRO (Marris et al. 2021): a correlated equilibrium of maximum welfare, a best response per "
+           "recommendation", _from_table("ce")),
 }
 
 
@@ -189,6 +203,17 @@ class _MatrixPopulations:
 
     def same(self, first: Tensor, second: Tensor, player: int) -> bool:
         return bool(torch.equal(first, second))
+
+    def best_response_to_joint(self, weights: Tensor, features: list[Tensor], player: int) -> tuple[Tensor, float]:
+        """A pure best response to a (correlated, unnormalized) distribution ``weights`` over the
+        others' members, ``(K_j, ...)`` for every ``j != player`` in order; and its payoff."""
+        others = [j for j in range(self.num_players) if j != player]
+        n = self.num_players
+        actions, members = _LETTERS[:n], _LETTERS[n: 2 * n]
+        subscripts = (f"{actions},{''.join(members[j] for j in others)},"
+                      + ",".join(f"{members[j]}{actions[j]}" for j in others) + f"->{actions[player]}")
+        values = torch.einsum(subscripts, self.game.payoffs[player], weights, *[features[j] for j in others])
+        return torch.nn.functional.one_hot(values.argmax(), values.numel()).to(values.dtype), float(values.max())
 
     def features(self, members: list[Tensor], player: int) -> Tensor:
         """``(K, A_player)``: the members' action probabilities."""
@@ -246,6 +271,18 @@ class _TreePopulations:
 
     def same(self, first: Tensor, second: Tensor, player: int) -> bool:
         return bool(torch.equal(first[self.mine[player][:, 0]], second[self.mine[player][:, 0]]))
+
+    def best_response_to_joint(self, weights: Tensor, features: list[Tensor], player: int) -> tuple[Tensor, float]:
+        """A pure best response to a (correlated, unnormalized) distribution ``weights`` over the
+        others' members, ``(K_j, ...)`` for every ``j != player`` in order; and its payoff."""
+        from solvers.sequence_form import best_response_to_reach
+
+        others = [j for j in range(self.num_players) if j != player]
+        members = _LETTERS[: len(others)]
+        subscripts = f"{members}," + ",".join(f"{members[k]}t" for k in range(len(others))) + "->t"
+        reach = self.game.terminal_chance * torch.einsum(subscripts, weights, *[features[j] for j in others])
+        response, value = best_response_to_reach(self.game, player, reach, self.game.uniform_strategy())
+        return response, float(value)
 
     def features(self, members: list[Tensor], player: int) -> Tensor:
         """``(K, num_terminals)``: each member's own reach probability of each terminal."""
@@ -309,8 +346,10 @@ class PSRO:
         # With an exact Nash meta-solver a best response already in the population means the
         # mixture is an equilibrium (the double oracle stops); the other meta-solvers count a
         # policy once per time it is a best response, as OpenSpiel's PSRO and fictitious play do.
-        self.deduplicate = self.meta_solver in ("nash", "rectified")
+        self.deduplicate = self.meta_solver in ("nash", "rectified", "ce", "cce")
         self.rectified = self.meta_solver == "rectified"
+        self.joint_meta_solver = self.meta_solver in ("ce", "cce")
+        self.joint: Tensor | None = None
         if isinstance(self.game, ExtensiveFormGame):
             self._kind: Any = _TreePopulations(self.game)
         elif isinstance(self.game, NormalFormGame):
@@ -347,8 +386,37 @@ class PSRO:
         return self._kind.nash_conv(self.mixtures())
 
     def update_meta_strategies(self) -> None:
-        """Step 1: sigma from the meta-game."""
+        """Step 1: sigma from the meta-game (for ``ce``/``cce``, the joint distribution and its marginals)."""
+        if self.joint_meta_solver:
+            from solvers.exploitability import marginals
+
+            self.joint = _correlated(self.meta_solver, self.meta_game)
+            self.meta_strategies = marginals(self.joint, self._kind.num_players)
+            return
         self.meta_strategies = [strategy.to(self.meta_game.dtype) for strategy in self._solve_meta(self.meta_game)]
+
+    def correlated_gap(self) -> float:
+        """The (C)CE gap in the full game of the joint meta-strategy (``ce``/``cce`` runs).
+
+        CCE: ``max_i`` of what player ``i`` gains by ignoring its recommendation and best
+        responding to the others' joint marginal. CE: ``max_i`` of the sum over ``i``'s
+        recommended members of what best responding to the conditional distribution gains
+        (``solvers.exploitability``'s definitions, with deviations in the full game).
+        """
+        gains = []
+        for player in range(self._kind.num_players):
+            table = torch.movedim(self.meta_game[player], player, 0)  # (K_player, others...)
+            joint = torch.movedim(self.joint, player, 0)
+            if self.meta_solver == "cce":
+                _, value = self._kind.best_response_to_joint(joint.sum(0), self._features, player)
+                gains.append(max(0.0, value - float((joint * table).sum())))
+            else:
+                total = 0.0
+                for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist():
+                    _, value = self._kind.best_response_to_joint(joint[member], self._features, player)
+                    total += max(0.0, value - float((joint[member] * table[member]).sum()))
+                gains.append(total)
+        return max(gains)
 
     def update_agents(self) -> list[bool]:
         """Step 2: best responses to the others' sigma-mixtures; returns which players gained a member.
@@ -357,22 +425,35 @@ class PSRO:
         the others' mixture restricted to the opponents it does at least as well against as
         sigma does (all of sigma when none is left).
         """
-        kind, mixtures = self._kind, self.mixtures()
-        # Every target is taken from the populations as they were: members added for one
+        kind = self._kind
+        # Every response is computed from the populations as they were: members added for one
         # player do not change what the next player answers.
-        all_targets = [self._rectified_targets(player) if self.rectified else [mixtures]
-                       for player in range(kind.num_players)]
+        if self.joint_meta_solver:
+            all_responses = [self._correlated_responses(player) for player in range(kind.num_players)]
+        else:
+            mixtures = self.mixtures()
+            all_responses = [[kind.best_response(target, player)
+                              for target in (self._rectified_targets(player) if self.rectified else [mixtures])]
+                             for player in range(kind.num_players)]
         added = []
-        for player, targets in enumerate(all_targets):
+        for player, responses in enumerate(all_responses):
             new = False
-            for target in targets:
-                response = kind.best_response(target, player)
+            for response in responses:
                 if self.deduplicate and any(kind.same(response, member, player) for member in self.populations[player]):
                     continue
                 self.populations[player].append(response)
                 new = True
             added.append(new)
         return added
+
+    def _correlated_responses(self, player: int) -> list[Tensor]:
+        """JPSRO's best responses: to the others' joint marginal (CCE), or to the conditional
+        distribution of each of ``player``'s recommended members (CE)."""
+        joint = torch.movedim(self.joint, player, 0)
+        if self.meta_solver == "cce":
+            return [self._kind.best_response_to_joint(joint.sum(0), self._features, player)[0]]
+        return [self._kind.best_response_to_joint(joint[member], self._features, player)[0]
+                for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist()]
 
     def _rectified_targets(self, player: int) -> list[list[Tensor]]:
         """For each of ``player``'s members in sigma's support, the others' rectified mixtures (2 players)."""
@@ -468,11 +549,16 @@ class PSRO:
         self.meta_strategies = _uniform(self.meta_game)
         self._started = time.perf_counter() - (self.history[-1].seconds if self.history else 0.0)
 
+    def gap(self) -> float:
+        """What the run measures in the full game: NashConv of the mixtures, or the (C)CE gap for ``ce``/``cce``."""
+        return self.correlated_gap() if self.joint_meta_solver else self.nash_conv()
+
     def step(self) -> PSROIterate:
         """One iteration: meta-strategies, best responses, new meta-game entries."""
         self.update_meta_strategies()
-        nash_conv = self.nash_conv()
-        meta = _meta_nash_conv(self.meta_game, self.meta_strategies)
+        nash_conv = self.gap()
+        meta = _meta_correlated_gap(self.meta_solver, self.meta_game, self.joint) if self.joint_meta_solver else \
+            _meta_nash_conv(self.meta_game, self.meta_strategies)
         added = self.update_agents()
         self.update_empirical_gamestate()
         record = PSROIterate(self.iteration + 1, nash_conv, meta, [len(p) for p in self.populations],
@@ -480,6 +566,19 @@ class PSRO:
                              time.perf_counter() - self._started)
         self.history.append(record)
         return record
+
+
+def _correlated(solver: str, meta_game: Tensor) -> Tensor:
+    """The joint (coarse) correlated equilibrium of maximum welfare of the meta-game (the solver table's ce/cce)."""
+    from solvers import registry
+
+    return registry.solve(NormalFormGame(meta_game), solver).joint.to(meta_game.dtype)
+
+
+def _meta_correlated_gap(solver: str, meta_game: Tensor, joint: Tensor) -> float:
+    from solvers.exploitability import cce_gap, ce_gap
+
+    return float((cce_gap if solver == "cce" else ce_gap)(NormalFormGame(meta_game), joint))
 
 
 def _meta_nash_conv(meta_game: Tensor, strategies: list[Tensor]) -> float:

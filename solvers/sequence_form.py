@@ -376,6 +376,26 @@ def behaviour_from_plan(game: ExtensiveFormGame, player: int, plan: Tensor, into
     return treeplex.unpack_into(into.clone(), behaviour)
 
 
+def best_response_to_reach(game: ExtensiveFormGame, player: int, reach_of_others: Tensor,
+                           strategy: Tensor) -> tuple[Tensor, Tensor]:
+    """A pure best response of ``player`` to opponents given by their reach of each terminal.
+
+    ``reach_of_others`` ``(num_terminals,)`` is chance times the others' reach probability
+    of each terminal; it need not come from independent opponents (a correlated
+    distribution over opponent policies sums their products), and need not sum to 1.
+    Returns ``(response (num_infosets, max_actions), value ())``: ``strategy``'s rows with
+    ``player``'s one-hot on a maximising slot (the first legal one where every action is
+    worth 0), and the best response's payoff ``sum_z reach(z) own(z) u_player(z)``.
+    """
+    treeplex = treeplexes(game)[player]
+    values, _ = treeplex.fold(treeplex.terminal_sums(reach_of_others * game.terminal_utilities[:, player]), None)
+    sequence_values = treeplex.unpack_into(strategy.new_zeros(game.num_infosets, game.max_actions), values[:-1])
+    mine = game.infoset_player == player
+    choice = sequence_values.masked_fill(~game.legal_mask, -torch.inf).argmax(-1)
+    onehot = torch.nn.functional.one_hot(choice, game.max_actions).to(strategy.dtype)
+    return torch.where(mine[:, None], onehot, strategy), values[-1]
+
+
 def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``."""
     return (best_response_values(game, strategy) - expected_values(game, strategy)).sum()

@@ -41,7 +41,9 @@ Player kinds (which games take them):
 - ``strategy`` (normal-form, extensive-form): ``path:`` a JSON file from
   ``gamelab solve --out``.
 - ``psro`` (normal-form, extensive-form): ``path:`` the ``state.pt`` of a ``gamelab psro
-  --out`` run of the same game; the player is its populations' meta-strategy mixtures.
+  --out`` run of the same game; the player is its populations' meta-strategy mixtures
+  (for a JPSRO run, ``ce``/``cce``, the marginals of its joint meta-strategy: a tournament
+  seat plays independently).
 - ``mcts`` (OpenSpiel extensive-form games, sampled play): OpenSpiel's MCTS bot on
   perfect-information games, its information-set MCTS bot otherwise; ``simulations``
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).
