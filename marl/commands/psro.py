@@ -1,0 +1,197 @@
+"""`gamelab psro`: PSRO, JPSRO and XDO runs, their run folders and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from games.errors import GamelabError
+from marl.commands.common import _check_output_path, _check_writable_folder
+
+
+def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any]) -> None:
+    from marl.plots import pyplot, write_png
+
+    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    values = [max(record.nash_conv, 1e-16) for record in history]
+    by_iteration.plot([record.iteration for record in history], values, marker="o" if len(values) < 30 else None)
+    by_time.plot([record.seconds for record in history], values, marker="o" if len(values) < 30 else None)
+    by_iteration.set_yscale("log")
+    by_iteration.set_ylabel("NashConv of the mixtures")
+    for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
+        axes.set_xlabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+    figure.suptitle(f"PSRO ({meta_solver}) on {spec}")
+    figure.tight_layout()
+    write_png(path, figure)
+
+
+def command_psro(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from games.extensive_form import ExtensiveFormGame, strategy_to_dict
+    from games.io import atomic_write_bytes, atomic_write_text
+    from games.loading import load_game
+    from solvers import psro
+
+    psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
+    _check_output_path(args.plot, "--plot")
+    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
+    if args.resume and (state_path is None or not os.path.isfile(state_path)):
+        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no PSRO run (state.pt) to continue")
+    if args.out is not None:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise GamelabError(f"--out {args.out}: exists and is not a folder")
+        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
+            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
+        _check_writable_folder(args.out, f"--out {args.out}")
+    game = load_game(args.game, dtype=torch.float64)
+    tree = isinstance(game, ExtensiveFormGame)
+    if args.variant == "xdo":
+        if not tree:
+            raise GamelabError(f"--variant xdo: {args.game} is a normal-form game; XDO restricts the actions of a "
+                               "game tree (on a normal-form game PSRO with --meta-solver nash is the double oracle)")
+        if args.resume:
+            raise GamelabError("--resume continues PSRO runs; an XDO run starts afresh")
+        return _command_xdo(args, game, console=Console(stderr=args.json))
+    start = None
+    if args.resume:
+        from games.io import read_torch_file
+
+        state = read_torch_file(state_path, what="PSRO run")
+        if not isinstance(state, dict) or state.get("game") != args.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+        start = psro.PSRO(game, args.meta_solver)
+        start.load_state_dict(state, source=state_path)
+
+    def save_state(run: Any) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({**run.state_dict(), "game": args.game}, buffer)
+        atomic_write_bytes(state_path, buffer.getvalue())
+    console = Console(stderr=args.json)
+    with Progress(TextColumn(f"[bold]PSRO {args.meta_solver}"), BarColumn(),
+                  TextColumn("iteration {task.completed}/{task.total}"), TextColumn("population {task.fields[sizes]}"),
+                  TextColumn("NashConv {task.fields[nash_conv]}"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("psro", total=args.iterations, sizes="-", nash_conv="-")
+
+        holder: dict[str, Any] = {}
+
+        def show(record: Any) -> None:
+            progress.update(task, completed=record.iteration, sizes="x".join(map(str, record.population_sizes)),
+                            nash_conv=f"{record.nash_conv:.2e}")
+            if state_path is not None:
+                save_state(holder["run"])
+
+        holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver)
+        try:
+            run = psro.run(game, args.meta_solver, iterations=args.iterations,
+                           target_nash_conv=args.target_nash_conv, callback=show, start=holder["run"])
+        except KeyboardInterrupt:
+            if state_path is None:
+                raise
+            console.print(f"interrupted: {state_path} holds the finished iterations; continue with --resume")
+            return 130
+    final = run.gap()
+    measure = {"cce": "cce_gap", "ce": "ce_gap"}.get(args.meta_solver, "nash_conv")
+    history = run.history
+    seconds = history[-1].seconds if history else 0.0
+    payload = {
+        "game": args.game,
+        "meta_solver": args.meta_solver,
+        "oracle": "best-response",
+        "iterations": run.iteration,
+        "seconds": seconds,
+        "nash_conv": final,
+        "measure": measure,
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+                     "meta_nash_conv": r.meta_nash_conv} for r in history],
+        "population_sizes": [len(population) for population in run.populations],
+        "meta_strategy": [strategy.tolist() for strategy in run.meta_strategies],
+    }
+    if args.out is not None:
+        folder = args.out
+        for player, population in enumerate(run.populations):
+            for index, member in enumerate(population):
+                body = strategy_to_dict(game, member) if tree else {"player": player, "strategy": member.tolist()}
+                atomic_write_text(os.path.join(folder, "population", f"player{player}_{index:03d}.json"),
+                                  json.dumps(body, indent=1) + "\n")
+        atomic_write_text(os.path.join(folder, "meta_game.json"), json.dumps({
+            "payoffs": run.meta_game.tolist(),
+            "meta_strategies": [r.meta_strategies for r in history] + [payload["meta_strategy"]],
+        }) + "\n")
+        atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
+        if history:
+            _psro_plot(os.path.join(folder, "nash_conv.png"), args.game, args.meta_solver, history)
+    if args.plot and history:
+        _psro_plot(args.plot, args.game, args.meta_solver, history)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    reached = "" if args.target_nash_conv is None else (
+        " (target reached)" if final <= args.target_nash_conv else f" (target {args.target_nash_conv:g} not reached)")
+    console.print(f"[bold]PSRO ({args.meta_solver}, exact best responses)[/bold] on {game.title or args.game}: "
+                  f"{run.iteration} iterations, populations {payload['population_sizes']}, {seconds:.2f} s")
+    label = {"nash_conv": "NashConv of the mixtures", "cce_gap": "CCE gap of the joint meta-strategy",
+             "ce_gap": "CE gap of the joint meta-strategy"}[measure]
+    console.print(f"{label}: {final:.3e}{reached}")
+    if args.out is not None:
+        console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
+    return 0
+
+
+def _command_xdo(args: argparse.Namespace, game: Any, console: Any) -> int:
+    """``gamelab psro GAME --variant xdo``: the extensive-form double oracle."""
+    import os
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from games.extensive_form import strategy_to_dict
+    from games.io import atomic_write_text
+    from solvers.xdo import xdo
+
+    target = args.target_nash_conv
+    restricted = 1e-3 if target is None else max(target / 4, 1e-9)
+    with Progress(TextColumn("[bold]XDO"), BarColumn(), TextColumn("iteration {task.completed}/{task.total}"),
+                  TextColumn("actions {task.fields[actions]}"), TextColumn("NashConv {task.fields[nash_conv]}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("xdo", total=args.iterations, actions="-", nash_conv="-")
+        strategy, history = xdo(game, iterations=args.iterations, target_nash_conv=target,
+                                restricted_nash_conv=restricted,
+                                callback=lambda record: progress.update(task, completed=record.iteration,
+                                                                        actions=record.allowed_actions,
+                                                                        nash_conv=f"{record.nash_conv:.2e}"))
+    final = history[-1]
+    payload = {
+        "game": args.game, "variant": "xdo", "meta_solver": "cfr+", "oracle": "best-response",
+        "iterations": len(history), "seconds": final.seconds, "nash_conv": final.nash_conv,
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+                     "restricted_nash_conv": r.restricted_nash_conv, "cfr_iterations": r.cfr_iterations,
+                     "allowed_actions": r.allowed_actions} for r in history],
+        "allowed_actions": final.allowed_actions,
+    }
+    if args.out is not None:
+        atomic_write_text(os.path.join(args.out, "strategy.json"),
+                          json.dumps(strategy_to_dict(game, strategy), indent=1) + "\n")
+        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(payload, indent=2) + "\n")
+        _psro_plot(os.path.join(args.out, "nash_conv.png"), args.game, "xdo", history)
+    if args.plot:
+        _psro_plot(args.plot, args.game, "xdo", history)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    console.print(f"[bold]XDO (restricted games solved by CFR+)[/bold] on {game.title or args.game}: {len(history)} "
+                  f"iterations, {final.allowed_actions} of {int(game.legal_mask.sum())} actions allowed, "
+                  f"{final.seconds:.2f} s")
+    console.print(f"NashConv: {final.nash_conv:.3e}")
+    if args.out is not None:
+        console.print(f"run folder {args.out}: strategy.json, result.json, nash_conv.png")
+    return 0

@@ -1,0 +1,183 @@
+"""`gamelab solve`, `games`, `solvers` and `scenarios`: equilibria of one game, and the catalogues."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from marl.commands.common import _check_output_path, _device
+
+
+def _is_extensive(game: Any) -> bool:
+    from games.extensive_form import ExtensiveFormGame
+
+    return isinstance(game, ExtensiveFormGame)
+
+
+def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
+    out = {
+        "game": spec,
+        "title": game.title,
+        "solver": result.solver,
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+        "nash_conv": result.nash_conv,
+        "expected_payoffs": result.value,
+    }
+    if _is_extensive(game):
+        from games.extensive_form import strategy_to_dict
+
+        out["strategies"] = strategy_to_dict(game, result.strategies[0])
+        out["num_infosets"] = game.num_infosets
+    else:
+        out["strategies"] = [s.tolist() for s in result.strategies]
+        out["players"] = list(game.player_names)
+        out["actions"] = [list(names) for names in game.action_names]
+    if result.joint is not None:
+        out["joint"] = result.joint.tolist()
+    out.update(result.extra)
+    return out
+
+
+def _write_plot(path: str, spec: str, result: Any) -> None:
+    from marl.plots import pyplot, write_png
+
+    iterations = [i for i, _ in result.history]
+    # A log axis cannot show an exact 0: such points sit on a floor below the smallest positive value.
+    positive = [v for _, v in result.history if v > 0]
+    floor = min(positive) / 10 if positive else 1e-16
+    values = [max(v, floor) for _, v in result.history]
+    figure, axes = pyplot().subplots(figsize=(6, 4))
+    axes.plot(iterations, values, marker="o" if len(values) < 30 else None)
+    axes.set_yscale("log")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("NashConv")
+    axes.set_title(f"{result.solver} on {spec}")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    write_png(path, figure, dpi=120)
+
+
+def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 24) -> None:
+    from rich.table import Table
+
+    from games.extensive_form import strategy_to_dict
+
+    table = Table(title=f"average strategy ({game.num_infosets} infosets)", title_justify="left")
+    table.add_column("player", justify="right")
+    table.add_column("information state")
+    table.add_column("action: probability")
+    mapping = strategy_to_dict(game, result.strategies[0])
+    players = game.infoset_player.tolist()
+    for infoset, (key, row) in enumerate(list(mapping.items())[:shown]):
+        table.add_row(str(players[infoset]), key.replace("\n", " | ")[:60],
+                      "  ".join(f"{a}: {p:.4f}" for a, p in row.items()))
+    if game.num_infosets > shown:
+        table.caption = f"{game.num_infosets - shown} more infosets: --out FILE writes them all"
+    console.print(table)
+    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
+    console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
+                  f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+
+
+def _print_result(console: Any, game: Any, result: Any) -> None:
+    from rich.table import Table
+
+    if _is_extensive(game):
+        _print_extensive_result(console, game, result)
+        return
+
+    for player, strategy in enumerate(result.strategies):
+        table = Table(title=f"{game.player_names[player]}", title_justify="left")
+        table.add_column("action")
+        table.add_column("probability", justify="right")
+        shown = 0
+        for name, probability in zip(game.action_names[player], strategy.tolist()):
+            if probability > 1e-9 or len(strategy) <= 12:
+                table.add_row(name, f"{probability:.6f}")
+                shown += 1
+        if shown < len(strategy):
+            table.caption = f"{len(strategy) - shown} actions with probability 0 not shown"
+        console.print(table)
+    if result.joint is not None:
+        console.print(f"joint distribution (correlated): {result.joint.tolist()}")
+    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
+    console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
+                  f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+    for key, value in result.extra.items():
+        console.print(f"{key}: {value}")
+
+
+def command_solve(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from games.io import atomic_write_text
+    from games.loading import load_game
+    from solvers import registry
+
+    console = Console(stderr=args.json)
+    device = _device(args.device)
+    _check_output_path(args.out, "--out")
+    _check_output_path(args.plot, "--plot")
+    game = load_game(args.game, device=device, dtype=torch.float64)
+    solver = registry.auto_solver(game) if args.solver == "auto" else args.solver
+    budget = args.iterations or registry.DEFAULT_ITERATIONS
+    iterative = registry.spec(solver).iterative
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("NashConv {task.fields[nash_conv]}"), TimeRemainingColumn(),
+        console=console, transient=True, disable=not iterative or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(solver, total=budget, nash_conv="-")
+        result = registry.solve(
+            game, solver, iterations=args.iterations, target_nash_conv=args.target_nash_conv, seed=args.seed,
+            callback=lambda i, gap: progress.update(task, completed=i, nash_conv=f"{gap:.2e}"),
+        )
+    payload = _result_json(game, args.game, result)
+    if args.out:
+        written = payload["strategies"] if _is_extensive(game) else payload
+        atomic_write_text(args.out, json.dumps(written, indent=2) + "\n")
+    if args.plot:
+        _write_plot(args.plot, args.game, result)
+    if args.json:
+        print(json.dumps(payload))
+    else:
+        shape = f"{game.num_infosets} infosets, {game.num_nodes} nodes" if _is_extensive(game) else f"actions {list(game.num_actions)}"
+        console.print(f"[bold]{game.title or args.game}[/bold]: {game.num_players} players, {shape}")
+        _print_result(console, game, result)
+    return 0
+
+
+def command_games(_: argparse.Namespace) -> int:
+    from games import catalog
+
+    for name in catalog.names():
+        print(f"{name:32s} {catalog.load(name).title}")
+    return 0
+
+
+def command_solvers(_: argparse.Namespace) -> int:
+    from solvers import registry
+
+    print(f"{'solver':18s} {'games':8s} {'kind':18s} description")
+    print(f"{'auto':18s} {'both':8s} {'':18s} {registry.describe()['auto']}")
+    for spec in registry.SOLVERS.values():
+        games = "both" if len(spec.kinds) == 2 else ("normal" if spec.kinds == (registry.NORMAL_FORM,) else "tree")
+        kind = ("iterative" if spec.iterative else "one-shot") + (", exact" if spec.exact else "")
+        print(f"{spec.name:18s} {games:8s} {kind:18s} {spec.description}")
+    return 0
+
+
+def command_scenarios(_: argparse.Namespace) -> int:
+    import dataclasses
+
+    import scenarios
+
+    for name in scenarios.names():
+        fields = dataclasses.fields(scenarios.config_class(name))
+        settings = ", ".join(f"{field.name}={field.default!r}" for field in fields)
+        print(f"{name:12s} {settings}")
+    return 0
