@@ -152,7 +152,7 @@ def test_a_restricted_game_keeps_only_the_allowed_actions_and_maps_back(leduc):
 def test_xdo_reaches_the_target_in_few_iterations(name, target):
     """XDO's paper reports an order of magnitude fewer iterations than PSRO on Leduc; here
     it reaches NashConv 0.01 within 15 iterations (PSRO with exact best responses and Nash
-    meta-strategies is still above 0.04 after 150)."""
+    meta-strategies is still at 0.037 after 150)."""
     from games.loading import load_game
     from solvers.sequence_form import nash_conv
     from solvers.xdo import xdo
