@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "and state.pt, saved after every iteration")
     psro.add_argument("--resume", action="store_true",
                       help="continue the run in --out (after Ctrl-C or kill -9) up to --iterations in all")
+    psro.add_argument("--backend", choices=["local", "ray"], default="local",
+                      help="compute the best responses in this process (default) or as Ray tasks (same results)")
+    psro.add_argument("--ray-address", default=None,
+                      help="join this Ray cluster (with --backend ray); default: start a local one")
     psro.add_argument("--plot", default=None, help="write NashConv against iterations and seconds as a PNG")
     psro.add_argument("--max-memory", default=None, metavar="SIZE",
                       help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")

@@ -306,6 +306,31 @@ class _TreePopulations:
 # The loop
 
 
+@dataclass(frozen=True)
+class OracleJob:
+    """One best response to compute: ``kind.METHOD(*arguments, player)``, a pure function of the game."""
+
+    player: int
+    method: str
+    """``best_response`` (to the others' mixtures) or ``best_response_to_joint`` (to a distribution over their members)."""
+    arguments: tuple
+
+
+def populations_of(game: NormalFormGame | ExtensiveFormGame) -> Any:
+    """What PSRO knows of ``game``'s policies: mixtures, best responses, meta-game features."""
+    if isinstance(game, ExtensiveFormGame):
+        return _TreePopulations(game)
+    if isinstance(game, NormalFormGame):
+        return _MatrixPopulations(game)
+    raise SolverError(f"PSRO plays normal-form and extensive-form games, not {type(game).__name__}")
+
+
+def run_oracle_job(kind: Any, job: OracleJob) -> Tensor:
+    """The best response of one job (``kind`` from :func:`populations_of`)."""
+    result = getattr(kind, job.method)(*job.arguments, job.player)
+    return result[0] if isinstance(result, tuple) else result
+
+
 @dataclass
 class PSROIterate:
     """What one iteration did and measured."""
@@ -335,6 +360,9 @@ class PSRO:
 
     game: NormalFormGame | ExtensiveFormGame
     meta_solver: str = "nash"
+    oracle_backend: Callable[[Any, list[OracleJob]], list[Tensor]] | None = None
+    """Runs a list of best-response jobs: ``backend(game, jobs) -> responses`` (in-process when None;
+    ``marl.commands.psro`` passes Ray tasks for ``--backend ray``)."""
     populations: list[list[Tensor]] = field(init=False)
     meta_game: Tensor = field(init=False)
     """``(N, |P_1|, ..., |P_N|)``."""
@@ -350,12 +378,7 @@ class PSRO:
         self.rectified = self.meta_solver == "rectified"
         self.joint_meta_solver = self.meta_solver in ("ce", "cce")
         self.joint: Tensor | None = None
-        if isinstance(self.game, ExtensiveFormGame):
-            self._kind: Any = _TreePopulations(self.game)
-        elif isinstance(self.game, NormalFormGame):
-            self._kind = _MatrixPopulations(self.game)
-        else:
-            raise SolverError(f"PSRO plays normal-form and extensive-form games, not {type(self.game).__name__}")
+        self._kind: Any = populations_of(self.game)
         kind = self._kind
         if self.rectified and kind.num_players != 2:
             raise SolverError(f"rectified Nash trains against opponents one population at a time: 2-player games "
@@ -426,34 +449,34 @@ class PSRO:
         sigma does (all of sigma when none is left).
         """
         kind = self._kind
-        # Every response is computed from the populations as they were: members added for one
-        # player do not change what the next player answers.
-        if self.joint_meta_solver:
-            all_responses = [self._correlated_responses(player) for player in range(kind.num_players)]
-        else:
-            mixtures = self.mixtures()
-            all_responses = [[kind.best_response(target, player)
-                              for target in (self._rectified_targets(player) if self.rectified else [mixtures])]
-                             for player in range(kind.num_players)]
-        added = []
-        for player, responses in enumerate(all_responses):
-            new = False
-            for response in responses:
-                if self.deduplicate and any(kind.same(response, member, player) for member in self.populations[player]):
-                    continue
-                self.populations[player].append(response)
-                new = True
-            added.append(new)
+        # Every job is made from the populations as they were: members added for one player
+        # do not change what the next player answers.
+        jobs = [job for player in range(kind.num_players) for job in self._oracle_jobs(player)]
+        responses = self.oracle_backend(self.game, jobs) if self.oracle_backend is not None else \
+            [run_oracle_job(kind, job) for job in jobs]
+        added = [False] * kind.num_players
+        for job, response in zip(jobs, responses):
+            player = job.player
+            if self.deduplicate and any(kind.same(response, member, player) for member in self.populations[player]):
+                continue
+            self.populations[player].append(response)
+            added[player] = True
         return added
 
-    def _correlated_responses(self, player: int) -> list[Tensor]:
-        """JPSRO's best responses: to the others' joint marginal (CCE), or to the conditional
-        distribution of each of ``player``'s recommended members (CE)."""
-        joint = torch.movedim(self.joint, player, 0)
-        if self.meta_solver == "cce":
-            return [self._kind.best_response_to_joint(joint.sum(0), self._features, player)[0]]
-        return [self._kind.best_response_to_joint(joint[member], self._features, player)[0]
-                for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist()]
+    def _oracle_jobs(self, player: int) -> list[OracleJob]:
+        """The best responses ``player`` needs this iteration, as jobs any backend can run.
+
+        A mixture of the others (PSRO; with ``rectified``, one per member of sigma's support),
+        or for JPSRO a distribution over the others' members: their joint marginal (CCE) or
+        each recommended member's conditional (CE).
+        """
+        if self.joint_meta_solver:
+            joint = torch.movedim(self.joint, player, 0)
+            weights = [joint.sum(0)] if self.meta_solver == "cce" else \
+                [joint[member] for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist()]
+            return [OracleJob(player, "best_response_to_joint", (weight, self._features)) for weight in weights]
+        targets = self._rectified_targets(player) if self.rectified else [self.mixtures()]
+        return [OracleJob(player, "best_response", (target,)) for target in targets]
 
     def _rectified_targets(self, player: int) -> list[list[Tensor]]:
         """For each of ``player``'s members in sigma's support, the others' rectified mixtures (2 players)."""
@@ -592,14 +615,15 @@ def _meta_nash_conv(meta_game: Tensor, strategies: list[Tensor]) -> float:
 
 def run(game: NormalFormGame | ExtensiveFormGame, meta_solver: str = "nash", *, iterations: int = 100,
         target_nash_conv: float | None = None,
-        callback: Callable[[PSROIterate], None] | None = None, start: PSRO | None = None) -> PSRO:
+        callback: Callable[[PSROIterate], None] | None = None, start: PSRO | None = None,
+        oracle_backend: Callable[[Any, list[OracleJob]], list[Tensor]] | None = None) -> PSRO:
     """Runs PSRO until ``iterations`` in all, ``target_nash_conv``, or no player has a new best response.
 
     ``start``: a run to continue (one restored with :meth:`PSRO.load_state_dict`);
     ``callback`` sees every iteration's record (progress bars, saving the run). The final
     meta-strategies are solved after the last iteration.
     """
-    psro = PSRO(game, meta_solver) if start is None else start
+    psro = PSRO(game, meta_solver, oracle_backend) if start is None else start
     while psro.iteration < iterations:
         if psro.history and not _goes_on(psro.history[-1], target_nash_conv):
             break
@@ -617,4 +641,47 @@ def _goes_on(record: PSROIterate, target_nash_conv: float | None) -> bool:
     return (target_nash_conv is None or record.nash_conv > target_nash_conv) and any(record.added)
 
 
-__all__ = ["META_SOLVERS", "PSRO", "PSROIterate", "meta_solver", "projected_replicator_dynamics", "run"]
+def _remote_oracle_job(game: Any, job: OracleJob) -> Tensor:
+    """A Ray task: one best response, computed in a worker from the game and the job."""
+    return run_oracle_job(populations_of(game), job)
+
+
+class RayOracles:
+    """Best responses as Ray tasks, one per job: ``with RayOracles() as backend: run(..., oracle_backend=backend)``.
+
+    The game is put in Ray's object store once per iteration and every job is a task; each
+    result is a pure function of the game and the job, so a run on Ray equals one in-process.
+    Joins a running Ray (``address``, or one already initialized in this process), else
+    starts a local one with ``num_cpus`` and shuts it down on exit.
+    """
+
+    def __init__(self, num_cpus: int | None = None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            from games.errors import MissingDependencyError
+
+            raise MissingDependencyError("ray", "ray", "--backend ray") from None
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            if address is None:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        self.task = ray.remote(num_cpus=1, max_retries=3)(_remote_oracle_job)
+
+    def __call__(self, game: Any, jobs: list[OracleJob]) -> list[Tensor]:
+        game_ref = self.ray.put(game)
+        return self.ray.get([self.task.remote(game_ref, job) for job in jobs])
+
+    def __enter__(self) -> RayOracles:
+        return self
+
+    def __exit__(self, *exception: Any) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+__all__ = ["META_SOLVERS", "PSRO", "OracleJob", "PSROIterate", "RayOracles", "meta_solver", "populations_of",
+           "projected_replicator_dynamics", "run", "run_oracle_job"]

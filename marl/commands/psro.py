@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
@@ -40,6 +41,8 @@ def command_psro(args: argparse.Namespace) -> int:
     from solvers import psro
 
     psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
+    if args.ray_address is not None and args.backend != "ray":
+        raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
     _check_output_path(args.plot, "--plot")
     state_path = None if args.out is None else os.path.join(args.out, "state.pt")
     if args.resume and (state_path is None or not os.path.isfile(state_path)):
@@ -92,9 +95,12 @@ def command_psro(args: argparse.Namespace) -> int:
                 save_state(holder["run"])
 
         holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver)
+        backend = psro.RayOracles(address=args.ray_address) if args.backend == "ray" else contextlib.nullcontext()
         try:
-            run = psro.run(game, args.meta_solver, iterations=args.iterations,
-                           target_nash_conv=args.target_nash_conv, callback=show, start=holder["run"])
+            with backend as oracles:
+                holder["run"].oracle_backend = oracles
+                run = psro.run(game, args.meta_solver, iterations=args.iterations,
+                               target_nash_conv=args.target_nash_conv, callback=show, start=holder["run"])
         except KeyboardInterrupt:
             if state_path is None:
                 raise
@@ -108,6 +114,7 @@ def command_psro(args: argparse.Namespace) -> int:
         "game": args.game,
         "meta_solver": args.meta_solver,
         "oracle": "best-response",
+        "backend": args.backend,
         "iterations": run.iteration,
         "seconds": seconds,
         "nash_conv": final,

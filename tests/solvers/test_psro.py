@@ -229,3 +229,20 @@ def test_jpsro_ce_on_kuhn_ends_at_a_correlated_equilibrium(kuhn):
     run = psro.run(kuhn, "ce", iterations=30)
     assert run.gap() < 1e-9
     assert all(record.meta_nash_conv < 1e-9 for record in run.history)  # the meta-game's own CE gap
+
+
+def test_best_responses_as_ray_tasks_equal_the_in_process_run(leduc):
+    """--backend ray: each best response is a Ray task; the populations, meta-game and
+    NashConv history equal the in-process run's, for PSRO and for JPSRO's correlated jobs."""
+    pytest.importorskip("ray")
+    three = catalog.random_game([3, 3, 3], seed=5)
+    local = [psro.run(leduc, "prd", iterations=3), psro.run(three, "cce", iterations=5)]
+    with psro.RayOracles(num_cpus=2) as backend:
+        remote = [psro.run(leduc, "prd", iterations=3, oracle_backend=backend),
+                  psro.run(three, "cce", iterations=5, oracle_backend=backend)]
+    for ours, theirs in zip(local, remote):
+        assert [len(p) for p in ours.populations] == [len(p) for p in theirs.populations]
+        for first, second in zip(ours.populations, theirs.populations):
+            assert all(torch.equal(a, b) for a, b in zip(first, second))
+        assert torch.equal(ours.meta_game, theirs.meta_game)
+        assert [r.nash_conv for r in ours.history] == [r.nash_conv for r in theirs.history]
