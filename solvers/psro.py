@@ -656,20 +656,10 @@ class RayOracles:
     """
 
     def __init__(self, num_cpus: int | None = None, address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            from games.errors import MissingDependencyError
+        from games.distributed import start_ray
 
-            raise MissingDependencyError("ray", "ray", "--backend ray") from None
-        self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            if address is None:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-        self.task = ray.remote(num_cpus=1, max_retries=3)(_remote_oracle_job)
+        self.ray, self.started_here = start_ray(num_cpus, address)
+        self.task = self.ray.remote(num_cpus=1, max_retries=3)(_remote_oracle_job)
 
     def __call__(self, game: Any, jobs: list[OracleJob]) -> list[Tensor]:
         game_ref = self.ray.put(game)

@@ -117,19 +117,9 @@ def _play_local(arena: Arena, units: list[Unit], store: MatchStore, report: Call
 
 def _play_ray(config: TournamentConfig, key: str, units: list[Unit], store: MatchStore,
               report: Callable[[list[MatchRow]], None], address: str | None, num_cpus: int | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        from games.errors import MissingDependencyError
+    from games.distributed import start_ray
 
-        raise MissingDependencyError("ray", "ray", "--backend ray") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    ray, started_here = start_ray(num_cpus, address)
     try:
         task = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(_play_units)
         config_ref = ray.put(config)
