@@ -135,14 +135,6 @@ def projected_replicator_dynamics(meta_game: Tensor, iterations: int = 10_000, s
     return [torch.from_numpy(total / iterations).to(meta_game.device, meta_game.dtype) for total in totals]
 
 
-def _payoff_vector(table: Tensor, strategies: list[Tensor], player: int) -> Tensor:
-    """``(K_player,)``: the payoff ``table`` ``(K_1, ..., K_N)`` of each of ``player``'s members against the others."""
-    letters = _LETTERS[: table.dim()]
-    others = [j for j in range(table.dim()) if j != player]
-    subscripts = f"{letters},{','.join(letters[j] for j in others)}->{letters[player]}"
-    return torch.einsum(subscripts, table, *[strategies[j] for j in others])
-
-
 def _alpha_rank(meta_game: Tensor) -> list[Tensor]:
     from solvers.ratings import multi_population_alpha_rank
 
@@ -198,7 +190,7 @@ class _MatrixPopulations:
         return mixtures
 
     def best_response(self, mixtures: list[Tensor], player: int) -> Tensor:
-        values = _payoff_vector(self.game.payoffs[player], mixtures, player)
+        values = self.game.player_action_values(mixtures, player)
         return torch.nn.functional.one_hot(values.argmax(), values.numel()).to(values.dtype)
 
     def same(self, first: Tensor, second: Tensor, player: int) -> bool:
@@ -606,11 +598,9 @@ def _meta_correlated_gap(solver: str, meta_game: Tensor, joint: Tensor) -> float
 
 def _meta_nash_conv(meta_game: Tensor, strategies: list[Tensor]) -> float:
     """NashConv of ``strategies`` in the meta-game ``(N, K_1, ..., K_N)``."""
-    total = 0.0
-    for player in range(meta_game.shape[0]):
-        payoffs = _payoff_vector(meta_game[player], strategies, player)
-        total += float(payoffs.max() - strategies[player] @ payoffs)
-    return total
+    from solvers.exploitability import nash_conv
+
+    return float(nash_conv(NormalFormGame(meta_game), strategies))
 
 
 def run(game: NormalFormGame | ExtensiveFormGame, meta_solver: str = "nash", *, iterations: int = 100,

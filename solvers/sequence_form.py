@@ -350,11 +350,7 @@ def best_response(game: ExtensiveFormGame, strategy: Tensor, player: int) -> Ten
     never reaches every action is worth 0 and the first legal one is chosen.
     """
     own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
-    values, _, _ = counterfactual_values(game, strategy, player, own_reach, best_response=True)
-    mine = game.infoset_player == player
-    choice = values.masked_fill(~game.legal_mask, -torch.inf).argmax(-1)
-    onehot = torch.nn.functional.one_hot(choice, game.max_actions).to(strategy.dtype)
-    return torch.where(mine[:, None], onehot, strategy)
+    return best_response_to_reach(game, player, reach_of_others(game, own_reach, player), strategy)[0]
 
 
 def behaviour_from_plan(game: ExtensiveFormGame, player: int, plan: Tensor, into: Tensor) -> Tensor:
