@@ -113,23 +113,26 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
 
 
 def test_sigterm_saves_the_training_checkpoint_like_ctrl_c(tmp_path):
+    """SIGTERM once training is under way (a checkpoint written by the clock shows it is):
+    exit 130, and the checkpoint written on the way out holds at least as much training."""
     folder = tmp_path / "run"
     command = [sys.executable, "-m", "marl.cli", "train", "maddpg", "--scenario", "spread", "--env-steps", "100000000",
                "--num-envs", "8", "--param", "batch_size=32", "--param", "hidden_sizes=[16,16]", "--param",
-               "learning_starts=200", "--param", "log_every=200", "--out", str(folder)]
+               "learning_starts=200", "--param", "log_every=200", "--param", "buffer_size=5000", "--param",
+               "checkpoint_minutes=0.001", "--out", str(folder)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if folder.is_dir() and any(name.startswith("events.out") for name in os.listdir(folder)):
-            break
-        time.sleep(0.1)
-    time.sleep(1.0)  # some training steps
+    deadline, seen = time.time() + 240, 0
+    while time.time() < deadline and process.poll() is None and not seen:
+        if (folder / "checkpoint.pt").exists():
+            seen = checkpoint.load(folder / "checkpoint.pt")["run"]["env_steps"]
+        time.sleep(0.05)
     assert process.poll() is None, process.communicate()
+    assert seen > 0, "no checkpoint of a training step was written"
     process.send_signal(signal.SIGTERM)
     _, error = process.communicate(timeout=120)
     assert process.returncode == 130, error
     saved = checkpoint.load(folder / "checkpoint.pt")
-    assert saved["run"]["env_steps"] > 0
+    assert saved["run"]["env_steps"] >= seen > 0
 
 
 def test_a_policy_callable_that_is_not_a_policy_is_one_line(tmp_path, monkeypatch, capsys):
