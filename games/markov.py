@@ -210,6 +210,11 @@ class MarkovGame:
         return len(self.possible_agents)
 
     @property
+    def copy_streams(self) -> torch.Tensor:
+        """``(B,)`` int64: the random stream each copy plays (``first_copy + i``, or the ``streams`` reset option)."""
+        return self._copies
+
+    @property
     def state_size(self) -> int:
         return sum(self._observation_sizes.values())
 

@@ -3,6 +3,7 @@
     gamelab solve GAME [--solver NAME] [--iterations N] [--target-nash-conv X] [--seed S]
                        [--device D] [--out FILE] [--plot FILE] [--json]
     gamelab psro GAME [--meta-solver NAME] [--variant psro|xdo] [--iterations K] [--out DIR] [--resume]
+                      [--oracle best-response|maddpg] [--oracle-steps N] [--sims-per-entry S]
     gamelab games | solvers | scenarios     the catalogues
     gamelab render SCENARIO --out FILE.gif [--policy P]
     gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
@@ -97,12 +98,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     psro = commands.add_parser(
         "psro", help="grow populations of policies by best responses (PSRO)",
-        description="Policy-Space Response Oracles (Lanctot et al. 2017) with exact best responses on a "
-                    "normal-form or extensive-form game: each iteration solves the meta-game of the "
-                    "populations, adds each player's best response to the others' mixtures, and reports the "
-                    "mixtures' NashConv in the full game.",
+        description="Policy-Space Response Oracles (Lanctot et al. 2017): each iteration solves the meta-game "
+                    "of the populations, adds each player's best response to the others' mixtures, and reports "
+                    "the mixtures' NashConv. On a normal-form or extensive-form game the best responses and "
+                    "NashConv are exact; on a two-team Markov game (tag, adversary, pettingzoo:MODULE) each "
+                    "team's best response is trained by MADDPG against the other team's mixture, meta-game "
+                    "entries are played episodes, and NashConv is what the new best responses gain.",
     )
-    psro.add_argument("game", help="as for `gamelab solve`: catalog name, .nfg/.efg path, random(...), OpenSpiel game")
+    psro.add_argument("game", help="as for `gamelab solve` (catalog name, .nfg/.efg path, random(...), OpenSpiel "
+                                   "game), or a two-team Markov-game scenario such as tag")
+    psro.add_argument("--oracle", choices=["best-response", "maddpg"], default=None,
+                      help="best-response (exact; normal-form and extensive-form games) or maddpg (Markov games); "
+                           "default: the one the game takes")
+    psro.add_argument("--oracle-steps", type=_positive_int, default=None,
+                      help="maddpg: transitions each best response trains on (default 200,000)")
+    psro.add_argument("--num-envs", type=_positive_int, default=None,
+                      help="maddpg: copies of the game each best response trains on (default 64)")
+    psro.add_argument("--sims-per-entry", type=_positive_int, default=None,
+                      help="maddpg: episodes played for each meta-game entry (default 64)")
+    psro.add_argument("--warm-start", action="store_true",
+                      help="maddpg: start each best response from the team's last one instead of from scratch")
+    psro.add_argument("--seed", type=int, default=None, help="maddpg: the run's seed (default 0)")
+    psro.add_argument("--device", default=None, help="maddpg: torch device of the games and networks (default cpu)")
+    psro.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="maddpg: a scenario setting, e.g. --set num_adversaries=2 (repeatable)")
+    psro.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="maddpg: a trainer setting of MADDPGConfig, e.g. --param batch_size=512 (repeatable)")
     psro.add_argument("--meta-solver", default="nash",
                       help="nash (default), prd, rm, alpharank, rectified, uniform, or cce/ce (JPSRO)")
     psro.add_argument("--variant", choices=["psro", "xdo"], default="psro",

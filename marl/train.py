@@ -71,6 +71,7 @@ def train(
     saved: dict[str, Any] | None = None,
     time_limit: float | None = None,
     callback: Callable[[dict[str, float], MADDPG], None] | None = None,
+    initial_actors: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Trains MADDPG (or independent DDPG) on ``game`` for ``config.env_steps`` transitions.
 
@@ -84,6 +85,8 @@ def train(
         saved: that checkpoint, when the caller has already read it with ``checkpoint.load``.
         time_limit: stop after this many seconds of this call (the run can be resumed).
         callback: called as ``callback(stats, learner)`` after every log.
+        initial_actors: actor weights to start from instead of fresh ones (a warm start; the
+            target actors start equal to them); ignored when resuming.
     """
     device = torch.device(device)
     if game.num_envs != config.num_envs:
@@ -91,6 +94,12 @@ def train(
     spec = GameSpec.of(game)
     settings = dict(game_settings or {})
     learner = MADDPG(spec, config, device)
+    if initial_actors is not None and not resume:
+        try:
+            learner.actors.load_state_dict(initial_actors)
+        except RuntimeError as error:
+            raise TrainingError(f"the actors to start from do not fit this game's agents: {error}") from None
+        learner.target_actors.load_state_dict(initial_actors)
     buffer = ReplayBuffer(config.buffer_size, learner.joint_observation_size, learner.joint_action_size,
                           spec.num_agents, device=device)
     copies, agents = config.num_envs, spec.agents
@@ -231,14 +240,20 @@ def train(
     return TrainResult(learner, env_steps, updates, seconds_before + elapsed(), curve)
 
 
-def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> None:
-    """Writes the trained actors alone (no optimizers, no replay) as a small checkpoint."""
-    checkpoint.save(path, {
+def policy_payload(learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> dict[str, Any]:
+    """What a policy file holds: the game, the agents' spaces, the settings and the actors (tensors
+    and plain values, which ``load_policy(..., saved=payload)`` reads back)."""
+    return {
         "game": {"name": game_name, "settings": dict(game_settings)},
         "spec": learner.spec.to_dict(),
         "config": dataclasses.asdict(learner.config),
-        "learner": {"actors": learner.actors.state_dict()},
-    })
+        "learner": {"actors": {name: value.detach().cpu().clone() for name, value in learner.actors.state_dict().items()}},
+    }
+
+
+def save_policy(path: str | os.PathLike, learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> None:
+    """Writes the trained actors alone (no optimizers, no replay) as a small checkpoint."""
+    checkpoint.save(path, policy_payload(learner, game_name, game_settings))
 
 
 def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str | None = None,

@@ -168,9 +168,36 @@ def meta_solver(name: str) -> Callable[[Tensor], list[Tensor]]:
 
 # --------------------------------------------------------------------------------------
 # The two kinds of game: policies, mixtures, best responses, meta-game features
+#
+# A policy space (what PSRO knows of a game's policies) has ``num_players``, ``exact``
+# and the methods ``uniform``, ``mixture``, ``profile``, ``best_response``, ``same``,
+# ``features``, ``block``, ``nash_conv`` (exact spaces), ``pack`` and ``unpack``.
+# ``marl.psro_oracle.MarkovPopulations`` is one more, with reinforcement-learning oracles.
 
 
-class _MatrixPopulations:
+class _TensorPolicies:
+    """Saving populations whose members are tensors of one shape per player."""
+
+    exact = True
+    """Best responses and NashConv are exact (the meta-game's entries too)."""
+
+    def pack(self, population: list[Tensor], player: int) -> Tensor:
+        """``(K, *policy_shape)``: the population as one tensor, for ``torch.save``."""
+        return torch.stack(population)
+
+    def unpack(self, saved: Any, player: int) -> list[Tensor]:
+        """:meth:`pack`'s output back as members; raises ``ValueError`` saying what does not fit."""
+        shape = tuple(self.uniform(player).shape)
+        if not isinstance(saved, Tensor) or saved.dim() != len(shape) + 1 or saved.shape[0] < 1:
+            raise ValueError(f"player {player}'s population is not a stack of policies")
+        if tuple(saved.shape[1:]) != shape:
+            raise ValueError(f"player {player}'s policies have shape {tuple(saved.shape[1:])}, this game's {shape}: "
+                             "the run is of another game")
+        reference = self.uniform(player)
+        return list(saved.to(reference.device, reference.dtype).unbind(0))
+
+
+class _MatrixPopulations(_TensorPolicies):
     """Normal-form games: a policy is a mixed strategy ``(A_i,)``."""
 
     def __init__(self, game: NormalFormGame) -> None:
@@ -184,7 +211,7 @@ class _MatrixPopulations:
         return self.game.payoffs.new_full((size,), 1.0 / size)
 
     def mixture(self, members: list[Tensor], weights: Tensor, player: int) -> Tensor:
-        return weights @ torch.stack(members)
+        return weights.to(members[0].dtype) @ torch.stack(members)
 
     def profile(self, mixtures: list[Tensor]) -> list[Tensor]:
         return mixtures
@@ -225,7 +252,7 @@ class _MatrixPopulations:
         return float(nash_conv(self.game, mixtures))
 
 
-class _TreePopulations:
+class _TreePopulations(_TensorPolicies):
     """Extensive-form games: a policy is a behavioural strategy ``(num_infosets, max_actions)``."""
 
     def __init__(self, game: ExtensiveFormGame) -> None:
@@ -246,7 +273,7 @@ class _TreePopulations:
     def mixture(self, members: list[Tensor], weights: Tensor, player: int) -> Tensor:
         from solvers.sequence_form import behaviour_from_plan
 
-        plan = weights @ torch.stack([self.plan(member, player) for member in members])
+        plan = weights.to(members[0].dtype) @ torch.stack([self.plan(member, player) for member in members])
         return behaviour_from_plan(self.game, player, plan, members[0])
 
     def profile(self, mixtures: list[Tensor]) -> Tensor:
@@ -329,7 +356,8 @@ class PSROIterate:
 
     iteration: int
     nash_conv: float
-    """NashConv of the sigma-mixtures (before this iteration's best responses), in the full game."""
+    """NashConv of the sigma-mixtures (before this iteration's best responses), in the full game; for
+    policy spaces without an exact one, :meth:`PSRO.estimated_nash_conv`."""
     meta_nash_conv: float
     """NashConv of sigma in the meta-game U."""
     population_sizes: list[int]
@@ -346,15 +374,20 @@ class PSRO:
     """PSRO on one normal-form or extensive-form game (see the module docstring).
 
     Args:
-        game: a :class:`NormalFormGame` (unbatched) or an :class:`ExtensiveFormGame`.
+        game: a :class:`NormalFormGame` (unbatched) or an :class:`ExtensiveFormGame`; any game
+            when ``policy_space`` is given.
         meta_solver: a name from :data:`META_SOLVERS`.
     """
 
-    game: NormalFormGame | ExtensiveFormGame
+    game: Any
     meta_solver: str = "nash"
     oracle_backend: Callable[[Any, list[OracleJob]], list[Tensor]] | None = None
     """Runs a list of best-response jobs: ``backend(game, jobs) -> responses`` (in-process when None;
     ``marl.commands.psro`` passes Ray tasks for ``--backend ray``)."""
+    policy_space: Any = None
+    """What PSRO knows of the game's policies (see the policy spaces above): None takes the exact
+    one of a normal-form or extensive-form ``game`` (:func:`populations_of`);
+    ``marl.psro_oracle.MarkovPopulations`` trains best responses on a Markov game."""
     populations: list[list[Tensor]] = field(init=False)
     meta_game: Tensor = field(init=False)
     """``(N, |P_1|, ..., |P_N|)``."""
@@ -370,8 +403,14 @@ class PSRO:
         self.rectified = self.meta_solver == "rectified"
         self.joint_meta_solver = self.meta_solver in ("ce", "cce")
         self.joint: Tensor | None = None
-        self._kind: Any = populations_of(self.game)
+        if self.policy_space is None:
+            self.policy_space = populations_of(self.game)
+        self._kind: Any = self.policy_space
         kind = self._kind
+        if self.joint_meta_solver and not hasattr(kind, "best_response_to_joint"):
+            raise SolverError(f"the meta-solver {self.meta_solver!r} needs exact best responses to correlated "
+                              "opponents; this game's oracle trains against mixtures: use nash, prd, rm, uniform, "
+                              "alpharank or rectified")
         if self.rectified and kind.num_players != 2:
             raise SolverError(f"rectified Nash trains against opponents one population at a time: 2-player games "
                               f"only, and this game has {kind.num_players} players")
@@ -388,7 +427,7 @@ class PSRO:
 
     def mixtures(self) -> list[Tensor]:
         """Each population's sigma-mixture as one policy of the full game."""
-        return [self._kind.mixture(population, weights.to(population[0].dtype), player)
+        return [self._kind.mixture(population, weights, player)
                 for player, (population, weights) in enumerate(zip(self.populations, self.meta_strategies))]
 
     def policy(self) -> Any:
@@ -489,12 +528,13 @@ class PSRO:
     def update_empirical_gamestate(self) -> None:
         """Step 3: the meta-game's entries that involve a new member; the others are kept."""
         kind = self._kind
-        old = [features.shape[0] for features in self._features]
+        old = [len(features) for features in self._features]
         for player, population in enumerate(self.populations):
             if len(population) > old[player]:
                 fresh = kind.features(population[old[player]:], player)
-                self._features[player] = torch.cat([self._features[player], fresh])
-        sizes = [features.shape[0] for features in self._features]
+                known = self._features[player]
+                self._features[player] = torch.cat([known, fresh]) if isinstance(fresh, Tensor) else known + fresh
+        sizes = [len(features) for features in self._features]
         table = self.meta_game.new_zeros((kind.num_players, *sizes))
         table[(slice(None), *[slice(0, k) for k in old])] = self.meta_game
         # New entries, in blocks that partition them: the first player whose member is new
@@ -511,14 +551,14 @@ class PSRO:
         """Everything a resumed run needs: the populations, the meta-game and the history.
 
         Tensors, numbers and strings only, so it saves with ``torch.save`` and loads with
-        ``weights_only=True``. Populations are stacked per player: ``(K_i, A_i)`` or
-        ``(K_i, num_infosets, max_actions)``.
+        ``weights_only=True``. Populations are packed per player by the policy space:
+        ``(K_i, A_i)`` or ``(K_i, num_infosets, max_actions)`` stacks for exact ones.
         """
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "meta_solver": self.meta_solver,
-            "populations": [torch.stack(population) for population in self.populations],
+            "populations": [self._kind.pack(population, player) for player, population in enumerate(self.populations)],
             "meta_game": self.meta_game,
             "history": [dataclasses.asdict(record) for record in self.history],
         }
@@ -541,41 +581,51 @@ class PSRO:
             raise fail(f"the run used the meta-solver {state.get('meta_solver')!r}, not {self.meta_solver!r}")
         populations, meta_game, history = state.get("populations"), state.get("meta_game"), state.get("history")
         kind = self._kind
-        shape = tuple(kind.uniform(0).shape)
-        if not isinstance(populations, list) or len(populations) != kind.num_players or not all(
-                isinstance(stack, Tensor) and stack.dim() == len(shape) + 1 and stack.shape[0] >= 1
-                for stack in populations):
-            raise fail(f"its populations are not {kind.num_players} stacks of policies")
-        for player, stack in enumerate(populations):
-            if tuple(stack.shape[1:]) != tuple(kind.uniform(player).shape):
-                raise fail(f"player {player}'s policies have shape {tuple(stack.shape[1:])}, this game's "
-                           f"{tuple(kind.uniform(player).shape)}: the run is of another game")
-        sizes = tuple(stack.shape[0] for stack in populations)
+        if not isinstance(populations, list) or len(populations) != kind.num_players:
+            raise fail(f"its populations are not {kind.num_players} populations of policies")
+        try:
+            members = [kind.unpack(saved, player) for player, saved in enumerate(populations)]
+        except ValueError as error:
+            raise fail(str(error)) from None
+        sizes = tuple(len(population) for population in members)
         if not isinstance(meta_game, Tensor) or tuple(meta_game.shape) != (kind.num_players, *sizes):
             raise fail(f"its meta-game does not have the shape {(kind.num_players, *sizes)} of its populations")
         fields = {item.name for item in dataclasses.fields(PSROIterate)}
         if not isinstance(history, list) or not all(isinstance(row, dict) and set(row) == fields for row in history):
             raise fail("its history is malformed")
-        reference = kind.uniform(0)
-        self.populations = [list(stack.to(reference.device, reference.dtype).unbind(0)) for stack in populations]
+        self.populations = members
         self._features = [kind.features(population, player) for player, population in enumerate(self.populations)]
         self.meta_game = meta_game.to(self.meta_game.device, self.meta_game.dtype)
         self.history = [PSROIterate(**row) for row in history]
         self.meta_strategies = _uniform(self.meta_game)
         self._started = time.perf_counter() - (self.history[-1].seconds if self.history else 0.0)
 
+    def estimated_nash_conv(self) -> float:
+        """NashConv of sigma (this iteration's, zero on the new members) in the meta-game grown by this
+        iteration's best responses: what the oracles gained over sigma, a lower bound on the true
+        NashConv that policy spaces without an exact one report (``exact = False``)."""
+        padded = [torch.cat([strategy, strategy.new_zeros(size - strategy.numel())])
+                  for strategy, size in zip(self.meta_strategies, self.meta_game.shape[1:])]
+        return _meta_nash_conv(self.meta_game, padded)
+
     def gap(self) -> float:
-        """What the run measures in the full game: NashConv of the mixtures, or the (C)CE gap for ``ce``/``cce``."""
+        """What the run measures in the full game: NashConv of the mixtures, or the (C)CE gap for ``ce``/``cce``
+        (policy spaces without an exact NashConv: the last iteration's :meth:`estimated_nash_conv`)."""
+        if not self._kind.exact:
+            return self.history[-1].nash_conv if self.history else float("nan")
         return self.correlated_gap() if self.joint_meta_solver else self.nash_conv()
 
     def step(self) -> PSROIterate:
         """One iteration: meta-strategies, best responses, new meta-game entries."""
         self.update_meta_strategies()
-        nash_conv = self.gap()
+        exact = self._kind.exact
+        nash_conv = self.gap() if exact else float("nan")
         meta = _meta_correlated_gap(self.meta_solver, self.meta_game, self.joint) if self.joint_meta_solver else \
             _meta_nash_conv(self.meta_game, self.meta_strategies)
         added = self.update_agents()
         self.update_empirical_gamestate()
+        if not exact:
+            nash_conv = self.estimated_nash_conv()
         record = PSROIterate(self.iteration + 1, nash_conv, meta, [len(p) for p in self.populations],
                              [strategy.tolist() for strategy in self.meta_strategies], added,
                              time.perf_counter() - self._started)

@@ -10,8 +10,84 @@ from typing import Any
 from games.errors import GamelabError
 from marl.commands.common import _check_output_path, _check_writable_folder
 
+MARKOV_DEFAULTS = {"oracle_steps": 200_000, "num_envs": 64, "sims_per_entry": 64, "seed": 0, "device": "cpu"}
+MARKOV_FLAGS = ("oracle_steps", "num_envs", "sims_per_entry", "seed", "device", "set", "param", "warm_start")
 
-def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any]) -> None:
+
+def _is_markov(game: str) -> bool:
+    import scenarios
+
+    return game in scenarios.names() or game.startswith("pettingzoo:")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
+    """The policy space of a Markov-game run: from the flags, or on ``--resume`` from the run's record
+    (a flag that differs from what the run was started with is refused)."""
+    from marl.commands.common import _device, _setting
+    from marl.maddpg import MADDPGConfig
+    from marl.psro_oracle import MarkovPopulations
+
+    params = dict(_setting(text) for text in args.param)
+    if isinstance(params.get("hidden_sizes"), list):
+        params["hidden_sizes"] = tuple(params["hidden_sizes"])
+    for name in ("env_steps", "num_envs", "seed"):
+        if name in params:
+            flag = {"env_steps": "--oracle-steps"}.get(name, _flag(name))
+            raise GamelabError(f"--param {name}: set it with {flag}")
+    device = _device(args.device or MARKOV_DEFAULTS["device"])
+    if state is not None:
+        space = MarkovPopulations.from_record(args.game, state.get("markov"), device, source=state_path)
+        asked = {"oracle_steps": ("env_steps", space.oracle.env_steps), "num_envs": ("num_envs", space.oracle.num_envs),
+                 "sims_per_entry": (None, space.sims_per_entry), "seed": (None, space.seed)}
+        for name, (_, recorded) in asked.items():
+            given = getattr(args, name)
+            if given is not None and given != recorded:
+                raise GamelabError(f"--resume: {state_path} was run with {_flag(name)} {recorded}; a resumed run "
+                                   "keeps its settings")
+        settings = dict(_setting(text) for text in args.set)
+        if (settings and settings != space.settings) or (args.warm_start and not space.warm_start) or any(
+                getattr(space.oracle, key) != value for key, value in params.items()):
+            raise GamelabError(f"--resume: {state_path} keeps the settings it was started with; drop --set, --param "
+                               "and --warm-start, or start a new run")
+        return space
+    values = {**{name: getattr(args, name) for name in MARKOV_DEFAULTS}}
+    values = {name: MARKOV_DEFAULTS[name] if value is None else value for name, value in values.items()}
+    oracle = MADDPGConfig.from_dict({**params, "env_steps": values["oracle_steps"], "num_envs": values["num_envs"],
+                                     "checkpoint_minutes": 0, **({} if "log_every" in params else {"log_every": 5_000})})
+    return MarkovPopulations(args.game, dict(_setting(text) for text in args.set), oracle=oracle,
+                             sims_per_entry=values["sims_per_entry"], seed=values["seed"],
+                             warm_start=args.warm_start, device=device)
+
+
+def _check_oracle(args: argparse.Namespace, markov: bool) -> str:
+    """The oracle the run uses; refuses flags and oracles that do not fit the game."""
+    oracle = args.oracle or ("maddpg" if markov else "best-response")
+    if markov and oracle != "maddpg":
+        raise GamelabError(f"--oracle {oracle}: {args.game} is a Markov game, whose best responses are trained: "
+                           "use --oracle maddpg")
+    if not markov and oracle == "maddpg":
+        raise GamelabError(f"--oracle maddpg: {args.game} is not a Markov game; its best responses are exact "
+                           "(--oracle best-response)")
+    if not markov:
+        given = [name for name in MARKOV_FLAGS if getattr(args, name) not in (None, False, [])]
+        if given:
+            raise GamelabError(f"{_flag(given[0])} applies to --oracle maddpg on Markov games; {args.game} takes "
+                               "exact best responses")
+        return oracle
+    if args.variant == "xdo":
+        raise GamelabError(f"--variant xdo: {args.game} is a Markov game; XDO restricts the actions of a game tree")
+    if args.backend == "ray":
+        raise GamelabError("--backend ray runs exact best responses as Ray tasks; MADDPG best responses train in "
+                           "this process (use --device cuda to speed them up)")
+    return oracle
+
+
+def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any],
+               label: str = "NashConv of the mixtures") -> None:
     from marl.plots import pyplot, write_png
 
     figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -19,7 +95,7 @@ def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any]) -> No
     by_iteration.plot([record.iteration for record in history], values, marker="o" if len(values) < 30 else None)
     by_time.plot([record.seconds for record in history], values, marker="o" if len(values) < 30 else None)
     by_iteration.set_yscale("log")
-    by_iteration.set_ylabel("NashConv of the mixtures")
+    by_iteration.set_ylabel(label)
     for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
         axes.set_xlabel(label)
         axes.grid(True, which="both", alpha=0.3)
@@ -43,6 +119,8 @@ def command_psro(args: argparse.Namespace) -> int:
     psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
     if args.ray_address is not None and args.backend != "ray":
         raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
+    markov = _is_markov(args.game)
+    oracle = _check_oracle(args, markov)
     _check_output_path(args.plot, "--plot")
     state_path = None if args.out is None else os.path.join(args.out, "state.pt")
     if args.resume and (state_path is None or not os.path.isfile(state_path)):
@@ -53,7 +131,16 @@ def command_psro(args: argparse.Namespace) -> int:
         if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
             raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
         _check_writable_folder(args.out, f"--out {args.out}")
-    game = load_game(args.game, dtype=torch.float64)
+    state = None
+    if args.resume:
+        from games.io import read_torch_file
+
+        state = read_torch_file(state_path, what="PSRO run")
+        if not isinstance(state, dict) or state.get("game") != args.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+    space = _markov_space(args, state, state_path) if markov else None
+    game = space.probe if markov else load_game(args.game, dtype=torch.float64)
     tree = isinstance(game, ExtensiveFormGame)
     if args.variant == "xdo":
         if not tree:
@@ -64,27 +151,25 @@ def command_psro(args: argparse.Namespace) -> int:
         return _command_xdo(args, game, console=Console(stderr=args.json))
     start = None
     if args.resume:
-        from games.io import read_torch_file
-
-        state = read_torch_file(state_path, what="PSRO run")
-        if not isinstance(state, dict) or state.get("game") != args.game:
-            recorded = state.get("game") if isinstance(state, dict) else None
-            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
-        start = psro.PSRO(game, args.meta_solver)
+        start = psro.PSRO(game, args.meta_solver, policy_space=space)
         start.load_state_dict(state, source=state_path)
 
     def save_state(run: Any) -> None:
         import io
 
         buffer = io.BytesIO()
-        torch.save({**run.state_dict(), "game": args.game}, buffer)
+        torch.save({**run.state_dict(), "game": args.game, **({"markov": space.record()} if markov else {})}, buffer)
         atomic_write_bytes(state_path, buffer.getvalue())
     console = Console(stderr=args.json)
     with Progress(TextColumn(f"[bold]PSRO {args.meta_solver}"), BarColumn(),
                   TextColumn("iteration {task.completed}/{task.total}"), TextColumn("population {task.fields[sizes]}"),
-                  TextColumn("NashConv {task.fields[nash_conv]}"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("psro", total=args.iterations, sizes="-", nash_conv="-")
+                  TextColumn("NashConv {task.fields[nash_conv]}"), TextColumn("{task.fields[oracle]}"),
+                  TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("psro", total=args.iterations, sizes="-", nash_conv="-", oracle="")
+        if markov:
+            total = space.oracle.env_steps
+            space.progress = lambda team, stats: progress.update(
+                task, oracle=f"training team {team}: {int(stats['env_steps']):,}/{total:,} steps")
 
         holder: dict[str, Any] = {}
 
@@ -94,7 +179,7 @@ def command_psro(args: argparse.Namespace) -> int:
             if state_path is not None:
                 save_state(holder["run"])
 
-        holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver)
+        holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver, policy_space=space)
         backend = psro.RayOracles(address=args.ray_address) if args.backend == "ray" else contextlib.nullcontext()
         try:
             with backend as oracles:
@@ -107,13 +192,13 @@ def command_psro(args: argparse.Namespace) -> int:
             console.print(f"interrupted: {state_path} holds the finished iterations; continue with --resume")
             return 130
     final = run.gap()
-    measure = {"cce": "cce_gap", "ce": "ce_gap"}.get(args.meta_solver, "nash_conv")
+    measure = "estimated_nash_conv" if markov else {"cce": "cce_gap", "ce": "ce_gap"}.get(args.meta_solver, "nash_conv")
     history = run.history
     seconds = history[-1].seconds if history else 0.0
     payload = {
         "game": args.game,
         "meta_solver": args.meta_solver,
-        "oracle": "best-response",
+        "oracle": oracle,
         "backend": args.backend,
         "iterations": run.iteration,
         "seconds": seconds,
@@ -124,10 +209,14 @@ def command_psro(args: argparse.Namespace) -> int:
         "population_sizes": [len(population) for population in run.populations],
         "meta_strategy": [strategy.tolist() for strategy in run.meta_strategies],
     }
+    plot_label = "NashConv estimated by the best responses" if markov else "NashConv of the mixtures"
     if args.out is not None:
         folder = args.out
         for player, population in enumerate(run.populations):
             for index, member in enumerate(population):
+                if markov:
+                    _write_member(os.path.join(folder, "population", f"team{player}_{index:03d}"), member)
+                    continue
                 body = strategy_to_dict(game, member) if tree else {"player": player, "strategy": member.tolist()}
                 atomic_write_text(os.path.join(folder, "population", f"player{player}_{index:03d}.json"),
                                   json.dumps(body, indent=1) + "\n")
@@ -137,22 +226,37 @@ def command_psro(args: argparse.Namespace) -> int:
         }) + "\n")
         atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
         if history:
-            _psro_plot(os.path.join(folder, "nash_conv.png"), args.game, args.meta_solver, history)
+            _psro_plot(os.path.join(folder, "nash_conv.png"), args.game, args.meta_solver, history, plot_label)
     if args.plot and history:
-        _psro_plot(args.plot, args.game, args.meta_solver, history)
+        _psro_plot(args.plot, args.game, args.meta_solver, history, plot_label)
     if args.json:
         print(json.dumps(payload))
         return 0
     reached = "" if args.target_nash_conv is None else (
         " (target reached)" if final <= args.target_nash_conv else f" (target {args.target_nash_conv:g} not reached)")
-    console.print(f"[bold]PSRO ({args.meta_solver}, exact best responses)[/bold] on {game.title or args.game}: "
+    how = "MADDPG best responses" if markov else "exact best responses"
+    console.print(f"[bold]PSRO ({args.meta_solver}, {how})[/bold] on {getattr(game, 'title', '') or args.game}: "
                   f"{run.iteration} iterations, populations {payload['population_sizes']}, {seconds:.2f} s")
     label = {"nash_conv": "NashConv of the mixtures", "cce_gap": "CCE gap of the joint meta-strategy",
              "ce_gap": "CE gap of the joint meta-strategy"}[measure]
+    if markov:
+        label = "NashConv estimated by the last best responses (what they gain over the mixtures)"
     console.print(f"{label}: {final:.3e}{reached}")
     if args.out is not None:
         console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
     return 0
+
+
+def _write_member(stem: str, member: Any) -> None:
+    """A Markov-game member as a file: a MADDPG policy file (``.pt``), or ``.json`` for random play."""
+    from games.io import atomic_write_text
+    from marl import checkpoint
+
+    payload = member.payload()
+    if payload["kind"] == "uniform":
+        atomic_write_text(stem + ".json", json.dumps(payload) + "\n")
+    else:
+        checkpoint.save(stem + ".pt", {key: value for key, value in payload.items() if key != "kind"})
 
 
 def _command_xdo(args: argparse.Namespace, game: Any, console: Any) -> int:

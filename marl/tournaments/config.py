@@ -40,10 +40,13 @@ Player kinds (which games take them):
   tournament starts.
 - ``strategy`` (normal-form, extensive-form): ``path:`` a JSON file from
   ``gamelab solve --out``.
-- ``psro`` (normal-form, extensive-form): ``path:`` the ``state.pt`` of a ``gamelab psro
-  --out`` run of the same game; the player is its populations' meta-strategy mixtures
-  (for a JPSRO run, ``ce``/``cce``, the marginals of its joint meta-strategy: a tournament
-  seat plays independently).
+- ``psro`` (all but OpenSpiel-only play): ``path:`` the ``state.pt`` of a ``gamelab psro
+  --out`` run of the same game (and settings); the player is its populations' meta-strategy
+  mixtures (for a JPSRO run, ``ce``/``cce``, the marginals of its joint meta-strategy: a
+  tournament seat plays independently; on a Markov game, each team's member is drawn from
+  its mixture per match). With ``member: K`` the player is instead the K-th member of
+  every population (0 is uniform random play, K the K-th iteration's best responses), so
+  each generation of a run can be a player of its own.
 - ``mcts`` (OpenSpiel extensive-form games, sampled play): OpenSpiel's MCTS bot on
   perfect-information games, its information-set MCTS bot otherwise; ``simulations``
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).
@@ -77,7 +80,7 @@ PLAYER_FIELDS = {
     "pure": ("action",),
     "solver": ("solver", "iterations"),
     "strategy": ("path",),
-    "psro": ("path",),
+    "psro": ("path", "member"),
     "mcts": ("simulations", "rollouts", "uct_c"),
     "checkpoint": ("path",),
     "scripted": ("arguments",),
@@ -295,6 +298,8 @@ def _player(check: _Checker, value: Any, path: tuple, allow_code: bool) -> Playe
             if kind == "scripted":
                 item = {k: check.number(v, (*here, k)) for k, v in item.items()}
             options[key] = dict(item)
+        elif key == "member":
+            options[key] = check.integer(item, here, minimum=0)
         elif key in ("iterations", "simulations", "rollouts"):
             options[key] = check.integer(item, here, minimum=1)
         elif key == "uct_c":

@@ -74,8 +74,10 @@ def _read_json(config: TournamentConfig, player: PlayerConfig) -> tuple[str, Any
         raise GameFileError(path, error.lineno, error.colno, f"not valid JSON: {error.msg}") from None
 
 
-def _psro_mixtures(config: TournamentConfig, player: PlayerConfig, game: Any) -> list[Tensor]:
-    """The sigma-mixtures of a ``gamelab psro --out`` run (its ``state.pt``), one per player of ``game``."""
+def _psro_policies(config: TournamentConfig, player: PlayerConfig, game: Any,
+                   space_of: Callable[[dict, str], Any] | None = None) -> tuple[Any, list[Any]]:
+    """A ``gamelab psro --out`` run (its ``state.pt``) and each player's policy in it: its sigma-mixture,
+    or with ``member: K`` its K-th member. ``space_of(state, path)``: the run's policy space (Markov games)."""
     from games.io import read_torch_file
     from solvers.psro import PSRO
 
@@ -85,12 +87,19 @@ def _psro_mixtures(config: TournamentConfig, player: PlayerConfig, game: Any) ->
         if not isinstance(state, dict) or state.get("game") != config.game:
             recorded = state.get("game") if isinstance(state, dict) else None
             raise GamelabError(f"{path} is a PSRO run of {recorded!r}, not of {config.game!r}")
-        run = PSRO(game, str(state.get("meta_solver")))
+        space = None if space_of is None else space_of(state, path)
+        run = PSRO(game, str(state.get("meta_solver")), policy_space=space)
         run.load_state_dict(state, source=path)
     except GamelabError as error:
         raise _fail(player, str(error)) from None
-    run.update_meta_strategies()
-    return run.mixtures()
+    member = player.options.get("member")
+    if member is None:
+        run.update_meta_strategies()
+        return run, run.mixtures()
+    sizes = [len(population) for population in run.populations]
+    if member >= min(sizes):
+        raise _fail(player, f"member {member}: the run's populations hold {sizes} members, so members 0..{min(sizes) - 1}")
+    return run, [population[member] for population in run.populations]
 
 
 def _solve(game: Any, player: PlayerConfig) -> list[Tensor]:
@@ -135,7 +144,7 @@ class MatrixPlayer:
         elif kind == "solver":
             self._fixed = [s.detach().to("cpu", torch.float64) for s in _solve(game, player)]
         elif kind == "psro":
-            self._fixed = [mixture.detach().to("cpu", torch.float64) for mixture in _psro_mixtures(config, player, game)]
+            self._fixed = [mixture.detach().to("cpu", torch.float64) for mixture in _psro_policies(config, player, game)[1]]
         elif kind == "strategy":
             path, payload = _read_json(config, player)
             strategies = payload.get("strategies") if isinstance(payload, dict) else None
@@ -261,7 +270,7 @@ class TreePlayer:
         elif kind == "solver":
             self._fixed = _solve(game, player)[0].detach()
         elif kind == "psro":
-            mixtures = _psro_mixtures(config, player, game)
+            mixtures = _psro_policies(config, player, game)[1]
             mine = [(game.infoset_player == seat)[:, None] for seat in range(game.num_players)]
             self._fixed = torch.where(mine[0], mixtures[0], mixtures[1])
         elif kind == "strategy":
@@ -337,10 +346,31 @@ class PolicyPlayer:
                 self._policy = scenarios.scripted_policy(game_name, **player.options.get("arguments", {}))
             except GamelabError as error:
                 raise _fail(player, str(error)) from None
+        elif player.kind == "psro":
+            self._policy = self._psro(config, player, game_name, game)
         elif player.kind == "callable":
             self._policy = load_callable(player)
         else:
-            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint, scripted or callable")
+            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint, scripted, psro or "
+                                "callable")
+
+    @staticmethod
+    def _psro(config: TournamentConfig, player: PlayerConfig, game_name: str, game: Any) -> Callable:
+        """A PSRO run's teams as one policy: each team's sigma-mixture, or its ``member``."""
+        from marl.envs import resolved_settings
+        from marl.psro_oracle import MarkovPopulations, TeamMixture
+
+        def space_of(state: dict, path: str) -> MarkovPopulations:
+            space = MarkovPopulations.from_record(game_name, state.get("markov"), game.device, source=path)
+            if resolved_settings(game_name, space.settings) != resolved_settings(game_name, config.settings):
+                raise GamelabError(f"{path} is a run of {game_name} with settings {space.settings}, not "
+                                   f"{config.settings}")
+            return space
+
+        run, policies = _psro_policies(config, player, game, space_of)
+        one = torch.ones(1, dtype=torch.float64)
+        return run.policy_space.profile([policy if isinstance(policy, TeamMixture) else TeamMixture((policy,), one)
+                                         for policy in policies])
 
     def policy(self, seed: int) -> Callable:
         """The policy for one batch of matches; ``seed`` seeds a random player."""
