@@ -238,9 +238,9 @@ def command_psro(args: argparse.Namespace) -> int:
     console.print(f"[bold]PSRO ({args.meta_solver}, {how})[/bold] on {getattr(game, 'title', '') or args.game}: "
                   f"{run.iteration} iterations, populations {payload['population_sizes']}, {seconds:.2f} s")
     label = {"nash_conv": "NashConv of the mixtures", "cce_gap": "CCE gap of the joint meta-strategy",
-             "ce_gap": "CE gap of the joint meta-strategy"}[measure]
-    if markov:
-        label = "NashConv estimated by the last best responses (what they gain over the mixtures)"
+             "ce_gap": "CE gap of the joint meta-strategy",
+             "estimated_nash_conv": "NashConv estimated by the last best responses (what they gain over the mixtures)",
+             }[measure]
     console.print(f"{label}: {final:.3e}{reached}")
     if args.out is not None:
         console.print(f"run folder {args.out}: population/, meta_game.json, result.json, nash_conv.png")
