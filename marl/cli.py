@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
-    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro"], help="which benchmark")
+    bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro",
+                                                 "psro_markov"], help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 

@@ -1,4 +1,4 @@
-"""`gamelab psro`: PSRO, JPSRO and XDO runs, their run folders and plots."""
+"""`gamelab psro`: PSRO, JPSRO and XDO runs (exact oracles), PSRO with MADDPG oracles on Markov games, run folders and plots."""
 
 from __future__ import annotations
 
