@@ -33,6 +33,11 @@ Policies and the meta-game are exact:
   ``U``'s entries are multilinear in the members' own reach probabilities of each
   terminal, so a block of new entries is one ``einsum`` over the terminals.
 
+Any other game comes with its own policy space (``PSRO(game, ..., policy_space=...)``):
+``marl.psro_oracle.MarkovPopulations`` trains MADDPG best responses on two-team Markov
+games and plays episodes for the meta-game's entries. Without an exact NashConv, its
+iterations report :meth:`PSRO.estimated_nash_conv`.
+
 Meta-solvers, by name (:data:`META_SOLVERS`): ``uniform`` (fictitious play over the
 population), ``nash`` (the solver table's ``auto``: the zero-sum interior point on
 2-player constant-sum meta-games, Lemke-Howson on other 2-player ones, Nash-SGD beyond),
