@@ -1,21 +1,29 @@
-"""What is played: game representations, file formats and adapters."""
+"""What is played: game representations, file formats and adapters.
 
-from games.errors import (
-    GameError,
-    GameFileError,
-    GamelabError,
-    MissingDependencyError,
-    SolverError,
-)
-from games.loading import load_game
-from games.normal_form import NormalFormGame
+The names below load on first use (PEP 562), so that importing ``games.errors`` (as the
+command line does before it knows which subcommand runs) does not import torch.
+"""
 
-__all__ = [
-    "GameError",
-    "GameFileError",
-    "GamelabError",
-    "MissingDependencyError",
-    "NormalFormGame",
-    "SolverError",
-    "load_game",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "GameError": "games.errors",
+    "GameFileError": "games.errors",
+    "GamelabError": "games.errors",
+    "MissingDependencyError": "games.errors",
+    "SolverError": "games.errors",
+    "load_game": "games.loading",
+    "NormalFormGame": "games.normal_form",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'games' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+__all__ = sorted(_WHERE)

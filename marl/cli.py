@@ -72,7 +72,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from solvers import registry
+    from solvers import DEFAULT_ITERATIONS  # the package alone: --help answers without importing torch
 
     parser = _Parser(
         prog="gamelab", description="Compute equilibria of games, train agent populations, run tournaments."
@@ -82,10 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = commands.add_parser("solve", help="compute an equilibrium of a game")
     solve.add_argument("game", help="catalog name, .nfg path, random(...) or an OpenSpiel game string")
-    solve.add_argument("--solver", default="auto", choices=registry.names(), metavar="NAME",
+    solve.add_argument("--solver", default="auto", metavar="NAME",
                        help="solver (default: auto); see `gamelab solvers`")
     solve.add_argument("--iterations", type=_positive_int, default=None,
-                       help=f"iteration budget of iterative solvers (default {registry.DEFAULT_ITERATIONS})")
+                       help=f"iteration budget of iterative solvers (default {DEFAULT_ITERATIONS})")
     solve.add_argument("--target-nash-conv", type=_non_negative_float, default=None,
                        help="stop once NashConv is at most this")
     solve.add_argument("--seed", type=int, default=0, help="seed for solvers that sample (default 0)")

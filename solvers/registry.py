@@ -38,7 +38,7 @@ import torch
 from games.errors import SolverError, did_you_mean
 from games.extensive_form import ExtensiveFormGame
 from games.normal_form import NormalFormGame
-from solvers import cfr, ftrl, mccfr, regret, sequence_form
+from solvers import DEFAULT_ITERATIONS, cfr, ftrl, mccfr, regret, sequence_form
 from solvers.exploitability import cce_gap, ce_gap, marginals, nash_conv
 
 Tensor = torch.Tensor
@@ -239,7 +239,6 @@ def _specs() -> list[SolverSpec]:
 SOLVERS: dict[str, SolverSpec] = {spec.name: spec for spec in _specs()}
 """The solver table: every solver by name (``auto`` is not a row; it picks one, see :func:`auto_solver`)."""
 
-DEFAULT_ITERATIONS = 1000
 
 
 def names() -> list[str]:

@@ -122,6 +122,8 @@ def command_solve(args: argparse.Namespace) -> int:
     device = _device(args.device)
     _check_output_path(args.out, "--out")
     _check_output_path(args.plot, "--plot")
+    if args.solver != "auto":
+        registry.spec(args.solver)  # an unknown name fails (with a did-you-mean) before the game is loaded
     game = load_game(args.game, device=device, dtype=torch.float64)
     solver = registry.auto_solver(game) if args.solver == "auto" else args.solver
     budget = args.iterations or registry.DEFAULT_ITERATIONS

@@ -404,3 +404,21 @@ def test_psro_variant_xdo_reaches_the_target_and_writes_its_strategy(tmp_path, c
     assert float(nash_conv(game, strategy)) == pytest.approx(payload["nash_conv"], abs=1e-9)
     assert main(["psro", "rps", "--variant", "xdo"]) == 2
     assert "normal-form game" in capsys.readouterr().err
+
+
+def test_help_and_argument_errors_answer_without_importing_torch():
+    """`gamelab --help`, a subcommand's --help and a mistyped command answer before torch loads."""
+    script = ("import sys\nfrom marl.cli import main\n"
+              "for argv in (['--help'], ['solve', '--help'], ['psro', '--help'], ['train', 'maddpg', '--help'], "
+              "['tournament', '--help'], ['solv']):\n"
+              "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+              "print(sorted(name for name in ('torch', 'numpy', 'pyspiel', 'matplotlib', 'ray') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unknown_solver_is_refused_before_the_game_loads(capsys):
+    assert main(["solve", "no_such_game", "--solver", "cfrr"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown solver 'cfrr' (did you mean 'cfr'?)" in error and "no_such_game" not in error
