@@ -98,6 +98,14 @@ def agent_role(agent: str) -> str:
     return re.sub(r"_?\d+$", "", agent) or agent
 
 
+def teams(agents: Sequence[str]) -> dict[str, list[str]]:
+    """``{role: agents}``: the agents grouped by :func:`agent_role`, in order of first appearance."""
+    grouped: dict[str, list[str]] = {}
+    for agent in agents:
+        grouped.setdefault(agent_role(agent), []).append(agent)
+    return grouped
+
+
 def _spaces():
     from gymnasium import spaces
 

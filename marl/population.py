@@ -36,13 +36,10 @@ Tensor = torch.Tensor
 
 
 def teams_of(game: Any) -> list[list[str]]:
-    """The game's agents grouped by role, in order of first appearance."""
-    from games.markov import agent_role
+    """The game's agents grouped by role, in order of first appearance (``games.markov.teams``)."""
+    from games.markov import teams
 
-    teams: dict[str, list[str]] = {}
-    for agent in game.possible_agents:
-        teams.setdefault(agent_role(agent), []).append(agent)
-    return list(teams.values())
+    return list(teams(game.possible_agents).values())
 
 
 class UniformMember:
@@ -96,6 +93,13 @@ class TrainedMember:
 
     def payload(self) -> dict[str, Any]:
         return {"kind": "maddpg", **self._payload}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (to and from Ray workers) as its payload; the actors are rebuilt on the CPU."""
+        return {"payload": self._payload}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["payload"])
 
 
 def member_from_payload(payload: Any, agents: Sequence[str], device: torch.device | str, label: str) -> Any:

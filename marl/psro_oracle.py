@@ -95,6 +95,10 @@ class MarkovPopulations:
         self.progress = progress
         self.recorded_settings = resolved_settings(game_name, self.settings)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for Ray workers without the progress callback (it draws in this process's terminal)."""
+        return {**self.__dict__, "progress": None}
+
     # ----------------------------------------------------------------------------------
     # Members and mixtures
 

@@ -7,7 +7,7 @@ The run reads top to bottom (``train``):
 3. loop: act in every copy with exploration, step, store ``B`` transitions, and run one
    update per ``transitions_per_update`` transitions once ``learning_starts`` are stored;
 4. every ``log_every`` transitions, log the mean return of the episodes that finished
-   (per agent, on the game's reward scale) to TensorBoard and the caller;
+   (per agent, and per team when there are several; on the game's reward scale) to TensorBoard and the caller;
 5. every ``checkpoint_every`` transitions or ``checkpoint_minutes`` minutes, whichever comes
    first, at the next step where every copy starts a new episode, write ``checkpoint.pt``
    atomically. Ctrl-C (and SIGTERM through the CLI) writes one too.
@@ -50,7 +50,8 @@ class TrainResult:
     updates: int
     seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
-    """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent)."""
+    """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent; the
+    callback's and TensorBoard's stats add ``episode_return/ROLE`` per team when there are several)."""
 
 
 def _joint(values: dict[str, torch.Tensor], agents: tuple[str, ...], device: torch.device) -> torch.Tensor:
@@ -162,8 +163,16 @@ def train(
         return time.perf_counter() - start
 
     joint_observations = _joint(observations, agents, device)
-    returns = torch.zeros(copies, dtype=torch.float64, device=device)
-    finished_sum = torch.zeros((), dtype=torch.float64, device=device)
+    # Returns per copy: column 0 is the mean over every agent, then one column per team (role).
+    from games.markov import teams
+
+    roles = teams(agents)
+    weights = torch.zeros(spec.num_agents, 1 + len(roles), dtype=torch.float64, device=device)
+    weights[:, 0] = 1.0 / spec.num_agents
+    for column, team in enumerate(roles.values(), start=1):
+        weights[[agents.index(agent) for agent in team], column] = 1.0 / len(team)
+    returns = torch.zeros(copies, 1 + len(roles), dtype=torch.float64, device=device)
+    finished_sum = torch.zeros(1 + len(roles), dtype=torch.float64, device=device)
     finished_count = torch.zeros((), dtype=torch.float64, device=device)
     losses: dict[str, torch.Tensor] = {}
     next_log = (env_steps // config.log_every + 1) * config.log_every
@@ -188,10 +197,10 @@ def train(
             env_steps += copies
 
             done = (ended | cut).any(1)
-            returns += reward_rows.mean(1)
-            finished_sum += (returns * done).sum()
+            returns += reward_rows.to(torch.float64) @ weights
+            finished_sum += (returns * done[:, None]).sum(0)
             finished_count += done.sum()
-            returns.masked_fill_(done, 0.0)
+            returns.masked_fill_(done[:, None], 0.0)
             if learner.members > 1:
                 fresh = torch.randint(learner.members, members.shape, generator=learner.generator, device=device)
                 members = torch.where(done[:, None], fresh, members)
@@ -205,11 +214,14 @@ def train(
             if env_steps >= next_log or env_steps >= config.env_steps:
                 next_log = (env_steps // config.log_every + 1) * config.log_every
                 count = float(finished_count)
+                sums = finished_sum.tolist()
                 stats = {
                     "env_steps": float(env_steps),
                     "updates": float(updates),
                     "seconds": seconds_before + elapsed(),
-                    "episode_return": float(finished_sum) / count if count else math.nan,
+                    "episode_return": sums[0] / count if count else math.nan,
+                    **({f"episode_return/{role}": total / count if count else math.nan
+                        for role, total in zip(roles, sums[1:])} if len(roles) > 1 else {}),
                     **{name: float(value) for name, value in losses.items()},
                 }
                 finished_sum.zero_()
@@ -238,6 +250,38 @@ def train(
     if interrupted:
         raise KeyboardInterrupt
     return TrainResult(learner, env_steps, updates, seconds_before + elapsed(), curve)
+
+
+def reachable_budget(config: MADDPGConfig, explicit: set[str] | frozenset[str] = frozenset(),
+                     flag: str = "--env-steps") -> tuple[MADDPGConfig, str | None]:
+    """``config`` with a budget that reaches learning, and a line saying what changed (None: nothing did).
+
+    openai/maddpg's ``learning_starts`` (25,600 transitions) would leave a short run with
+    few updates or none, and its greedy evaluation of untrained actors is worse than random
+    play. When ``env_steps`` is under twice ``learning_starts``, ``learning_starts`` drops to
+    a quarter of the budget (at least one batch), unless the user set it (it is in
+    ``explicit``): then a budget that ends before the first update is refused.
+
+    Raises:
+        TrainingError: for a budget that cannot reach the first update, naming ``flag``.
+    """
+    steps, starts = config.env_steps, config.learning_starts
+    first_update = max(starts, config.batch_size)
+    if "learning_starts" in explicit:
+        if steps < first_update + config.transitions_per_update:
+            raise TrainingError(f"{flag} {steps:,} ends before the first update (learning_starts={starts:,}, "
+                                f"batch_size={config.batch_size:,}): raise {flag} or lower learning_starts")
+        return config, None
+    if steps >= 2 * starts:
+        return config, None
+    lowered = max(config.batch_size, steps // 4)
+    if steps < lowered + 10 * config.transitions_per_update:
+        raise TrainingError(f"{flag} {steps:,} is too short to train: MADDPG needs a batch of {config.batch_size:,} "
+                            f"transitions before its first update and some updates after it")
+    adjusted = dataclasses.replace(config, learning_starts=lowered)
+    return adjusted, (f"learning_starts lowered from {starts:,} to {lowered:,} so that {flag} {steps:,} trains "
+                      f"({(steps - lowered) // config.transitions_per_update:,} updates); set it with "
+                      "--param learning_starts=N")
 
 
 def policy_payload(learner: MADDPG, game_name: str, game_settings: dict[str, Any]) -> dict[str, Any]:

@@ -386,9 +386,9 @@ class PSRO:
 
     game: Any
     meta_solver: str = "nash"
-    oracle_backend: Callable[[Any, list[OracleJob]], list[Tensor]] | None = None
-    """Runs a list of best-response jobs: ``backend(game, jobs) -> responses`` (in-process when None;
-    ``marl.commands.psro`` passes Ray tasks for ``--backend ray``)."""
+    oracle_backend: Callable[[Any, list[OracleJob]], list[Any]] | None = None
+    """Runs a list of best-response jobs: ``backend(policy_space, jobs) -> responses`` (in-process when
+    None; ``marl.commands.psro`` passes Ray tasks for ``--backend ray``)."""
     policy_space: Any = None
     """What PSRO knows of the game's policies (see the policy spaces above): None takes the exact
     one of a normal-form or extensive-form ``game`` (:func:`populations_of`);
@@ -488,7 +488,7 @@ class PSRO:
         # Every job is made from the populations as they were: members added for one player
         # do not change what the next player answers.
         jobs = [job for player in range(kind.num_players) for job in self._oracle_jobs(player)]
-        responses = self.oracle_backend(self.game, jobs) if self.oracle_backend is not None else \
+        responses = self.oracle_backend(kind, jobs) if self.oracle_backend is not None else \
             [run_oracle_job(kind, job) for job in jobs]
         added = [False] * kind.num_players
         for job, response in zip(jobs, responses):
@@ -686,16 +686,17 @@ def _goes_on(record: PSROIterate, target_nash_conv: float | None) -> bool:
     return (target_nash_conv is None or record.nash_conv > target_nash_conv) and any(record.added)
 
 
-def _remote_oracle_job(game: Any, job: OracleJob) -> Tensor:
-    """A Ray task: one best response, computed in a worker from the game and the job."""
-    return run_oracle_job(populations_of(game), job)
+def _remote_oracle_job(space: Any, job: OracleJob) -> Any:
+    """A Ray task: one best response, computed in a worker from the policy space and the job."""
+    return run_oracle_job(space, job)
 
 
 class RayOracles:
     """Best responses as Ray tasks, one per job: ``with RayOracles() as backend: run(..., oracle_backend=backend)``.
 
-    The game is put in Ray's object store once per iteration and every job is a task; each
-    result is a pure function of the game and the job, so a run on Ray equals one in-process.
+    The policy space (the game, and for Markov games the oracle's settings) is put in Ray's
+    object store once per iteration and every job is a task, on one CPU; each result is a pure
+    function of the space and the job, so a run on Ray equals one in-process.
     Joins a running Ray (``address``, or one already initialized in this process), else
     starts a local one with ``num_cpus`` and shuts it down on exit.
     """
@@ -706,9 +707,9 @@ class RayOracles:
         self.ray, self.started_here = start_ray(num_cpus, address)
         self.task = self.ray.remote(num_cpus=1, max_retries=3)(_remote_oracle_job)
 
-    def __call__(self, game: Any, jobs: list[OracleJob]) -> list[Tensor]:
-        game_ref = self.ray.put(game)
-        return self.ray.get([self.task.remote(game_ref, job) for job in jobs])
+    def __call__(self, space: Any, jobs: list[OracleJob]) -> list[Any]:
+        space_ref = self.ray.put(space)
+        return self.ray.get([self.task.remote(space_ref, job) for job in jobs])
 
     def __enter__(self) -> RayOracles:
         return self

@@ -114,18 +114,24 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[st
 
 def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes: int, seed: int, device: Any,
                      gif: str | None) -> dict[str, Any]:
-    """Mean return per agent of ``policy`` and of uniform random play over the same episodes."""
-    from games.policy import episode_returns, random_policy
+    """Mean return per agent of ``policy`` and of uniform random play over the same episodes, overall and
+    per team (role): in a competitive game (``tag``) the overall mean averages predators and prey."""
+    from games.markov import teams
+    from games.policy import random_policy, team_returns
     from games.render import record_gif
     from marl.envs import make_game
 
     game = make_game(name, episodes, device=device, seed=seed, settings=settings)
-    trained = episode_returns(policy, game, seed)
-    random = episode_returns(random_policy(seed), game, seed)
+    groups = teams(game.possible_agents)
+    everyone = [list(game.possible_agents), *groups.values()]
+    trained = team_returns(policy, game, seed, everyone).cpu()
+    random = team_returns(random_policy(seed), game, seed, everyone).cpu()
     out = {
-        "mean_episode_return": float(trained.mean()),
-        "episode_return_std": float(trained.std()) if episodes > 1 else 0.0,
-        "random_return": float(random.mean()),
+        "mean_episode_return": float(trained[0].mean()),
+        "episode_return_std": float(trained[0].std()) if episodes > 1 else 0.0,
+        "random_return": float(random[0].mean()),
+        "team_returns": {role: float(trained[1 + index].mean()) for index, role in enumerate(groups)},
+        "random_team_returns": {role: float(random[1 + index].mean()) for index, role in enumerate(groups)},
         "eval_episodes": episodes,
         "gif": None,
     }
@@ -137,6 +143,14 @@ def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes:
     return out
 
 
+def _team_lines(evaluation: dict[str, Any]) -> str:
+    """``adversary +41.2 (random +3.1), agent -52.0 (random -9.8)``; empty for a game of one team."""
+    if len(evaluation["team_returns"]) < 2:
+        return ""
+    return ", ".join(f"{role} {value:+.2f} (random {evaluation['random_team_returns'][role]:+.2f})"
+                     for role, value in evaluation["team_returns"].items())
+
+
 def command_train(args: argparse.Namespace) -> int:
     import os
 
@@ -144,9 +158,15 @@ def command_train(args: argparse.Namespace) -> int:
 
     from marl.envs import make_game
 
+    from marl.train import reachable_budget
+
     console = Console(stderr=args.json)
     folder = _run_folder(args)
     config, saved = _trainer_config(args, folder)
+    explicit = {_setting(text)[0] for text in args.param} | (set(saved["config"]) if saved is not None else set())
+    config, adjusted = reachable_budget(config, explicit)
+    if adjusted:
+        console.print(adjusted)
     device = _device(args.device)
     settings = dict(_setting(text) for text in args.set)
     game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)
@@ -240,6 +260,8 @@ def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, 
             f"mean return per agent over {evaluation['eval_episodes']} episodes: "
             f"{evaluation['mean_episode_return']:+.2f} (uniform random {evaluation['random_return']:+.2f})"
         )
+        if _team_lines(evaluation):
+            console.print(f"per team: {_team_lines(evaluation)}")
         console.print(f"run folder {folder}: checkpoint.pt, policy.pt, result.json, TensorBoard logs"
                       + (", trained.gif" if evaluation["gif"] else ""))
     return 0
@@ -272,6 +294,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
         print(f"{args.checkpoint} on {scenario}: mean return per agent over {args.episodes} episodes "
               f"{evaluation['mean_episode_return']:+.2f} (std {evaluation['episode_return_std']:.2f}; "
               f"uniform random {evaluation['random_return']:+.2f})")
+        if _team_lines(evaluation):
+            print(f"per team: {_team_lines(evaluation)}")
         if evaluation["gif"]:
             print(f"wrote {evaluation['gif']}")
     return 0

@@ -30,6 +30,7 @@ def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str 
     from marl.commands.common import _device, _setting
     from marl.maddpg import MADDPGConfig
     from marl.psro_oracle import MarkovPopulations
+    from marl.train import reachable_budget
 
     params = dict(_setting(text) for text in args.param)
     if isinstance(params.get("hidden_sizes"), list):
@@ -58,6 +59,11 @@ def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str 
     values = {name: MARKOV_DEFAULTS[name] if value is None else value for name, value in values.items()}
     oracle = MADDPGConfig.from_dict({**params, "env_steps": values["oracle_steps"], "num_envs": values["num_envs"],
                                      "checkpoint_minutes": 0, **({} if "log_every" in params else {"log_every": 5_000})})
+    oracle, adjusted = reachable_budget(oracle, set(params), "--oracle-steps")
+    if adjusted:
+        from rich.console import Console
+
+        Console(stderr=True).print(adjusted)
     return MarkovPopulations(args.game, dict(_setting(text) for text in args.set), oracle=oracle,
                              sims_per_entry=values["sims_per_entry"], seed=values["seed"],
                              warm_start=args.warm_start, device=device)
@@ -80,9 +86,9 @@ def _check_oracle(args: argparse.Namespace, markov: bool) -> str:
         return oracle
     if args.variant == "xdo":
         raise GamelabError(f"--variant xdo: {args.game} is a Markov game; XDO restricts the actions of a game tree")
-    if args.backend == "ray":
-        raise GamelabError("--backend ray runs exact best responses as Ray tasks; MADDPG best responses train in "
-                           "this process (use --device cuda to speed them up)")
+    if args.backend == "ray" and args.device not in (None, "cpu"):
+        raise GamelabError(f"--backend ray trains the best responses in Ray's CPU workers; drop --device {args.device} "
+                           "or use --backend local")
     return oracle
 
 

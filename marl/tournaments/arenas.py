@@ -419,7 +419,7 @@ class MarkovArena(Arena):
     score_groups = True  # the teams' returns are on different scales: compare seat-swapped pairs
 
     def __init__(self, config: TournamentConfig, game_name: str) -> None:
-        from games.markov import agent_role
+        from games.markov import teams as teams_by_role
         from marl.envs import make_game
 
         super().__init__(config)
@@ -429,9 +429,7 @@ class MarkovArena(Arena):
         self.game_name = game_name
         self.device = torch.device(config.device)
         probe = make_game(game_name, 1, device=self.device, seed=config.seed, settings=config.settings)
-        teams: dict[str, list[str]] = {}
-        for agent in probe.possible_agents:
-            teams.setdefault(agent_role(agent), []).append(agent)
+        teams = teams_by_role(probe.possible_agents)
         if len(teams) != 2:
             raise TournamentConfigError(f"{game_name}: a tournament needs a game of two teams; its agents form "
                                         f"{len(teams)} ({', '.join(teams)})")

@@ -422,3 +422,51 @@ def test_an_unknown_solver_is_refused_before_the_game_loads(capsys):
     assert main(["solve", "no_such_game", "--solver", "cfrr"]) == 2
     error = capsys.readouterr().err
     assert "unknown solver 'cfrr' (did you mean 'cfr'?)" in error and "no_such_game" not in error
+
+
+def test_a_short_budget_lowers_learning_starts_and_says_so(tmp_path, capsys):
+    """openai/maddpg's learning_starts (25,600) would leave a 4,000-step run without a single update."""
+    assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "4000", "--num-envs", "8", "--out",
+                 str(tmp_path / "run"), "--param", "batch_size=64", "--param", "transitions_per_update=16",
+                 "--param", "hidden_sizes=[16,16]", "--param", "eval_episodes=5", "--no-gif", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "learning_starts lowered from 25,600 to 1,000 so that --env-steps 4,000 trains" in captured.err
+    payload = json.loads(captured.out.strip().splitlines()[-1])
+    assert payload["config"]["learning_starts"] == 1000 and payload["updates"] == (4000 - 1000) // 16 + 1
+
+
+def test_a_budget_that_ends_before_the_first_update_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "400", "--out", str(run),
+                 "--param", "learning_starts=1000"]) == 2
+    assert "--env-steps 400 ends before the first update (learning_starts=1,000" in capsys.readouterr().err
+    assert main(["train", "maddpg", "--scenario", "spread", "--env-steps", "300", "--out", str(run)]) == 2
+    assert "--env-steps 300 is too short to train" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_tag_reports_each_teams_return_beside_the_mean(tmp_path, capsys):
+    """Predators and prey on one scale would hide both: the JSON, the text and the training stats name each team."""
+    assert main(["train", "maddpg", "--scenario", "tag", "--env-steps", "400", "--out", str(tmp_path / "run"),
+                 *TINY_RUN, "--no-gif", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    teams = payload["team_returns"]
+    assert set(teams) == {"adversary", "agent"} and set(payload["random_team_returns"]) == set(teams)
+    # 3 adversaries and 1 good agent: the mean per agent is the agents' weighted mean of the teams' means
+    assert payload["mean_episode_return"] == pytest.approx((3 * teams["adversary"] + teams["agent"]) / 4)
+    assert main(["evaluate", str(tmp_path / "run" / "policy.pt"), "--episodes", "4"]) == 0
+    assert "per team: adversary " in capsys.readouterr().out
+
+
+def test_training_stats_hold_each_teams_return():
+    from marl.envs import make_game
+    from marl.maddpg import MADDPGConfig
+    from marl.train import train
+
+    config = MADDPGConfig(env_steps=400, num_envs=8, batch_size=64, hidden_sizes=(16, 16), learning_starts=200,
+                          transitions_per_update=16, buffer_size=5000, log_every=200, checkpoint_minutes=0)
+    seen = []
+    train(make_game("tag", 8, seed=0), config, callback=lambda stats, learner: seen.append(stats))
+    last = seen[-1]
+    assert last["episode_return"] == pytest.approx((3 * last["episode_return/adversary"]
+                                                    + last["episode_return/agent"]) / 4)

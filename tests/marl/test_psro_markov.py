@@ -156,6 +156,19 @@ def test_a_resumed_markov_run_equals_an_uninterrupted_one():
     assert resumed.meta_game.shape == (2, 3, 3)
 
 
+def test_markov_best_responses_on_ray_equal_those_in_process():
+    pytest.importorskip("ray")
+    from solvers.psro import RayOracles
+
+    local = PSRO(tiny_space().probe, "nash", policy_space=tiny_space())
+    with RayOracles(num_cpus=2) as backend:
+        remote = PSRO(tiny_space().probe, "nash", policy_space=tiny_space(), oracle_backend=backend)
+        for run in (local, remote):
+            run.step()
+            run.step()
+    assert torch.equal(remote.meta_game, local.meta_game)
+
+
 def test_the_estimated_nash_conv_is_what_the_best_responses_gain_over_sigma():
     run = PSRO(tiny_space().probe, "nash", policy_space=tiny_space())
     record = run.step()
@@ -208,7 +221,7 @@ def test_cli_runs_and_resumes_a_markov_run_and_a_tournament_plays_it(tmp_path, c
     (["psro", "kuhn_poker", "--sims-per-entry", "5"], "--sims-per-entry applies to --oracle maddpg"),
     (["psro", "tag", "--meta-solver", "cce"], "needs exact best responses to correlated opponents"),
     (["psro", "tag", "--variant", "xdo"], "XDO restricts the actions of a game tree"),
-    (["psro", "tag", "--backend", "ray"], "MADDPG best responses train in this process"),
+    (["psro", "tag", "--backend", "ray", "--device", "cuda"], "trains the best responses in Ray's CPU workers"),
     (["psro", "tag", "--param", "env_steps=5"], "set it with --oracle-steps"),
     (["psro", "tag", "--param", "no_such=1"], "MADDPG has no setting 'no_such'"),
     (["psro", "tag", "--set", "no_such=1"], "no_such"),
