@@ -157,7 +157,6 @@ def command_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from marl.envs import make_game
-
     from marl.train import reachable_budget
 
     console = Console(stderr=args.json)
