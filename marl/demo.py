@@ -108,11 +108,12 @@ def _tournament_demo(console: Console) -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         result = run_tournament(load_config(example), os.path.join(folder, "tag.sqlite"))
-    elo = result.ratings["elo"]
-    ranking = sorted(zip(result.names, elo.values, elo.errors), key=lambda entry: -entry[1])
+    payload = result.to_json()
+    mean = payload["ratings"]["mean_payoff"]
     console.print(
-        f"tag tournament, {len(result.names)} teams, {result.matches_total:,} matches in {result.seconds:.1f} s: Elo "
-        + ", ".join(f"{name} {value:.0f} ± {error:.0f}" for name, value, error in ranking)
+        f"tag tournament, {len(result.names)} teams, {result.matches_total:,} matches in {result.seconds:.1f} s, "
+        "best first (mean payoff against the others): "
+        + ", ".join(f"{name} {mean[name]:+.2f}" for name in payload["ranking"])
         + " (gamelab tournament examples/tag_tournament.yaml --report DIR draws it)"
     )
 

@@ -17,15 +17,20 @@ def _print_tournament(console: Any, result: Any) -> None:
     rated = payload["ratings"]
     errors = rated["elo_error"]
     ratings = Table(title=f"{result.config.name}: ratings ({'exact' if result.exact else 'sampled'}, "
-                          f"{result.matches_total} matches)")
-    for column in ("player", "Elo", "alpha-rank", "Nash avg", "meta-Nash", "exploitability", "forfeits"):
+                          f"{result.matches_total} matches), best first by Nash averaging")
+    for column in ("player", "Nash avg", "mean payoff", "Elo (wins)", "alpha-rank", "meta-Nash", "exploitability",
+                   "forfeits"):
         ratings.add_column(column, justify="left" if column == "player" else "right")
-    for name in sorted(result.names, key=lambda name: -rated["elo"][name]):
+    for name in payload["ranking"]:
         elo = f"{rated['elo'][name]:.0f}" + ("" if errors is None else f" ± {errors[name]:.0f}")
-        ratings.add_row(name, elo, f"{rated['alpha_rank'][name]:.3f}", f"{rated['nash_averaging'][name]:+.4f}",
-                        f"{rated['meta_nash'][name]:.3f}", f"{rated['exploitability'][name]:.4f}",
-                        str(payload["forfeits"][name]))
+        ratings.add_row(name, f"{rated['nash_averaging'][name]:+.4f}", f"{rated['mean_payoff'][name]:+.4f}", elo,
+                        f"{rated['alpha_rank'][name]:.3f}", f"{rated['meta_nash'][name]:.3f}",
+                        f"{rated['exploitability'][name]:.4f}", str(payload["forfeits"][name]))
     console.print(ratings)
+    labels = payload["rating_labels"]
+    console.print("\n".join(f"[dim]{column}: {labels[key]}[/dim]" for column, key in (
+        ("Nash avg", "nash_averaging"), ("mean payoff", "mean_payoff"), ("Elo (wins)", "elo"),
+        ("alpha-rank", "alpha_rank"), ("meta-Nash", "meta_nash"), ("exploitability", "exploitability"))))
     payoffs = Table(title="mean payoff of the row player" + ("" if result.exact else " (± 95% confidence)"))
     payoffs.add_column("")
     for name in result.names:

@@ -4,8 +4,9 @@
 
 - ``payoffs.png``: the payoff table as a heatmap, every cell annotated (with its 95%
   confidence half-width for sampled play);
-- ``ratings.png``: one bar chart per method: Elo with its standard-error bars,
-  alpha-rank mass, Nash-averaging rating, meta-game Nash mixture;
+- ``ratings.png``: one bar chart per method, titled with what it measures: Nash averaging,
+  mean payoff, Elo (fitted to wins) with its standard-error bars, alpha-rank mass and the
+  meta-game Nash mixture, players best first;
 - ``results.json``: what ``gamelab tournament --json`` prints;
 - ``index.html``: the tables and both images, readable offline.
 """
@@ -53,32 +54,44 @@ def payoff_heatmap(result: Any) -> bytes:
 
 
 def rating_bars(result: Any) -> bytes:
-    """PNG bytes of one bar chart per rating method, Elo with standard-error bars."""
+    """PNG bytes of one bar chart per rating method, each titled with what it measures.
+
+    Players are in the ranking's order (Nash averaging, then mean payoff); values within
+    rounding noise of zero are drawn as zero, and the Elo axis is centred on its base, 1500.
+    """
+    from marl.tournaments.run import denoised, mean_payoffs, ranking
+
     plt = pyplot()
     names = result.names
     rated = result.ratings
+    payoffs = result.tables.payoffs
+    order = [names.index(name) for name in ranking(names, result.tables, rated)]
     elo = rated["elo"]
     panels = [
-        ("Elo (Bradley-Terry MLE)", elo.values, elo.errors),
-        ("alpha-rank mass", rated["alpha_rank"].values, None),
-        ("Nash averaging", rated["nash_averaging"].values, None),
-        ("meta-game Nash mixture", rated["meta_nash"].mixture, None),
+        ("Nash averaging\n(payoff against the Nash mixture)", denoised(rated["nash_averaging"].values, payoffs), None),
+        ("mean payoff\n(against the other players)", denoised(mean_payoffs(payoffs), payoffs), None),
+        ("Elo: Bradley-Terry on wins\n(blind to payoff sizes)", np.asarray(elo.values), elo.errors),
+        ("alpha-rank mass", np.asarray(rated["alpha_rank"].values), None),
+        ("meta-game Nash mixture", denoised(rated["meta_nash"].mixture, payoffs), None),
     ]
-    height = max(3.0, 0.32 * len(names) + 1.2)
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), height), sharey=True)
+    height = max(3.0, 0.32 * len(names) + 1.6)
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), height), sharey=True)
     positions = np.arange(len(names))
     for axis, (title, values, errors) in zip(axes, panels):
-        axis.barh(positions, values, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
-        axis.set_title(title, fontsize=10)
-        axis.axvline(1500.0 if title.startswith("Elo") else 0.0, color="#999999", linewidth=0.8)
-        if title.startswith("Elo"):
-            spread = np.asarray(values) + (0 if errors is None else np.asarray(errors))
-            low = np.asarray(values) - (0 if errors is None else np.asarray(errors))
-            margin = 0.1 * max(float(spread.max() - low.min()), 1.0)
-            axis.set_xlim(float(low.min()) - margin, float(spread.max()) + margin)
-    axes[0].set_yticks(positions, names)
+        values = np.asarray(values, dtype=float)[order]
+        errors = None if errors is None else np.asarray(errors, dtype=float)[order]
+        base = 1500.0 if title.startswith("Elo") else 0.0
+        axis.barh(positions, values - base, left=base, xerr=errors, color="#4c72b0", ecolor="#333333", capsize=3)
+        axis.set_title(title, fontsize=9)
+        axis.axvline(base, color="#999999", linewidth=0.8)
+        reach = float(np.max(np.abs(values - base) + (0 if errors is None else errors))) if len(values) else 0.0
+        if reach == 0.0:
+            reach = 1.0 if title.startswith("Elo") else 1e-3  # nothing to show: an axis around the base, no bars
+        low = base if float(values.min(initial=0.0)) >= 0.0 and base == 0.0 else base - 1.1 * reach  # masses: from 0
+        axis.set_xlim(low, base + 1.1 * reach)
+    axes[0].set_yticks(positions, [names[i] for i in order])
     axes[0].invert_yaxis()
-    figure.suptitle(f"{result.config.name}: ratings", fontsize=11)
+    figure.suptitle(f"{result.config.name}: ratings, best first by Nash averaging", fontsize=11)
     figure.tight_layout()
     return png_bytes(figure)
 
@@ -89,15 +102,19 @@ def _html(result: Any, payload: dict[str, Any]) -> str:
     errors = rated["elo_error"]
     escape = html.escape
     rows = []
-    order = sorted(names, key=lambda name: -rated["elo"][name])
-    for name in order:
+    for name in payload["ranking"]:
         error = "" if errors is None else f" ± {errors[name]:.0f}"
         rows.append(
-            f"<tr><td>{escape(name)}</td><td>{rated['elo'][name]:.0f}{error}</td>"
-            f"<td>{rated['alpha_rank'][name]:.3f}</td><td>{rated['nash_averaging'][name]:+.4f}</td>"
+            f"<tr><td>{escape(name)}</td><td>{rated['nash_averaging'][name]:+.4f}</td>"
+            f"<td>{rated['mean_payoff'][name]:+.4f}</td><td>{rated['elo'][name]:.0f}{error}</td>"
+            f"<td>{rated['alpha_rank'][name]:.3f}</td>"
             f"<td>{rated['meta_nash'][name]:.3f}</td><td>{rated['exploitability'][name]:.4f}</td>"
             f"<td>{payload['forfeits'][name]}</td></tr>"
         )
+    labels = payload["rating_labels"]
+    legend = "".join(f"<li><b>{escape(column)}</b>: {escape(labels[key])}</li>" for column, key in (
+        ("Nash averaging", "nash_averaging"), ("mean payoff", "mean_payoff"), ("Elo", "elo"),
+        ("alpha-rank", "alpha_rank"), ("meta-Nash", "meta_nash"), ("exploitability", "exploitability")))
     payoffs = result.tables.payoffs
     confidence = result.tables.confidence
     header = "".join(f"<th>{escape(name)}</th>" for name in names)
@@ -120,9 +137,10 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 <p>Game <code>{escape(result.config.game)}</code>, {len(names)} players, {evaluation}, seed {result.config.seed};
 {result.matches_total} matches in <code>{escape(os.path.basename(result.database))}</code>.</p>
 <h2>Ratings</h2>
-<table><tr><th>player</th><th>Elo</th><th>alpha-rank</th><th>Nash averaging</th><th>meta-Nash</th>
-<th>exploitability in population</th><th>forfeits</th></tr>
+<table><tr><th>player</th><th>Nash averaging</th><th>mean payoff</th><th>Elo (wins)</th><th>alpha-rank</th>
+<th>meta-Nash</th><th>exploitability in population</th><th>forfeits</th></tr>
 {''.join(rows)}</table>
+<ul>{legend}</ul>
 <p>Meta-game Nash: value {payload['meta_nash_value']:+.4f}, exploitability {payload['meta_nash_exploitability']:.2e}.</p>
 <img src="ratings.png" alt="rating bars">
 <h2>Payoffs (row player's mean payoff{'' if result.exact else ', 95% confidence'})</h2>

@@ -238,6 +238,43 @@ def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
     return Tables(payoffs, confidence, scores, counts, matches, forfeits, errors)
 
 
+RATING_LABELS = {
+    "nash_averaging": "payoff against the population's maximum-entropy Nash mixture (Nash averaging, "
+                      "Balduzzi et al. 2018); players are ranked by it",
+    "mean_payoff": "mean payoff against the other players",
+    "elo": "a Bradley-Terry fit to matches won (a tie counts half), blind to how much a match wins",
+    "alpha_rank": "mass in alpha-rank's stationary distribution (Omidshafiei et al. 2019)",
+    "meta_nash": "probability in the meta-game's Nash equilibrium",
+    "exploitability": "what the population's best reply gains against this player",
+}
+"""What each rating measures: the table's, the JSON's and the report's labels."""
+
+NOISE = 1e-9
+"""Ratings within ``NOISE`` times the payoffs' scale of zero are rounding noise, shown and ranked as zero."""
+
+
+def denoised(values: Any, payoffs: np.ndarray) -> np.ndarray:
+    """``values`` with rounding noise (``|v| <= NOISE * max(1, max |payoffs|)``) set to zero."""
+    values = np.asarray(values, dtype=float)
+    scale = max(1.0, float(np.abs(payoffs).max())) if payoffs.size else 1.0
+    return np.where(np.abs(values) <= NOISE * scale, 0.0, values)
+
+
+def mean_payoffs(payoffs: np.ndarray) -> np.ndarray:
+    """``(n,)``: each player's mean payoff against the others (its own self-play left out)."""
+    n = payoffs.shape[0]
+    return (payoffs.sum(1) - np.diag(payoffs)) / max(n - 1, 1)
+
+
+def ranking(names: list[str], table: Tables, rated: dict[str, Any]) -> list[str]:
+    """The players, best first: by Nash averaging, then by mean payoff (both payoffs, not wins, so the
+    order agrees with the payoff table where Elo, fitted to wins, may not: a poker player who wins
+    many small pots and loses big ones has a high Elo and a negative payoff)."""
+    nash = denoised(rated["nash_averaging"].values, table.payoffs)
+    mean = denoised(mean_payoffs(table.payoffs), table.payoffs)
+    return [names[i] for i in sorted(range(len(names)), key=lambda i: (-nash[i], -mean[i], names[i]))]
+
+
 def ratings(table: Tables, exact: bool, alpha_rank_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every rating method on the tables: ``{method: Ratings}`` plus the meta-game Nash."""
     from solvers import ratings as methods
@@ -276,6 +313,8 @@ class TournamentResult:
         def per_player(values: Any) -> dict[str, float]:
             return {name: float(value) for name, value in zip(names, values)}
 
+        payoffs = self.tables.payoffs
+
         return {
             "tournament": self.config.name,
             "game": self.config.game,
@@ -290,11 +329,14 @@ class TournamentResult:
                 "elo": per_player(elo.values),
                 "elo_error": None if elo.errors is None else per_player(elo.errors),
                 "alpha_rank": per_player(alpha.values),
-                "nash_averaging": per_player(nash_average.values),
+                "nash_averaging": per_player(denoised(nash_average.values, payoffs)),
+                "mean_payoff": per_player(denoised(mean_payoffs(payoffs), payoffs)),
                 "nash_averaging_mixture": per_player(nash_average.distribution),
                 "meta_nash": per_player(meta.mixture),
                 "exploitability": per_player(meta.player_exploitability),
             },
+            "rating_labels": RATING_LABELS,
+            "ranking": ranking(names, self.tables, self.ratings),
             "meta_nash_value": meta.value,
             "meta_nash_exploitability": meta.exploitability,
             "matches_played": self.matches_played,
@@ -345,4 +387,5 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
                             time.perf_counter() - started, os.fspath(database))
 
 
-__all__ = ["Tables", "TournamentResult", "fingerprint", "ratings", "run_tournament", "tables"]
+__all__ = ["RATING_LABELS", "Tables", "TournamentResult", "denoised", "fingerprint", "mean_payoffs", "ranking", "ratings",
+           "run_tournament", "tables"]

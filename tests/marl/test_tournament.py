@@ -513,3 +513,48 @@ def test_a_psro_run_of_another_game_is_refused(tmp_path, capsys):
     assert main(["tournament", config, "--db", str(tmp_path / "t.sqlite")]) == 2
     error = capsys.readouterr().err
     assert "is a PSRO run of 'rps', not of 'kuhn_poker'" in error and error.count("\n") == 1
+
+
+def test_the_ranking_follows_payoffs_where_elo_counts_wins(tmp_path):
+    """Kuhn poker: always-bet wins most hands (Elo rates it first) but loses chips to CFR+; the table's
+    order, Nash averaging then mean payoff, puts CFR+ first and agrees with the payoffs."""
+    path = write_config(tmp_path, """
+        name: kuhn-chips
+        game: kuhn_poker
+        evaluation: exact
+        players:
+          - {name: cfr+, kind: solver, solver: cfr+, iterations: 300}
+          - {name: uniform, kind: uniform}
+          - {name: always-bet, kind: pure, action: last}
+          - {name: always-pass, kind: pure, action: first}
+    """)
+    payload = run_tournament(load_config(path), tmp_path / "k.sqlite").to_json()
+    elo, order = payload["ratings"]["elo"], payload["ranking"]
+    assert max(elo, key=elo.get) == "always-bet"  # the wins-based rating the ranking does not follow
+    assert order[0] == "cfr+"
+    names, payoffs = payload["players"], np.array(payload["payoffs"])
+    best = names.index(order[0])
+    assert (payoffs[best] >= -1e-3).all()  # the first player loses chips to nobody
+    assert order.index("cfr+") < order.index("always-bet")
+    assert set(payload["rating_labels"]) >= {"elo", "nash_averaging", "mean_payoff", "alpha_rank"}
+    assert "wins" in payload["rating_labels"]["elo"]
+
+
+def test_ratings_within_rounding_noise_of_zero_are_zero(tmp_path):
+    from marl.tournaments.run import denoised
+
+    payoffs = np.array([[0.0, 2.0], [-2.0, 0.0]])
+    assert denoised([1e-10, -1.5e-9, 5e-9, 0.5], payoffs).tolist() == [0.0, 0.0, 5e-9, 0.5]  # scale 2
+    path = write_config(tmp_path, """
+        name: rps
+        game: rps
+        players:
+          - {name: uniform, kind: uniform}
+          - {name: nash, kind: solver}
+          - {name: rock, kind: pure, action: 0}
+    """)
+    report = tmp_path / "report"
+    assert main(["tournament", path, "--db", str(tmp_path / "r.sqlite"), "--report", str(report), "--json"]) == 0
+    results = json.loads((report / "results.json").read_text())
+    assert all(value == 0.0 for value in results["ratings"]["nash_averaging"].values())
+    assert (report / "ratings.png").read_bytes()[:4] == b"\x89PNG"
