@@ -109,6 +109,9 @@ class MADDPGConfig:
     """Log training statistics after about this many transitions."""
     eval_episodes: int = 100
     """Episodes of the final evaluation."""
+    eval_every: int = 50_000
+    """Evaluate the greedy policy after about this many transitions (at the next log), the learning
+    curve's evaluation points, when the caller gives an evaluation (``gamelab train`` does); 0 never."""
 
     def __post_init__(self) -> None:
         positive = ("env_steps", "num_envs", "ensemble_size", "batch_size", "buffer_size",
@@ -119,8 +122,10 @@ class MADDPGConfig:
                 raise TrainingError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TrainingError(f"seed must be an integer, got {self.seed!r}")
-        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
-            raise TrainingError(f"learning_starts must be an integer >= 0, got {self.learning_starts!r}")
+        for name in ("learning_starts", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise TrainingError(f"{name} must be an integer >= 0, got {value!r}")
         for name in ("centralized_critic", "share_parameters"):
             if not isinstance(getattr(self, name), bool):
                 raise TrainingError(f"{name} must be true or false, got {getattr(self, name)!r}")

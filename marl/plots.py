@@ -7,6 +7,7 @@ reports) goes through :func:`png_bytes` / :func:`write_png`.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,15 +51,23 @@ def write_learning_curves(
 
     Args:
         path: the ``.png`` to write.
-        curves: ``{label: [{"env_steps", "seconds", "episode_return"}, ...]}``.
+        curves: ``{label: [{"env_steps", "seconds", "episode_return"[, "greedy_return"]}, ...]}``: the
+            exploring training episodes' return as a thin line, greedy evaluations as dots.
         title: the figure title.
         references: ``{label: return}`` drawn as horizontal dashed lines (random play, a script).
     """
     plt = pyplot()
-    figure, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for label, points in curves.items():
-        by_steps.plot([p["env_steps"] for p in points], [p["episode_return"] for p in points], label=label)
-        by_time.plot([p["seconds"] for p in points], [p["episode_return"] for p in points], label=label)
+    figure, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for index, (label, points) in enumerate(curves.items()):
+        color = f"C{index}"
+        training = [p for p in points if not math.isnan(p.get("episode_return", math.nan))]
+        greedy = [p for p in points if "greedy_return" in p]
+        for axes, key in ((by_steps, "env_steps"), (by_time, "seconds")):
+            axes.plot([p[key] for p in training], [p["episode_return"] for p in training], color=color, alpha=0.55,
+                      linewidth=1, label=f"{label}: training episodes (exploring)" if axes is by_steps else None)
+            if greedy:
+                axes.plot([p[key] for p in greedy], [p["greedy_return"] for p in greedy], color=color, marker="o",
+                          markersize=4, label=f"{label}: greedy evaluation" if axes is by_steps else None)
     for axes, name in ((by_steps, "environment steps"), (by_time, "seconds")):
         for label, value in (references or {}).items():
             axes.axhline(value, linestyle="--", linewidth=1, color="gray")
@@ -67,7 +76,7 @@ def write_learning_curves(
         axes.set_xlabel(name)
         axes.grid(True, alpha=0.3)
     by_steps.set_ylabel("mean episode return per agent")
-    by_steps.legend(loc="lower right")
+    figure.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)  # below the panels, off the data
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
     write_png(path, figure)

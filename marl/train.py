@@ -50,8 +50,9 @@ class TrainResult:
     updates: int
     seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
-    """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent; the
-    callback's and TensorBoard's stats add ``episode_return/ROLE`` per team when there are several)."""
+    """One entry per log: ``env_steps``, ``seconds``, ``episode_return`` (mean per agent over the
+    exploring training episodes; the callback's and TensorBoard's stats add ``episode_return/ROLE``
+    per team when there are several) and, at evaluation points, ``greedy_return``."""
 
 
 def _joint(values: dict[str, torch.Tensor], agents: tuple[str, ...], device: torch.device) -> torch.Tensor:
@@ -73,6 +74,7 @@ def train(
     time_limit: float | None = None,
     callback: Callable[[dict[str, float], MADDPG], None] | None = None,
     initial_actors: dict[str, torch.Tensor] | None = None,
+    evaluate: Callable[[MADDPG], float] | None = None,
 ) -> TrainResult:
     """Trains MADDPG (or independent DDPG) on ``game`` for ``config.env_steps`` transitions.
 
@@ -88,6 +90,10 @@ def train(
         callback: called as ``callback(stats, learner)`` after every log.
         initial_actors: actor weights to start from instead of fresh ones (a warm start; the
             target actors start equal to them); ignored when resuming.
+        evaluate: ``evaluate(learner) -> mean return per agent`` of the greedy policy, on games of
+            its own (it must not touch the training game or the learner's generator); called at
+            the first log after every ``config.eval_every`` transitions and at the end, and
+            recorded as ``greedy_return`` in the stats and the curve.
     """
     device = torch.device(device)
     if game.num_envs != config.num_envs:
@@ -176,6 +182,7 @@ def train(
     finished_count = torch.zeros((), dtype=torch.float64, device=device)
     losses: dict[str, torch.Tensor] = {}
     next_log = (env_steps // config.log_every + 1) * config.log_every
+    next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None
     next_checkpoint = (env_steps // config.checkpoint_every + 1) * config.checkpoint_every
     slack = copies * max(1, min(game.max_steps, 10_000))
     interrupted = False
@@ -226,8 +233,13 @@ def train(
                 }
                 finished_sum.zero_()
                 finished_count.zero_()
-                if count:
-                    curve.append({key: stats[key] for key in ("env_steps", "seconds", "episode_return")})
+                if evaluate is not None and next_eval is not None and (
+                        env_steps >= next_eval or env_steps >= config.env_steps):
+                    next_eval = (env_steps // config.eval_every + 1) * config.eval_every
+                    stats["greedy_return"] = float(evaluate(learner))
+                if count or "greedy_return" in stats:
+                    curve.append({key: stats[key] for key in ("env_steps", "seconds", "episode_return", "greedy_return")
+                                  if key in stats})
                 if writer is not None:
                     for name, value in stats.items():
                         if name not in ("env_steps",) and not math.isnan(value):

@@ -151,6 +151,17 @@ def _team_lines(evaluation: dict[str, Any]) -> str:
                      for role, value in evaluation["team_returns"].items())
 
 
+def _greedy_evaluation(name: str, settings: dict[str, Any], config: Any, device: Any, episodes: int = 32) -> Any:
+    """``evaluate(learner)``: the greedy policy's mean return per agent over the same ``episodes`` episodes
+    every time (a game of its own, seeded apart from training and from the final evaluation)."""
+    from games.policy import episode_returns
+    from marl.envs import make_game
+    from marl.maddpg import TrainedPolicy
+
+    game = make_game(name, episodes, device=device, seed=config.seed + 2, settings=settings)
+    return lambda learner: float(episode_returns(TrainedPolicy(learner), game, config.seed + 2).mean())
+
+
 def command_train(args: argparse.Namespace) -> int:
     import os
 
@@ -219,7 +230,8 @@ def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, 
         try:
             result = train(game, config, device=device, run_dir=folder, game_name=args.scenario,
                            game_settings=settings, resume=args.resume, saved=saved,
-                           time_limit=None if args.minutes is None else 60 * args.minutes, callback=show)
+                           time_limit=None if args.minutes is None else 60 * args.minutes, callback=show,
+                           evaluate=_greedy_evaluation(args.scenario, settings, config, device))
         except KeyboardInterrupt:
             console.print(f"interrupted: the checkpoint in {folder} is up to date; continue with --resume")
             return 130

@@ -336,3 +336,22 @@ def test_checkpoints_are_also_written_by_the_clock(tmp_path, monkeypatch, minute
     train(make_game("spread", 8, seed=0), config, run_dir=tmp_path, game_name="spread")
     assert written[-1] == 400 and (len(written) > 1) == more_than_the_last
     assert all(steps % (8 * 25) == 0 for steps in written[:-1])  # at episode boundaries only
+
+
+def test_greedy_evaluation_points_leave_training_unchanged():
+    """The learning curve's greedy points come from games of their own: a run that evaluates trains the
+    same weights as one that does not, and records an evaluation at every eval_every and at the end."""
+    from games.policy import episode_returns
+
+    config = small_config(env_steps=800, eval_every=300, log_every=100, seed=3)
+    plain = train(make_game("spread", 8, seed=3), config)
+    judge = make_game("spread", 4, seed=9)
+    evaluated = train(make_game("spread", 8, seed=3), config,
+                      evaluate=lambda learner: float(episode_returns(TrainedPolicy(learner), judge, 9).mean()))
+    for first, second in zip(plain.learner.actors.parameters(), evaluated.learner.actors.parameters()):
+        assert torch.equal(first, second)
+    points = [entry["env_steps"] for entry in evaluated.curve if "greedy_return" in entry]
+    assert points == [304.0, 600.0, 800.0]
+    assert not any("greedy_return" in entry for entry in plain.curve)
+    final = float(episode_returns(TrainedPolicy(evaluated.learner), judge, 9).mean())
+    assert evaluated.curve[-1]["greedy_return"] == final
