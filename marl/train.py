@@ -13,8 +13,10 @@ The run reads top to bottom (``train``):
    atomically. Ctrl-C (and SIGTERM through the CLI) writes one too.
 
 Resuming loads the checkpoint (weights, targets, optimizers, generators, the replay buffer,
-counters and each copy's episode index) and goes on; when the checkpoint fell on an episode
-boundary, the resumed run is the uninterrupted run, transition for transition.
+counters, and the game's state: every copy's positions, velocities and counters, so a run
+stopped mid-episode goes on mid-episode) and goes on: the resumed run is the uninterrupted
+run, transition for transition, wherever it stopped. PettingZoo environments keep their
+state in Python objects that cannot be saved; their interrupted episodes restart.
 
 Games come from ``marl.envs.make_game``: scenario names, or PettingZoo environments
 through the adapter.
@@ -32,6 +34,7 @@ from typing import Any
 
 import torch
 
+from games.errors import GamelabError
 from marl import checkpoint
 from marl.errors import TrainingError
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
@@ -134,6 +137,12 @@ def train(
         except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{path}: the checkpoint does not fit this run: {error}") from None
         observations, _ = game.reset(seed=config.seed, options={"episodes": episodes})
+        if run.get("game_state") is not None:  # stopped mid-episode: the copies go on from where they were
+            try:
+                game.load_state_dict(run["game_state"])
+            except GamelabError as error:
+                raise checkpoint.CheckpointError(f"{path}: the checkpoint's game state does not fit: {error}") from None
+            observations = {agent: value.to(game.device) for agent, value in run["game_state"]["observed"].items()}
     else:
         observations, _ = game.reset(seed=config.seed)
 
@@ -145,13 +154,16 @@ def train(
 
     last_written = 0.0  # elapsed() when the last checkpoint was written
 
+    resumable = bool(getattr(game, "resumable", False))
+
     def write_checkpoint() -> None:
         nonlocal last_written
         if path is None:
             return
         last_written = elapsed()
-        # Copies in the middle of an episode restart at their next one when resumed.
-        episodes = (game.episodes + (game.steps > 0).to(game.episodes.dtype)).cpu()
+        # A game whose state lives in tensors is saved as it is, mid-episode or not; in other
+        # games (PettingZoo environments) copies in the middle of an episode restart at their next one.
+        episodes = (game.episodes + (0 if resumable else (game.steps > 0).to(game.episodes.dtype))).cpu()
         checkpoint.save(path, {
             "game": {"name": game_name, "settings": settings},
             "spec": spec.to_dict(),
@@ -160,6 +172,8 @@ def train(
             "run": {
                 "env_steps": env_steps, "updates": updates, "seconds": seconds_before + elapsed(),
                 "curve": curve, "members": members.cpu(), "episodes": episodes, "replay": buffer.state_dict(),
+                "game_state": game.state_dict() if resumable else None,
+                "returns": returns.cpu(), "finished": [finished_sum.cpu(), finished_count.cpu()],
             },
         })
 
@@ -180,6 +194,10 @@ def train(
     returns = torch.zeros(copies, 1 + len(roles), dtype=torch.float64, device=device)
     finished_sum = torch.zeros(1 + len(roles), dtype=torch.float64, device=device)
     finished_count = torch.zeros((), dtype=torch.float64, device=device)
+    if resume and run.get("game_state") is not None:  # the running episodes' returns so far
+        returns.copy_(run["returns"])
+        finished_sum.copy_(run["finished"][0])
+        finished_count.copy_(run["finished"][1])
     losses: dict[str, torch.Tensor] = {}
     next_log = (env_steps // config.log_every + 1) * config.log_every
     next_eval = (env_steps // config.eval_every + 1) * config.eval_every if config.eval_every else None

@@ -135,7 +135,12 @@ class ParallelEnvBatch(MarkovGame):
 
     Observation spaces must be flat ``Box``es; action spaces all ``Discrete`` or all
     ``Box`` with the same bounds.
+
+    Its state lives in the wrapped Python environments, which cannot be saved: a training
+    run stopped mid-episode restarts the interrupted episodes (``resumable = False``).
     """
+
+    resumable = False
 
     def __init__(
         self,

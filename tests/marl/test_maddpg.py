@@ -355,3 +355,37 @@ def test_greedy_evaluation_points_leave_training_unchanged():
     assert not any("greedy_return" in entry for entry in plain.curve)
     final = float(episode_returns(TrainedPolicy(evaluated.learner), judge, 9).mean())
     assert evaluated.curve[-1]["greedy_return"] == final
+
+
+@pytest.mark.parametrize("scenario", ["spread", "navigation"])
+def test_a_run_stopped_mid_episode_resumes_exactly(tmp_path, scenario):
+    """Ctrl-C at step 13 of a 25-step episode (env_steps 104 with 8 copies): the resumed run trains the
+    same weights and logs the same curve as a run that was never stopped."""
+    config = small_config(env_steps=800, log_every=100, seed=5, checkpoint_minutes=0)
+    whole = train(make_game(scenario, 8, seed=5), config)
+
+    def stop(stats, learner):
+        if stats["env_steps"] >= 104:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(make_game(scenario, 8, seed=5), config, run_dir=folder, game_name=scenario, callback=stop)
+    saved = checkpoint.load(folder / "checkpoint.pt")
+    assert saved["run"]["env_steps"] == 104 and int(saved["run"]["game_state"]["tensors"]["steps"][0]) == 13
+    resumed = train(make_game(scenario, 8, seed=5), config, run_dir=folder, game_name=scenario, resume=True)
+    for first, second in zip(whole.learner.actors.parameters(), resumed.learner.actors.parameters()):
+        assert torch.equal(first, second)
+    assert [entry["episode_return"] for entry in resumed.curve] == [entry["episode_return"] for entry in whole.curve]
+
+
+def test_a_saved_game_state_of_another_game_is_refused():
+    from games.markov import ConfigError
+
+    spread, tag = make_game("spread", 4, seed=0), make_game("tag", 4, seed=0)
+    spread.reset(seed=0)
+    tag.reset(seed=0)
+    with pytest.raises(ConfigError, match="of another game or size"):
+        tag.load_state_dict(spread.state_dict())
+    with pytest.raises(ConfigError, match="of another game or size: its .* does not fit"):
+        make_game("spread", 5, seed=0).load_state_dict(spread.state_dict())
