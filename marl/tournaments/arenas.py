@@ -32,6 +32,7 @@ import signal
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -109,7 +110,14 @@ class Arena:
                                         f"{num_players} players")
         self.config = config
         self.names = [player.name for player in config.players]
+        # Seeds name the players by a hash of their names, not their places in the config, so a
+        # pair plays the same matches whoever else is in the tournament.
+        self.keys = [zlib.crc32(name.encode()) for name in self.names]
         self.seat_swap = True
+
+    def pair_key(self, unit: Unit) -> tuple[int, int]:
+        """The two players of ``unit`` as seed parts."""
+        return self.keys[unit.first], self.keys[unit.second]
 
     def seating(self, match: int) -> int:
         return match % 2 if self.seat_swap else 0
@@ -281,7 +289,7 @@ class TreeArena(Arena):
 
     def _sampled(self, unit: Unit, strategies: list[Tensor | None]) -> list[MatchRow]:
         seed = self.config.seed
-        agents = [self.players[index].agent(unit_seed(seed, unit.first, unit.second, unit.start, role), strategies[role])
+        agents = [self.players[index].agent(unit_seed(seed, *self.pair_key(unit), unit.start, role), strategies[role])
                   for role, index in enumerate((unit.first, unit.second))]
         limit = self.config.move_time_limit
         rows = []
@@ -293,7 +301,7 @@ class TreeArena(Arena):
             for role in range(2):
                 by_seat[seat_of[role]] = role
             chance = np.random.default_rng([seed, self.group(match)])
-            choices = np.random.default_rng([seed, unit.first, unit.second, match])
+            choices = np.random.default_rng([seed, *self.pair_key(unit), match])
             state = self.spiel_game.new_initial_state()
             forfeit, error = NO_FORFEIT, None
             while not state.is_terminal():
@@ -347,7 +355,7 @@ class _Match:
         indices = (unit.first, unit.second)
         self.self_play = unit.first == unit.second
         self.names = [arena.names[index] for index in indices]
-        self.policies = [arena.players[index].policy(unit_seed(arena.config.seed, *indices, unit.start, role))
+        self.policies = [arena.players[index].policy(unit_seed(arena.config.seed, *arena.pair_key(unit), unit.start, role))
                          for role, index in enumerate(indices[:1] if self.self_play else indices)]
         # plays[role][seat]: (B,) bool, the copies where player `role` (0 first, 1 second) sits in `seat`.
         self.plays = [[first_in_seat0, ~first_in_seat0], [~first_in_seat0, first_in_seat0]]

@@ -19,7 +19,8 @@ def forfeit_code(first_failed: bool, second_failed: bool) -> int:
 
 @dataclass(frozen=True)
 class Unit:
-    """Matches ``start .. start + count - 1`` between players ``first <= second``."""
+    """Matches ``start .. start + count - 1`` between players ``first`` and ``second`` (arena indices;
+    the tournament plays a pair in the order its database knows it, the earlier player first)."""
 
     first: int
     second: int

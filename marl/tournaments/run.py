@@ -3,7 +3,8 @@
 One run:
 
 1. build the arena (``marl.tournaments.arenas``): load the game, make every player ready for it;
-2. open the database (``marl.tournaments.store``) and list the blocks of matches not yet in it;
+2. open the database (``marl.tournaments.store``) and list the blocks of matches not yet in it
+   (players added to a played tournament play only their new pairs);
 3. play them, in-process or as Ray tasks, storing each block as it finishes;
 4. read every stored match and build the tables (:func:`tables`);
 5. rate the players (``solvers.ratings``): Bradley-Terry Elo, alpha-rank, Nash averaging,
@@ -60,28 +61,38 @@ Z_95 = 1.959963984540054
 RAY_TASK_RETRIES = 3
 
 
-def fingerprint(config: TournamentConfig) -> str:
-    """A hash of everything that decides the results, player files' contents included."""
-    players = []
-    for player in config.players:
-        entry = {"name": player.name, "kind": player.kind, "options": player.options}
-        if "path" in player.options:
-            path = config.resolve(player.options["path"])
-            digest = hashlib.sha256()
-            try:
-                with open(path, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-            except OSError as error:
-                raise GamelabError(f"{player.where}: player {player.name!r}: cannot read {path}: {error.strerror}") from None
-            entry["file_sha256"] = digest.hexdigest()
-        players.append(entry)
-    identity = {
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def settings_fingerprint(config: TournamentConfig) -> str:
+    """A hash of what decides every match apart from its players: the game and the match settings."""
+    return _digest({
         "game": config.game, "settings": config.settings, "evaluation": config.evaluation,
         "matches_per_pair": config.matches_per_pair, "seat_swap": config.seat_swap, "seed": config.seed,
-        "batch_size": config.batch_size, "move_time_limit": config.move_time_limit, "players": players,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        "batch_size": config.batch_size, "move_time_limit": config.move_time_limit,
+    })
+
+
+def player_fingerprint(config: TournamentConfig, player: Any) -> str:
+    """A hash of what decides a player's play: its kind, its options and its files' contents."""
+    entry = {"kind": player.kind, "options": player.options}
+    if "path" in player.options:
+        path = config.resolve(player.options["path"])
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as error:
+            raise GamelabError(f"{player.where}: player {player.name!r}: cannot read {path}: {error.strerror}") from None
+        entry["file_sha256"] = digest.hexdigest()
+    return _digest(entry)
+
+
+def fingerprint(config: TournamentConfig) -> str:
+    """A hash of everything that decides the results: the settings and every player (files' contents included)."""
+    return _digest([settings_fingerprint(config), [(p.name, player_fingerprint(config, p)) for p in config.players]])
 
 
 # --------------------------------------------------------------------------------------
@@ -363,12 +374,16 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
     if backend not in ("local", "ray"):
         raise GamelabError(f"unknown backend {backend!r}; use local or ray")
     started = time.perf_counter()
-    key = fingerprint(config)
+    players = [(player.name, player_fingerprint(config, player)) for player in config.players]
+    key = _digest([settings_fingerprint(config), players])
     arena = _arena(config, key)
-    store = MatchStore(database, fingerprint=key, tournament=config.name, game=config.game, players=arena.names)
+    store = MatchStore(database, fingerprint=settings_fingerprint(config), tournament=config.name, game=config.game,
+                       players=players)
     try:
         played = store.played_units()
-        units = arena.units()
+        # Each pair is played in the order the database knows it (the earlier player first), so
+        # that a pair's matches are the same whether its players joined together or one by one.
+        units = [Unit(*store.oriented(unit.first, unit.second), unit.start, unit.count) for unit in arena.units()]
         todo = [unit for unit in units if (unit.first, unit.second, unit.start) not in played]
         to_play, total = sum(unit.count for unit in todo), sum(unit.count for unit in units)
         if on_start is not None:
@@ -387,5 +402,5 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
                             time.perf_counter() - started, os.fspath(database))
 
 
-__all__ = ["RATING_LABELS", "Tables", "TournamentResult", "denoised", "fingerprint", "mean_payoffs", "ranking", "ratings",
-           "run_tournament", "tables"]
+__all__ = ["RATING_LABELS", "Tables", "TournamentResult", "denoised", "fingerprint", "mean_payoffs", "player_fingerprint",
+           "ranking", "ratings", "run_tournament", "settings_fingerprint", "tables"]

@@ -1,12 +1,22 @@
 """The tournament database: SQLite, one row per match, written as matches finish.
 
-Schema (format ``gamelab.tournament`` version 1)::
+Schema (format ``gamelab.tournament`` version 2)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)
-        format, version, fingerprint (a hash of everything that decides the results),
-        tournament (the name), game, players (a JSON list, table order)
+        format, version, fingerprint (a hash of the game and the match settings),
+        tournament (the name), game
+    players(id INTEGER PRIMARY KEY, name TEXT UNIQUE, fingerprint TEXT)
+        every player that ever played, with a hash of what decides its play (kind,
+        options, the contents of its files)
     matches(first, second, match, seating, payoff_first, payoff_second, score_first,
             forfeit, error, seconds, PRIMARY KEY (first, second, match))
+        ``first`` and ``second`` are player ids, ``first``'s id the smaller (or equal)
+
+Players join and leave a league: a config with players added or removed keeps every
+stored match between players it still has and plays only the new pairs. A player whose
+name is stored with another fingerprint (its file or options changed) is refused, since its
+stored matches were played by something else. The store speaks the arena's indices (the
+config's order) and keeps ids: :attr:`MatchStore.ids` maps one to the other.
 
 A block of matches (a ``marl.tournaments.rows.Unit``) is inserted in one transaction, so after a
 crash or ``kill -9`` the database holds whole blocks only. A match is stored once: inserting
@@ -22,7 +32,7 @@ another run holds it instead of failing inside SQLite.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -36,7 +46,7 @@ from marl.errors import TournamentDatabaseError
 from marl.tournaments.rows import MatchRow
 
 FORMAT = "gamelab.tournament"
-VERSION = 1
+VERSION = 2
 _COLUMNS = ("first", "second", "match", "seating", "payoff_first", "payoff_second", "score_first", "forfeit",
             "error", "seconds")
 # What decides a match: a row stored again must agree on these (its timing may differ).
@@ -47,7 +57,8 @@ class MatchStore:
     """The rows of one tournament in an SQLite file (created on first use)."""
 
     def __init__(self, path: str | os.PathLike, *, fingerprint: str, tournament: str, game: str,
-                 players: list[str]) -> None:
+                 players: list[tuple[str, str]]) -> None:
+        """``players``: ``(name, fingerprint)`` of each player, in the arena's order."""
         self.path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
@@ -59,9 +70,10 @@ class MatchStore:
         try:
             self.connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             if existed:
-                self._check(fingerprint, tournament, players)
+                self._check(fingerprint, tournament)
             else:
-                self._create(fingerprint, tournament, game, players)
+                self._create(fingerprint, tournament, game)
+            self.ids = self._join(players)  # ids[index]: the database id of the arena's player ``index``
         except BaseException as error:
             self.close()
             if created and os.path.exists(self.path) and os.path.getsize(self.path) == 0:
@@ -88,11 +100,13 @@ class MatchStore:
                                               "wait for it to finish, or pass another --db") from None
         return handle
 
-    def _create(self, fingerprint: str, tournament: str, game: str, players: list[str]) -> None:
+    def _create(self, fingerprint: str, tournament: str, game: str) -> None:
         connection = self.connection
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("BEGIN")
         connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        connection.execute("CREATE TABLE players (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, "
+                           "fingerprint TEXT NOT NULL)")
         connection.execute(
             "CREATE TABLE matches (first INTEGER NOT NULL, second INTEGER NOT NULL, match INTEGER NOT NULL, "
             "seating INTEGER NOT NULL, payoff_first REAL, payoff_second REAL, score_first REAL, "
@@ -100,11 +114,34 @@ class MatchStore:
         )
         connection.executemany("INSERT INTO meta VALUES (?, ?)", [
             ("format", FORMAT), ("version", str(VERSION)), ("fingerprint", fingerprint), ("tournament", tournament),
-            ("game", game), ("players", json.dumps(players)),
+            ("game", game),
         ])
         connection.execute("COMMIT")
 
-    def _check(self, fingerprint: str, tournament: str, players: list[str]) -> None:
+    def _join(self, players: list[tuple[str, str]]) -> list[int]:
+        """The ids of ``players``, adding the new ones; refuses a stored name with another fingerprint."""
+        connection = self.connection
+        stored = {name: (identifier, known) for identifier, name, known in
+                  connection.execute("SELECT id, name, fingerprint FROM players")}
+        for name, fingerprint in players:
+            if name in stored and stored[name][1] != fingerprint:
+                count = connection.execute("SELECT COUNT(*) FROM matches WHERE first = ? OR second = ?",
+                                           (stored[name][0], stored[name][0])).fetchone()[0]
+                raise TournamentDatabaseError(
+                    f"{self.path}: player {name!r} changed since its {count} matches were stored (its kind, options "
+                    "or files differ); give it a new name to add it as a new player, or pass another --db")
+        fresh = [(name, fingerprint) for name, fingerprint in players if name not in stored]
+        if fresh:
+            start = 1 + max((identifier for identifier, _ in stored.values()), default=-1)  # a fresh table's ids: 0, 1, ...
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO players (id, name, fingerprint) VALUES (?, ?, ?)",
+                                   [(start + offset, name, fingerprint) for offset, (name, fingerprint) in enumerate(fresh)])
+            connection.execute("COMMIT")
+            stored = {name: (identifier, known) for identifier, name, known in
+                      connection.execute("SELECT id, name, fingerprint FROM players")}
+        return [stored[name][0] for name, _ in players]
+
+    def _check(self, fingerprint: str, tournament: str) -> None:
         try:
             meta = dict(self.connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
@@ -112,30 +149,36 @@ class MatchStore:
         if meta.get("format") != FORMAT:
             raise TournamentDatabaseError(f"{self.path}: not a gamelab tournament database")
         if meta.get("version") != str(VERSION):
-            raise TournamentDatabaseError(f"{self.path}: tournament database version {meta.get('version')}, "
-                                          f"this gamelab reads version {VERSION}")
+            raise TournamentDatabaseError(f"{self.path}: tournament database version {meta.get('version')} (an "
+                                          f"earlier gamelab's); this gamelab reads version {VERSION}: pass another "
+                                          "--db, or delete the file to play the tournament again")
         if meta.get("fingerprint") != fingerprint:
-            same_players = meta.get("players") == json.dumps(players)
-            what = "its settings, game or player files differ" if same_players else \
-                f"its players are {', '.join(json.loads(meta.get('players', '[]')))}"
             raise TournamentDatabaseError(
-                f"{self.path} holds another tournament ({meta.get('tournament')!r} on {meta.get('game')!r}: {what}); "
-                f"pass another --db, or delete the file to start {tournament!r} afresh"
+                f"{self.path} holds another tournament ({meta.get('tournament')!r} on {meta.get('game')!r}: its game "
+                f"or match settings differ); pass another --db, or delete the file to start {tournament!r} afresh"
             )
 
+    def oriented(self, first: int, second: int) -> tuple[int, int]:
+        """A pair of arena indices in the stored order: the player with the smaller id first."""
+        return (first, second) if self.ids[first] <= self.ids[second] else (second, first)
+
     def played_units(self) -> set[tuple[int, int, int]]:
-        """``(first, second, match)`` of every stored match (a block is stored whole)."""
-        return {tuple(row) for row in self.connection.execute("SELECT first, second, match FROM matches")}
+        """``(first, second, match)`` in arena indices of every stored match between current players
+        (a block is stored whole)."""
+        index = {identifier: position for position, identifier in enumerate(self.ids)}
+        return {(index[first], index[second], match) for first, second, match in
+                self.connection.execute("SELECT first, second, match FROM matches")
+                if first in index and second in index}
 
     def add(self, rows: Iterable[MatchRow]) -> None:
-        """Inserts one block of matches in one transaction.
+        """Inserts one block of matches (arena indices, stored order) in one transaction.
 
         Raises:
             TournamentDatabaseError: when a match of the block is stored with another result,
                 or the database cannot be written (a full disk, a read-only file); the
                 matches stored before are intact either way.
         """
-        rows = list(rows)
+        rows = [dataclasses.replace(row, first=self.ids[row.first], second=self.ids[row.second]) for row in rows]
         values = [tuple(getattr(row, column) for column in _COLUMNS) for row in rows]
         connection = self.connection
         try:
@@ -155,7 +198,7 @@ class MatchStore:
                                           "are intact, and running the command again resumes") from None
 
     def _check_stored(self, rows: list[MatchRow]) -> None:
-        """Raises unless every row of ``rows`` is stored with the same result."""
+        """Raises unless every row of ``rows`` (player ids) is stored with the same result."""
         query = f"SELECT {', '.join(_RESULT)} FROM matches WHERE first = ? AND second = ? AND match = ?"
         for row in rows:
             stored = self.connection.execute(query, (row.first, row.second, row.match)).fetchone()
@@ -165,9 +208,11 @@ class MatchStore:
                     "result; the database was written by a different run of this tournament")
 
     def rows(self) -> list[MatchRow]:
-        """Every stored match, ordered by pair and match index."""
+        """Every stored match between current players, in arena indices, ordered by pair and match."""
+        index = {identifier: position for position, identifier in enumerate(self.ids)}
         cursor = self.connection.execute(f"SELECT {', '.join(_COLUMNS)} FROM matches ORDER BY first, second, match")
-        return [MatchRow(*values) for values in cursor]
+        return [dataclasses.replace(row, first=index[row.first], second=index[row.second])
+                for row in (MatchRow(*values) for values in cursor) if row.first in index and row.second in index]
 
     def close(self) -> None:
         """Closes the database and releases the run's lock."""

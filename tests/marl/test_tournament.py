@@ -558,3 +558,42 @@ def test_ratings_within_rounding_noise_of_zero_are_zero(tmp_path):
     results = json.loads((report / "results.json").read_text())
     assert all(value == 0.0 for value in results["ratings"]["nash_averaging"].values())
     assert (report / "ratings.png").read_bytes()[:4] == b"\x89PNG"
+
+
+KUHN_LEAGUE = """\
+    name: league
+    game: kuhn_poker
+    evaluation: sampled
+    matches_per_pair: 40
+    batch_size: 20
+    players:
+"""
+LEAGUE_PLAYERS = {
+    "uniform": "  - {name: uniform, kind: uniform}\n",
+    "always-bet": "  - {name: always-bet, kind: pure, action: last}\n",
+    "cfr+": "  - {name: cfr+, kind: solver, solver: cfr+, iterations: 50}\n",
+}
+
+
+def league(tmp_path, names, file_name):
+    text = textwrap.dedent(KUHN_LEAGUE) + "".join(LEAGUE_PLAYERS[name] for name in names)
+    return load_config(write_config(tmp_path, text, file_name))
+
+
+def test_players_join_and_leave_a_played_tournament_keeping_its_matches(tmp_path, capsys):
+    database = tmp_path / "league.sqlite"
+    first = run_tournament(league(tmp_path, ["uniform", "always-bet"], "a.yaml"), database)
+    assert first.matches_played == 3 * 40
+    grown = run_tournament(league(tmp_path, ["uniform", "always-bet", "cfr+"], "b.yaml"), database)
+    assert grown.matches_played == 3 * 40  # cfr+ against each, and its self-play; nothing replayed
+    together = run_tournament(league(tmp_path, ["uniform", "always-bet", "cfr+"], "c.yaml"), tmp_path / "fresh.sqlite")
+    assert np.array_equal(grown.tables.payoffs, together.tables.payoffs)  # joining later plays the same matches
+    smaller = run_tournament(league(tmp_path, ["uniform", "cfr+"], "d.yaml"), database)
+    assert smaller.matches_played == 0 and smaller.names == ["uniform", "cfr+"]
+    assert np.array_equal(smaller.tables.payoffs, grown.tables.payoffs[np.ix_([0, 2], [0, 2])])
+    before = database.read_bytes()
+    changed = write_config(tmp_path, textwrap.dedent(KUHN_LEAGUE) + LEAGUE_PLAYERS["uniform"]
+                           + LEAGUE_PLAYERS["cfr+"].replace("50", "60"), "e.yaml")
+    assert main(["tournament", changed, "--db", str(database)]) == 2
+    assert "player 'cfr+' changed since its 120 matches were stored" in capsys.readouterr().err
+    assert database.read_bytes() == before
