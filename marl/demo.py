@@ -118,9 +118,11 @@ def _tournament_demo(console: Console) -> None:
     )
 
 
-def _maddpg_demo(console: Console, env_steps: int = 150_000) -> None:
+def _maddpg_demo(console: Console, env_steps: int = 150_000) -> tuple[float, float, int]:
     """MADDPG on ``spread`` for a fixed budget of transitions (so the result does not depend on the
-    machine's load), evaluated greedily against uniform random play on the same 100 episodes."""
+    machine's load), evaluated greedily against uniform random play on the same 100 episodes.
+
+    Returns ``(trained return, random return, updates)``."""
     from games.policy import episode_returns, random_policy
     from marl.envs import make_game
     from marl.maddpg import MADDPGConfig, TrainedPolicy
@@ -136,6 +138,7 @@ def _maddpg_demo(console: Console, env_steps: int = 150_000) -> None:
         f"mean return per agent {trained:+.2f} over 100 episodes, uniform random {random:+.2f} on the same episodes "
         "(`gamelab bench maddpg` trains for 10 minutes)"
     )
+    return trained, random, result.updates
 
 
 if __name__ == "__main__":
