@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -394,10 +393,12 @@ def test_a_saved_game_state_of_another_game_is_refused():
 
 def test_the_demos_training_is_a_fixed_budget_whatever_the_machines_load():
     """The demo trains a number of transitions, not seconds: two runs print the same result."""
+    import io
+
     from rich.console import Console
 
     from marl.demo import _maddpg_demo
 
-    quiet = Console(file=open(os.devnull, "w"))
+    quiet = Console(file=io.StringIO())
     first, second = _maddpg_demo(quiet, env_steps=6_000), _maddpg_demo(quiet, env_steps=6_000)
     assert first == second and first[2] > 0  # a short budget still reaches updates (learning_starts lowered)
