@@ -7,6 +7,10 @@
    linear averaging). NashConv is checked every ``check_every`` iterations and the
    checks are excluded from the timed loop; each library's NashConv comes from its own
    routine (gamelab's is verified against OpenSpiel's elsewhere in the tests).
+   Then the path a user takes: ``gamelab solve leduc_poker --target-nash-conv target
+   --json`` in a fresh process. Its reported ``seconds`` (the solve with every NashConv check
+   it makes, spaced by their measured cost) is compared with the anchors' check-free time;
+   the command's wall time (Python start-up, imports, compiling the tree) is printed too.
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
 
 With ``--compile`` gamelab is also timed with ``torch.compile``; its one-time compilation
@@ -125,6 +129,21 @@ def iterations_per_second(name: str, device: torch.device, iterations: int) -> d
     return {"gamelab_iterations_per_second": ours, "openspiel_iterations_per_second": theirs, "ratio": ours / theirs}
 
 
+def command_line_to_target(name: str, target: float) -> dict:
+    """``gamelab solve NAME --target-nash-conv TARGET --json`` in a fresh process: its own ``seconds``
+    and the command's wall time."""
+    import subprocess
+    import sys
+
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "marl.cli", "solve", name, "--target-nash-conv", str(target),
+                             "--json"], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"seconds": payload["seconds"], "command_seconds": wall, "iterations": payload["iterations"],
+            "nash_conv": payload["nash_conv"], "iterations_per_second": payload["iterations"] / payload["seconds"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench cfr", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=float, default=1e-3)
@@ -140,18 +159,22 @@ def main(argv: list[str] | None = None) -> dict:
     results["gamelab"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit)
     if args.compile:
         results["gamelab_compiled"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit, compile=True)
+    if args.device == "cpu":
+        results["gamelab_command"] = command_line_to_target("leduc_poker", args.target)
     results["openspiel_cpp"] = openspiel_to_target("leduc_poker", args.target, 50, args.limit)
     if not args.skip_liteefg:
         results["liteefg"] = liteefg_to_target("leduc_poker", args.target, 50, args.limit)
     print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads; "
           "gamelab runs small CPU games on one of them, see solvers.sequence_form.intra_op_threads):")
-    for label in ("gamelab", "gamelab_compiled", "openspiel_cpp", "liteefg"):
+    for label in ("gamelab", "gamelab_compiled", "gamelab_command", "openspiel_cpp", "liteefg"):
         if label in results:
             r = results[label]
             warm = f"  (warm-up {r['warm_up_seconds']:.1f} s, not timed)" if "warm_up_seconds" in r else ""
+            if "command_seconds" in r:
+                warm = f"  (checks included; the whole command {r['command_seconds']:.2f} s)"
             print(f"  {label:17s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
                   f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}{warm}")
-    for ours in ("gamelab", "gamelab_compiled"):
+    for ours in ("gamelab", "gamelab_compiled", "gamelab_command"):
         for label in ("openspiel_cpp", "liteefg"):
             if ours in results and label in results:
                 ratio = results[label]["seconds"] / results[ours]["seconds"]

@@ -28,6 +28,7 @@ result's ``seconds`` counts the solve alone, not loading the game.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -304,7 +305,10 @@ def solve(
         iterations: the iteration budget of iterative solvers (default 1000).
         target_nash_conv: stop an iterative solver once NashConv is at most this.
         seed: for solvers that sample.
-        eval_every: iterations between NashConv checks (default: 200 checks per run).
+        eval_every: iterations between NashConv checks. Default: solvers that step (regret
+            dynamics, the CFR family) space their checks by measured cost, so checking takes
+            at most about 10% of the run (see :func:`_run_learner`); the others check 200
+            times per run.
         callback: ``callback(iteration, nash_conv)`` after every check, for progress bars.
 
     Raises:
@@ -333,8 +337,8 @@ def solve(
     start = time.perf_counter()
     built = row.factory(game, seed)
     if hasattr(built, "step"):
-        history = _run_learner(built, lambda policy: measure(policy if not extensive else [policy]), budget, every,
-                               target_nash_conv, callback)
+        history = _run_learner(built, lambda policy: measure(policy if not extensive else [policy]), budget,
+                               eval_every, target_nash_conv, callback)
         policy = built.average_policy()
         outcome = Outcome([policy] if extensive else policy, built.iteration, history)
     else:
@@ -364,25 +368,63 @@ def solve(
     )
 
 
+CHECK_SHARE = 0.1
+"""At most about this share of a run goes to NashConv checks when their spacing is measured."""
+CHECK_SPACING = 0.02
+"""With cheap checks, one at least every 2% of the iterations run, so a run stops within about 2%
+of the first iteration that meets its target."""
+
+
 def _run_learner(
     learner: Any,
     measure: Callable[[Any], float],
     budget: int,
-    every: int,
+    every: int | None,
     target_nash_conv: float | None,
     callback: Callable[[int, float], None] | None,
 ) -> list[tuple[int, float]]:
     """Steps ``learner`` (a normal-form no-regret solver or a CFR solver) up to ``budget``
-    iterations, measuring its average policy's NashConv at iteration 0 and every ``every``
-    iterations; stops at ``target_nash_conv``. Returns the ``(iteration, NashConv)`` history."""
+    iterations, measuring its average policy's NashConv at iteration 0, then every ``every``
+    iterations, and at the end; stops at ``target_nash_conv``. Returns the ``(iteration,
+    NashConv)`` history.
+
+    With ``every`` None, checks are spaced by their measured cost: after a check that took
+    ``c`` seconds, with steps taking ``s`` seconds on average, the next comes ``9 c / s``
+    iterations later (so checks take at most about ``CHECK_SHARE`` = 10% of the time), or
+    ``CHECK_SPACING`` = 2% of the iterations run if that is later; the clock is read once per
+    check, not per step. With a target, a check also comes where a ``1/T`` fall of NashConv
+    would meet it, if that is sooner. The iteration a target stops at then depends on the
+    machine's timing (every check passes the target); without a target, checks never change
+    the result.
+    """
+    clock = time.perf_counter
+    started = clock()
     history = [(0, measure(learner.average_policy()))]
+    checking = clock() - started  # seconds spent in checks so far
+    next_check = 1 if every is None else every
     while learner.iteration < budget:
         learner.step()
-        if learner.iteration % every == 0 or learner.iteration == budget:
-            gap = measure(learner.average_policy())
-            history.append((learner.iteration, gap))
-            if callback is not None:
-                callback(learner.iteration, gap)
-            if target_nash_conv is not None and gap <= target_nash_conv:
-                break
+        iteration = learner.iteration
+        if iteration < next_check and iteration != budget:
+            continue
+        before = clock()
+        gap = measure(learner.average_policy())
+        cost = clock() - before
+        checking += cost
+        history.append((iteration, gap))
+        if callback is not None:
+            callback(iteration, gap)
+        if target_nash_conv is not None and gap <= target_nash_conv:
+            break
+        if every is not None:
+            next_check = iteration + every
+            continue
+        step = max(clock() - started - checking, 1e-9) / iteration
+        spacing = (1 - CHECK_SHARE) / CHECK_SHARE * cost / step
+        next_check = iteration + max(1, math.ceil(spacing), math.ceil(CHECK_SPACING * iteration))
+        if target_nash_conv is not None and target_nash_conv > 0:
+            # NashConv of the average falls about as 1/T (CFR+ and RM+ in practice): check where
+            # that puts the target if it comes before the next check (later when it falls slower).
+            expected = math.ceil(iteration * gap / target_nash_conv)
+            next_check = min(next_check, max(iteration + 1, expected))
     return history

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from games import catalog
 from games.errors import SolverError
@@ -62,3 +63,27 @@ def test_every_extensive_form_solver_runs_on_kuhn_through_the_registry(solver):
     assert result.iterations == 300 and result.nash_conv < bound
     assert result.history[0][0] == 0 and result.history[-1] == (300, result.nash_conv)
     assert registry.auto_solver(game) == "cfr+"
+
+
+def test_checks_spaced_by_cost_stop_close_to_the_first_iteration_that_meets_the_target():
+    """Default spacing (by measured cost) against a check after every iteration: the run stops at or
+    a few percent after the first iteration whose NashConv meets the target."""
+    from games.adapters.openspiel import extensive_form_from_openspiel
+
+    game = extensive_form_from_openspiel("kuhn_poker")
+    every_iteration = registry.solve(game, "cfr+", iterations=5000, target_nash_conv=1e-3, eval_every=1)
+    spaced = registry.solve(game, "cfr+", iterations=5000, target_nash_conv=1e-3)
+    first = every_iteration.iterations
+    assert first <= spaced.iterations <= 1.05 * first + 2
+    assert spaced.nash_conv <= 1e-3
+    assert len(spaced.history) < len(every_iteration.history) / 5
+
+
+def test_checks_do_not_change_a_run_without_a_target():
+    from games.adapters.openspiel import extensive_form_from_openspiel
+
+    game = extensive_form_from_openspiel("kuhn_poker")
+    spaced = registry.solve(game, "cfr+", iterations=300)
+    dense = registry.solve(game, "cfr+", iterations=300, eval_every=1)
+    assert torch.equal(spaced.strategies[0], dense.strategies[0])
+    assert spaced.history[-1][0] == 300
