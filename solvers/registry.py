@@ -175,7 +175,8 @@ def _gambit(method: str) -> Callable[..., Outcome]:
         equilibria = gambit_equilibria(game, method)
         if not equilibria:
             raise SolverError(f"gambit-{method} found no equilibrium")
-        return Outcome(equilibria[0], extra={"equilibria_found": len(equilibria)})
+        return Outcome(equilibria[0], extra={"equilibria_found": len(equilibria),
+                                             "equilibria": [[s.tolist() for s in found] for found in equilibria]})
 
     return run
 

@@ -43,20 +43,43 @@ def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
 def _write_plot(path: str, spec: str, result: Any) -> None:
     from marl.plots import pyplot, write_png
 
+    figure, axes = pyplot().subplots(figsize=(6, 4))
+    axes.set_title(f"{result.solver} on {spec}")
+    if len(result.history) < 2:  # a one-shot solver: one value, no curve
+        axes.axis("off")
+        axes.text(0.5, 0.5, f"{result.solver} is not iterative: no curve to draw\nNashConv {result.nash_conv:.3e}",
+                  ha="center", va="center", fontsize=12, transform=axes.transAxes)
+        write_png(path, figure, dpi=120)
+        return
     iterations = [i for i, _ in result.history]
     # A log axis cannot show an exact 0: such points sit on a floor below the smallest positive value.
     positive = [v for _, v in result.history if v > 0]
     floor = min(positive) / 10 if positive else 1e-16
     values = [max(v, floor) for _, v in result.history]
-    figure, axes = pyplot().subplots(figsize=(6, 4))
     axes.plot(iterations, values, marker="o" if len(values) < 30 else None)
     axes.set_yscale("log")
     axes.set_xlabel("iteration")
     axes.set_ylabel("NashConv")
-    axes.set_title(f"{result.solver} on {spec}")
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     write_png(path, figure, dpi=120)
+
+
+EXTRA_LABELS = {"gap": "correlated-equilibrium gap", "equilibria_found": "equilibria found"}
+"""The solver extras a person reads in the text output; the others (``polished``, ``lp_fallback``)
+are in ``--json`` only."""
+
+
+def _print_target(console: Any, args: argparse.Namespace, result: Any) -> None:
+    """Says whether ``--target-nash-conv`` was met, and what to change when it was not."""
+    if args.target_nash_conv is None:
+        return
+    if result.nash_conv <= args.target_nash_conv:
+        console.print(f"target NashConv {args.target_nash_conv:g} reached")
+    else:
+        console.print(f"[yellow]target NashConv {args.target_nash_conv:g} not reached[/yellow]: NashConv "
+                      f"{result.nash_conv:.3e} after {result.iterations} iterations; raise --iterations or "
+                      "try another --solver (see gamelab solvers)")
 
 
 def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 24) -> None:
@@ -94,11 +117,11 @@ def _print_result(console: Any, game: Any, result: Any) -> None:
         table.add_column("probability", justify="right")
         shown = 0
         for name, probability in zip(game.action_names[player], strategy.tolist()):
-            if probability > 1e-9 or len(strategy) <= 12:
+            if probability >= 5e-7 or len(strategy) <= 12:  # longer lists leave out what prints as 0.000000
                 table.add_row(name, f"{probability:.6f}")
                 shown += 1
         if shown < len(strategy):
-            table.caption = f"{len(strategy) - shown} actions with probability 0 not shown"
+            table.caption = f"{len(strategy) - shown} more actions, each with probability below 5e-7 (--json lists all)"
         console.print(table)
     if result.joint is not None:
         console.print(f"joint distribution (correlated): {result.joint.tolist()}")
@@ -106,7 +129,16 @@ def _print_result(console: Any, game: Any, result: Any) -> None:
     console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
                   f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
     for key, value in result.extra.items():
-        console.print(f"{key}: {value}")
+        if key == "gap":
+            kind = "coarse correlated" if result.solver == "cce" else "correlated"
+            console.print(f"{kind}-equilibrium gap: {value:.3e} (NashConv above is of the joint's marginals)")
+        elif key == "equilibria" and len(value) > 1:
+            for number, profile in enumerate(value, start=1):
+                console.print(f"equilibrium {number}: " + " / ".join(
+                    " ".join(f"{name}:{p:.4f}" for name, p in zip(names, strategy) if p > 5e-7)
+                    for names, strategy in zip(game.action_names, profile)))
+        elif key in EXTRA_LABELS:
+            console.print(f"{EXTRA_LABELS[key]}: {value}")
 
 
 def command_solve(args: argparse.Namespace) -> int:
@@ -139,6 +171,9 @@ def command_solve(args: argparse.Namespace) -> int:
             callback=lambda i, gap: progress.update(task, completed=i, nash_conv=f"{gap:.2e}"),
         )
     payload = _result_json(game, args.game, result)
+    if args.target_nash_conv is not None:
+        payload["target_nash_conv"] = args.target_nash_conv
+        payload["target_reached"] = result.nash_conv <= args.target_nash_conv
     if args.out:
         written = payload["strategies"] if _is_extensive(game) else payload
         atomic_write_text(args.out, json.dumps(written, indent=2) + "\n")
@@ -150,6 +185,10 @@ def command_solve(args: argparse.Namespace) -> int:
         shape = f"{game.num_infosets} infosets, {game.num_nodes} nodes" if _is_extensive(game) else f"actions {list(game.num_actions)}"
         console.print(f"[bold]{game.title or args.game}[/bold]: {game.num_players} players, {shape}")
         _print_result(console, game, result)
+        _print_target(console, args, result)
+        if args.plot and len(result.history) < 2:
+            console.print(f"{args.plot}: {result.solver} is not iterative, so there is no curve to draw; the "
+                          "picture states its one NashConv")
     return 0
 
 

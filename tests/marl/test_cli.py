@@ -470,3 +470,37 @@ def test_training_stats_hold_each_teams_return():
     last = seen[-1]
     assert last["episode_return"] == pytest.approx((3 * last["episode_return/adversary"]
                                                     + last["episode_return/agent"]) / 4)
+
+
+def test_a_missed_target_is_said_in_the_text_and_the_json(capsys):
+    arguments = ["solve", "random(3,3,3,seed=1)", "--iterations", "50", "--target-nash-conv", "1e-6"]
+    assert main(arguments) == 0
+    assert "target NashConv 1e-06 not reached" in capsys.readouterr().out.replace("\n", " ")
+    assert main([*arguments, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["target_reached"] is False and payload["nash_conv"] > 1e-6
+    assert main(["solve", "rps", "--target-nash-conv", "1e-6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["target_reached"] is True
+
+
+def test_text_output_labels_the_correlated_gap_and_keeps_internal_keys_in_the_json(capsys):
+    assert main(["solve", "chicken", "--solver", "ce"]) == 0
+    text = capsys.readouterr().out.replace("\n", " ")
+    assert "correlated-equilibrium gap:" in text and "\ngap:" not in text
+    assert main(["solve", "random_zero_sum(30,30,seed=2)"]) == 0
+    text = capsys.readouterr().out
+    assert "polished" not in text and "lp_fallback" not in text
+    assert main(["solve", "random_zero_sum(30,30,seed=2)", "--json"]) == 0
+    assert "lp_fallback" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_every_equilibrium_found_is_printed_and_returned(tmp_path, capsys):
+    pytest.importorskip("pygambit")
+    plot = tmp_path / "one.png"
+    assert main(["solve", "battle_of_the_sexes", "--solver", "gambit-enummixed", "--plot", str(plot)]) == 0
+    text = capsys.readouterr().out.replace("\n", " ")
+    assert "equilibrium 3:" in text and "no curve to draw" in text
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert main(["solve", "battle_of_the_sexes", "--solver", "gambit-enummixed", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["equilibria_found"] == 3 and len(payload["equilibria"]) == 3
