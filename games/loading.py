@@ -85,9 +85,15 @@ def load_game(spec: str, **kwargs: Any) -> Any:
                 return extensive_form_from_openspiel(spiel_game, **kwargs)
             return normal_form_from_openspiel(spiel_game, **kwargs)
         except UnknownGameError as error:
+            import pyspiel
+
+            from games.errors import did_you_mean
+
+            known = [*catalog.names(), *(game.short_name for game in pyspiel.registered_games())]
             raise UnknownGameError(
-                f"unknown game {spec!r}: not a .nfg file, not a catalog game "
+                f"unknown game {spec!r}{did_you_mean(spec.split('(')[0], known)}: not a .nfg or .efg file, not a catalog game "
                 f"({', '.join(catalog.names())}), not random(...)/random_zero_sum(...), "
                 f"and {error}"
             ) from None
-    raise UnknownGameError(f"unknown game {spec!r}: expected a .nfg path, a catalog name or an OpenSpiel game string")
+    raise UnknownGameError(f"unknown game {spec!r}: expected a .nfg or .efg path, a catalog name, random(...) or an "
+                           "OpenSpiel game string")

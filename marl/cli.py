@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="compute an equilibrium of a game")
-    solve.add_argument("game", help="catalog name, .nfg path, random(...) or an OpenSpiel game string")
+    solve.add_argument("game", help="catalog name (gamelab games), a Gambit .nfg or .efg path, random(3,3,seed=1), "
+                                    "random_zero_sum(100,100), or an OpenSpiel game string such as leduc_poker")
     solve.add_argument("--solver", default="auto", metavar="NAME",
                        help="solver (default: auto); see `gamelab solvers`")
     solve.add_argument("--iterations", type=_positive_int, default=None,

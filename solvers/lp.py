@@ -24,7 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
+
+
+def linprog(*args, **kwargs):
+    """``scipy.optimize.linprog``, imported on first use: importing scipy.optimize takes most of a
+    second, which a game that never reaches the LP (the interior point solves most) should not pay."""
+    from scipy.optimize import linprog as solve
+
+    return solve(*args, **kwargs)
 
 from games.errors import GameError, SolverError
 from games.normal_form import NormalFormGame

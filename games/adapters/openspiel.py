@@ -63,6 +63,47 @@ def load_turn_based(spec: Any) -> Any:
     return game
 
 
+def registered_games() -> list[dict[str, Any]]:
+    """Every OpenSpiel game that loads with its default parameters, as gamelab can take it.
+
+    Each row: ``name``, ``kind`` (``normal-form`` for one-shot simultaneous games,
+    ``sequential``, or ``simultaneous`` for multi-step simultaneous games, which gamelab
+    turns into sequential ones), ``information`` (perfect or imperfect), ``players``,
+    ``max_length`` (the longest play) and ``actions`` (distinct actions): a rough size, the
+    tree having at most about ``(actions + chance outcomes) ** max_length`` histories.
+    OpenSpiel's messages for games that need parameters are silenced.
+    """
+    import contextlib
+    import os
+
+    pyspiel = _pyspiel()
+    rows = []
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            os.dup2(devnull.fileno(), 2)  # OpenSpiel's C++ writes its exceptions to the process's stderr
+            for game_type in pyspiel.registered_games():
+                try:
+                    game = pyspiel.load_game(game_type.short_name)
+                except Exception:  # noqa: BLE001 - games that need parameters, or files, do not load bare
+                    continue
+                one_shot = is_openspiel_normal_form(game)
+                simultaneous = game_type.dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS
+                rows.append({
+                    "name": game_type.short_name,
+                    "kind": "normal-form" if one_shot else ("simultaneous" if simultaneous else "sequential"),
+                    "information": "perfect" if game_type.information == pyspiel.GameType.Information.PERFECT_INFORMATION
+                    else "imperfect",
+                    "players": game.num_players(),
+                    "max_length": game.max_game_length(),
+                    "actions": game.num_distinct_actions(),
+                })
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return rows
+
+
 def is_openspiel_normal_form(game: Any) -> bool:
     """Whether a pyspiel game is a one-shot simultaneous-move (normal-form) game."""
     pyspiel = _pyspiel()

@@ -193,10 +193,37 @@ def command_solve(args: argparse.Namespace) -> int:
 
 
 def command_games(_: argparse.Namespace) -> int:
-    from games import catalog
+    """The games ``gamelab solve`` takes: the catalog, the generators, example files, OpenSpiel's games."""
+    import os
 
+    from games import catalog
+    from games.adapters.openspiel import registered_games
+
+    print("Classic games (catalog names):")
     for name in catalog.names():
-        print(f"{name:32s} {catalog.load(name).title}")
+        print(f"  {name:32s} {catalog.load(name).title}")
+    print("Generators:")
+    print("  random(3,3,3,seed=1)              a general-sum game, one payoff table per player (any sizes)")
+    print("  random_zero_sum(100,100,seed=0)   a 2-player zero-sum game")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    files = [os.path.join(folder, name) for folder in ("examples", os.path.join("tests", "data", "gambit"))
+             if os.path.isdir(os.path.join(root, folder))
+             for name in sorted(os.listdir(os.path.join(root, folder))) if name.endswith((".nfg", ".efg"))]
+    if files:
+        shown = [path for path in files if path.startswith("examples")] or files[:5]
+        print(f"Gambit files ({len(files)} in this checkout; a path to any .nfg or .efg works):")
+        for path in shown:
+            print(f"  {path}")
+        if len(files) > len(shown):
+            print(f"  ... and {len(files) - len(shown)} more in tests/data/gambit/")
+    games = registered_games()
+    print(f"OpenSpiel games that load with default parameters ({len(games)}; others take name(param=value)):")
+    print(f"  {'name':28s} {'kind':13s} {'information':11s} {'players':>7s} {'max length':>10s} {'actions':>8s}")
+    for row in games:
+        print(f"  {row['name']:28s} {row['kind']:13s} {row['information']:11s} {row['players']:7d} "
+              f"{row['max_length']:10d} {row['actions']:8d}")
+    print("Sequential games are compiled to a tree; large ones are refused with an estimate. "
+          "Normal-form ones load as payoff tables.")
     return 0
 
 

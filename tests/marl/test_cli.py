@@ -504,3 +504,19 @@ def test_every_equilibrium_found_is_printed_and_returned(tmp_path, capsys):
     assert main(["solve", "battle_of_the_sexes", "--solver", "gambit-enummixed", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["equilibria_found"] == 3 and len(payload["equilibria"]) == 3
+
+
+def test_the_games_catalogue_lists_generators_files_and_openspiel_games(capsys):
+    assert main(["games"]) == 0
+    text = capsys.readouterr().out
+    for expected in ("rock_paper_scissors", "random_zero_sum(", "examples/4cards.efg", "leduc_poker", "blotto"):
+        assert expected in text
+    leduc = next(line for line in text.splitlines() if line.split()[:1] == ["leduc_poker"])
+    assert leduc.split()[1:4] == ["sequential", "imperfect", "2"]
+
+
+def test_a_misspelt_game_gets_a_did_you_mean(capsys):
+    assert main(["solve", "rsp"]) == 2
+    assert "unknown game 'rsp' (did you mean 'rps'?)" in capsys.readouterr().err
+    assert main(["solve", "leduc_pokr"]) == 2
+    assert "(did you mean 'leduc_poker'?)" in capsys.readouterr().err
