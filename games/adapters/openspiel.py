@@ -127,10 +127,15 @@ def normal_form_from_openspiel(game: Any, **game_kwargs: Any) -> NormalFormGame:
             f"OpenSpiel game {name!r} is sequential (turn-based), not a normal-form game; "
             "it is an extensive-form game"
         )
+    names = None
     if not isinstance(game, (pyspiel.MatrixGame, pyspiel.TensorGame)):
         num_actions = [game.num_distinct_actions()] * game.num_players()
         if math.prod(num_actions) > MAX_PROFILES:
             raise GameError(f"OpenSpiel game {name!r} has more than {MAX_PROFILES:,} pure profiles")
+        # The tensor game's own names describe its states ("Observing player: 0. ..."), not the
+        # actions: take the game's names for each player's legal actions, in the tensor's order.
+        state = game.new_initial_state()
+        names = [[state.action_to_string(p, a) for a in state.legal_actions(p)] for p in range(game.num_players())]
         game = pyspiel.extensive_to_tensor_game(game)
     num_players = game.num_players()
     if isinstance(game, pyspiel.MatrixGame):
@@ -144,6 +149,8 @@ def normal_form_from_openspiel(game: Any, **game_kwargs: Any) -> NormalFormGame:
         action_names = [
             [game.action_name(p, a) for a in range(payoffs.shape[1 + p])] for p in range(num_players)
         ]
+    if names is not None and [len(row) for row in names] == list(payoffs.shape[1:]):
+        action_names = names
     return NormalFormGame(
         payoffs, action_names=action_names, title=f"OpenSpiel {name}", **game_kwargs
     )

@@ -29,6 +29,8 @@ def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
         from games.extensive_form import strategy_to_dict
 
         out["strategies"] = strategy_to_dict(game, result.strategies[0])
+        if game.action_labels is not None:  # the names a person reads, beside the ids the strategies use
+            out["action_names"] = {key: list(names) for key, names in zip(game.infoset_keys, game.action_labels)}
         out["num_infosets"] = game.num_infosets
     else:
         out["strategies"] = [s.tolist() for s in result.strategies]
@@ -93,9 +95,11 @@ def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 2
     table.add_column("action: probability")
     mapping = strategy_to_dict(game, result.strategies[0])
     players = game.infoset_player.tolist()
+    labels = game.action_labels
     for infoset, (key, row) in enumerate(list(mapping.items())[:shown]):
-        table.add_row(str(players[infoset]), key.replace("\n", " | ")[:60],
-                      "  ".join(f"{a}: {p:.4f}" for a, p in row.items()))
+        names = labels[infoset] if labels is not None else [str(a) for a in row]
+        table.add_row(str(players[infoset]), key.replace("\n", " | "),  # whole: rows must not look alike
+                      "  ".join(f"{name}: {p:.4f}" for name, p in zip(names, row.values())))
     if game.num_infosets > shown:
         table.caption = f"{game.num_infosets - shown} more infosets: --out FILE writes them all"
     console.print(table)

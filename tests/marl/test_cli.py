@@ -520,3 +520,14 @@ def test_a_misspelt_game_gets_a_did_you_mean(capsys):
     assert "unknown game 'rsp' (did you mean 'rps'?)" in capsys.readouterr().err
     assert main(["solve", "leduc_pokr"]) == 2
     assert "(did you mean 'leduc_poker'?)" in capsys.readouterr().err
+
+
+def test_people_read_action_names_and_the_json_keeps_ids_beside_them(capsys):
+    assert main(["solve", "kuhn_poker", "--iterations", "20"]) == 0
+    assert "Pass: " in capsys.readouterr().out
+    assert main(["solve", "kuhn_poker", "--iterations", "20", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["action_names"]["0"] == ["Pass", "Bet"] and set(payload["strategies"]["0"]) == {"0", "1"}
+    assert main(["solve", "blotto", "--json", "--solver", "rm+", "--iterations", "10"]) == 0
+    actions = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actions"]
+    assert "[0,0,10]" in actions[0] and len(actions[0]) == 66  # OpenSpiel's names, not its state strings
