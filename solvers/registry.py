@@ -276,8 +276,24 @@ def has_pygambit() -> bool:
     return True
 
 
+LP_FINISH_SEQUENCES = 20_000
+"""``auto`` finishes CFR+ with the sequence-form LP on 2-player zero-sum trees of at most this many
+sequences (Leduc has 674), when CFR+ stops short of ``target_nash_conv``."""
+
+
+def _lp_finishes(game: Any) -> bool:
+    """Whether ``game`` is a 2-player zero-sum tree small enough for the sequence-form LP."""
+    if not isinstance(game, ExtensiveFormGame) or game.num_players != 2:
+        return False
+    totals = game.terminal_utilities.sum(-1)
+    if totals.numel() and float((totals - totals[0]).abs().max()) > 1e-9:
+        return False
+    return int(game.legal_mask.sum()) <= LP_FINISH_SEQUENCES
+
+
 def auto_solver(game: NormalFormGame | ExtensiveFormGame) -> str:
-    """The solver ``auto`` stands for on this game."""
+    """The solver ``auto`` stands for on this game (on small 2-player zero-sum trees, :func:`solve`
+    finishes CFR+ with the sequence-form LP when CFR+ misses ``target_nash_conv``)."""
     if isinstance(game, ExtensiveFormGame):
         return "cfr+"
     if game.num_players == 2 and game.is_constant_sum():
@@ -316,7 +332,8 @@ def solve(
         SolverError: for an unknown solver, one that does not take this kind of game, or a
             batch of games.
     """
-    if solver == "auto":
+    automatic = solver == "auto"
+    if automatic:
         solver = auto_solver(game)
     row = spec(solver)
     if iterations is not None and iterations < 1:
@@ -344,9 +361,18 @@ def solve(
         outcome = Outcome([policy] if extensive else policy, built.iteration, history)
     else:
         outcome = built(budget, every, target_nash_conv, callback)
-    seconds = time.perf_counter() - start
     strategies = outcome.strategies
     final = measure(strategies)
+    if automatic and target_nash_conv is not None and final > target_nash_conv and _lp_finishes(game):
+        # CFR+ stopped short of the target on a tree the sequence-form LP solves exactly: finish with it.
+        exact = _lp(game, seed, budget, budget, target_nash_conv, None)
+        exact_gap = measure(exact.strategies)
+        if exact_gap < final:
+            solver = "lp"
+            outcome = Outcome(exact.strategies, outcome.iterations, outcome.history,
+                              extra={"finished_by_lp_after": "cfr+", "cfr_nash_conv": final})
+            strategies, final = exact.strategies, exact_gap
+    seconds = time.perf_counter() - start
     history = outcome.history
     if not history or history[-1][0] != outcome.iterations:
         history.append((outcome.iterations, final))

@@ -87,3 +87,19 @@ def test_checks_do_not_change_a_run_without_a_target():
     dense = registry.solve(game, "cfr+", iterations=300, eval_every=1)
     assert torch.equal(spaced.strategies[0], dense.strategies[0])
     assert spaced.history[-1][0] == 300
+
+
+def test_auto_finishes_a_small_zero_sum_tree_with_the_lp_when_cfr_misses_the_target():
+    """4cards.efg (2-player zero-sum): CFR+ for 1,000 iterations stops near 1e-4; the sequence-form LP
+    then gives the exact equilibrium, and the result says which solver finished it."""
+    import torch
+
+    from games.loading import load_game
+    from tests.conftest import GAMBIT_DATA
+
+    game = load_game(str(GAMBIT_DATA / "4cards.efg"), dtype=torch.float64)
+    result = registry.solve(game, iterations=1000, target_nash_conv=1e-9)
+    assert result.solver == "lp" and result.nash_conv <= 1e-9
+    assert result.extra["finished_by_lp_after"] == "cfr+" and result.extra["cfr_nash_conv"] > 1e-9
+    plain = registry.solve(game, iterations=1000)  # no target: CFR+'s answer stands
+    assert plain.solver == "cfr+" and "finished_by_lp_after" not in plain.extra
