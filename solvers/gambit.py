@@ -26,7 +26,7 @@ import torch
 from games.errors import MissingDependencyError, SolverError
 from games.normal_form import NormalFormGame
 
-METHODS = ("lcp", "enummixed", "enumpure", "logit", "gnm")
+METHODS = ("lcp", "enummixed", "enumpure", "logit", "gnm", "enumpoly", "ipa", "simpdiv")
 TWO_PLAYER_METHODS = ("lcp", "enummixed")
 
 
@@ -76,6 +76,12 @@ def gambit_equilibria(game: NormalFormGame, method: str = "lcp") -> list[list[to
         result = gbt.nash.enumpure_solve(gambit_game)
     elif method == "logit":
         result = gbt.nash.logit_solve(gambit_game)
+    elif method == "enumpoly":
+        result = gbt.nash.enumpoly_solve(gambit_game, stop_after=1)
+    elif method == "ipa":
+        result = gbt.nash.ipa_solve(gambit_game)
+    elif method == "simpdiv":
+        result = gbt.nash.simpdiv_solve(gambit_game.mixed_strategy_profile(rational=True))  # from the centroid
     else:
         result = gbt.nash.gnm_solve(gambit_game)
     return [profile_to_tensors(profile, game) for profile in result.equilibria]

@@ -24,7 +24,8 @@ def test_every_solver_runs_on_a_two_player_zero_sum_game(solver):
 def test_auto_picks_exact_methods():
     assert registry.auto_solver(catalog.load("rps")) == "zero-sum"
     assert registry.auto_solver(catalog.load("battle_of_the_sexes")) == "lemke-howson"
-    assert registry.auto_solver(catalog.load("three_player_matching_pennies")) == "nash-sgd"
+    assert registry.auto_solver(catalog.load("three_player_matching_pennies")) == "support-enumeration"
+    assert registry.auto_solver(catalog.random_game([12, 12, 12], seed=0)) == "nash-sgd"  # 4095^3 supports
     assert registry.solve(catalog.load("stag_hunt")).nash_conv == 0
 
 
