@@ -44,9 +44,10 @@ def _random_game(kind: str, arguments: str, **kwargs: Any) -> NormalFormGame:
     return catalog.random_game(sizes, seed=seed, **kwargs)
 
 
-def load_game(spec: str, **kwargs: Any) -> Any:
+def load_game(spec: str, *, progress: Any = None, **kwargs: Any) -> Any:
     """The game that ``spec`` names; ``kwargs`` (``dtype``, ``device``) place its tensors.
 
+    ``progress(nodes)`` is called while an OpenSpiel game tree is compiled (every 50,000 nodes).
     Returns a :class:`NormalFormGame` or an :class:`ExtensiveFormGame`.
     """
     if spec.endswith(".efg"):
@@ -82,7 +83,7 @@ def load_game(spec: str, **kwargs: Any) -> Any:
         try:
             spiel_game = load_openspiel_game(spec)
             if not is_openspiel_normal_form(spiel_game):
-                return extensive_form_from_openspiel(spiel_game, **kwargs)
+                return extensive_form_from_openspiel(spiel_game, progress=progress, **kwargs)
             return normal_form_from_openspiel(spiel_game, **kwargs)
         except UnknownGameError as error:
             import pyspiel

@@ -145,13 +145,28 @@ def _print_result(console: Any, game: Any, result: Any) -> None:
             console.print(f"{EXTRA_LABELS[key]}: {value}")
 
 
-def command_solve(args: argparse.Namespace) -> int:
+def _load_with_progress(console: Any, spec: str, device: Any) -> Any:
+    """``load_game``, showing the nodes walked and the memory taken while a game tree compiles."""
     import torch
+
+    from games.extensive_form import BYTES_PER_NODE
+    from games.loading import load_game
+    from games.memory import format_bytes
+
+    if not console.is_terminal:
+        return load_game(spec, device=device, dtype=torch.float64)
+    with console.status(f"loading {spec}") as status:
+        def progress(nodes: int) -> None:
+            status.update(f"compiling {spec}: {nodes:,} nodes walked, about {format_bytes(nodes * BYTES_PER_NODE)}")
+
+        return load_game(spec, device=device, dtype=torch.float64, progress=progress)
+
+
+def command_solve(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from games.io import atomic_write_text
-    from games.loading import load_game
     from solvers import registry
 
     console = Console(stderr=args.json)
@@ -160,7 +175,7 @@ def command_solve(args: argparse.Namespace) -> int:
     _check_output_path(args.plot, "--plot")
     if args.solver != "auto":
         registry.spec(args.solver)  # an unknown name fails (with a did-you-mean) before the game is loaded
-    game = load_game(args.game, device=device, dtype=torch.float64)
+    game = _load_with_progress(console, args.game, device)
     solver = registry.auto_solver(game) if args.solver == "auto" else args.solver
     budget = args.iterations or registry.DEFAULT_ITERATIONS
     iterative = registry.spec(solver).iterative

@@ -163,3 +163,25 @@ def test_strategy_dict_round_trip_and_validation(compiled, tmp_path):
     with pytest.raises(GameFileError, match="not valid JSON") as error:
         read_strategy(game, path)
     assert error.value.line == 1
+
+
+def test_knuths_estimate_of_a_tree_size_is_unbiased():
+    """Kuhn poker has 58 histories and Leduc 9,457 (OpenSpiel's trees, compiled here): the mean of many
+    random-path estimates (Knuth 1975) comes close to both."""
+    import pyspiel
+
+    from games.adapters.openspiel import estimate_tree_size, extensive_form_from_openspiel, load_turn_based
+
+    for name, probes in (("kuhn_poker", 4000), ("leduc_poker", 4000)):
+        exact = extensive_form_from_openspiel(name).num_nodes
+        estimate = estimate_tree_size(load_turn_based(pyspiel.load_game(name)), probes=probes, seed=1)
+        assert abs(estimate - exact) / exact < 0.1, (name, estimate, exact)
+
+
+def test_a_tree_too_large_for_memory_is_refused_before_its_walk(capsys):
+    """oshi_zumo(coins=5,size=2) would take tens of GB: refused at once, naming the parameters to change."""
+    from marl.cli import main
+
+    assert main(["solve", "oshi_zumo(coins=5,size=2)", "--max-memory", "2GB"]) == 2
+    error = capsys.readouterr().err
+    assert "estimated from 200 random plays" in error and "coins=" in error and "--max-memory" in error

@@ -473,7 +473,7 @@ def test_training_stats_hold_each_teams_return():
 
 
 def test_a_missed_target_is_said_in_the_text_and_the_json(capsys):
-    arguments = ["solve", "random(3,3,3,seed=1)", "--iterations", "50", "--target-nash-conv", "1e-6"]
+    arguments = ["solve", "random(3,3,3,seed=1)", "--solver", "nash-sgd", "--iterations", "50", "--target-nash-conv", "1e-6"]
     assert main(arguments) == 0
     assert "target NashConv 1e-06 not reached" in capsys.readouterr().out.replace("\n", " ")
     assert main([*arguments, "--json"]) == 0
