@@ -11,6 +11,13 @@
    nashpy's ``lemke_howson`` is not used as an anchor here: on float payoffs its
    integer-pivoting tableau overflows and does not terminate on some of these games.
 
+3) N-player games (``--n-player``): seeded random 3-player games of 3x3x3, 4x4x4 and
+   5x5x5 actions and 4-player games of 3^4, ``--games`` of each: gamelab's ``auto``
+   (support enumeration with Newton's method) against pygambit's ``enumpoly``, ``gnm`` and
+   ``ipa``, each given up to ``--anchor-limit`` seconds per game. Reported per method: the
+   fraction of games solved to NashConv <= 1e-9 (recomputed by gamelab) and the mean seconds
+   per game.
+
 Times are wall-clock seconds of the solve alone (game construction excluded); on CUDA
 the device is synchronized before each reading. Printed ratios are anchor / gamelab.
 """
@@ -101,14 +108,85 @@ def bimatrix_benchmark(batch: int, device: torch.device, run_anchor: bool) -> di
     return out
 
 
+N_PLAYER_SHAPES = [(3, 3, 3), (4, 4, 4), (5, 5, 5), (3, 3, 3, 3)]
+
+
+def _timed_gambit(game, method: str, limit: float) -> tuple[float, float | None]:
+    """pygambit's ``method`` on ``game`` in a child process killed after ``limit`` seconds: (seconds, NashConv)."""
+    import multiprocessing
+
+    import pygambit  # imported here, before the fork, so the child's clock sees the solve alone
+
+    from solvers.exploitability import nash_conv
+    from solvers.gambit import profile_to_tensors, to_pygambit
+
+    solvers = {"enumpoly": lambda g: pygambit.nash.enumpoly_solve(g, stop_after=1),
+               "gnm": pygambit.nash.gnm_solve, "ipa": pygambit.nash.ipa_solve}
+    converted = to_pygambit(game)
+
+    def work(queue) -> None:
+        started = time.perf_counter()
+        try:
+            found = solvers[method](converted).equilibria
+            seconds = time.perf_counter() - started
+            gap = float(nash_conv(game, profile_to_tensors(found[0], game))) if found else None
+        except Exception:  # noqa: BLE001 - a method that fails on a game counts as unsolved
+            seconds, gap = time.perf_counter() - started, None
+        queue.put((seconds, gap))
+
+    queue = multiprocessing.get_context("fork").Queue()
+    process = multiprocessing.get_context("fork").Process(target=work, args=(queue,))
+    process.start()
+    process.join(limit)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        return limit, None
+    return queue.get() if not queue.empty() else (limit, None)
+
+
+def n_player_benchmark(games: int, limit: float, run_anchor: bool) -> dict:
+    from games.loading import load_game
+    from solvers import registry
+
+    rows = {}
+    for shape in N_PLAYER_SHAPES:
+        label = "x".join(map(str, shape))
+        results: dict[str, list] = {"gamelab": []}
+        methods = ("enumpoly", "gnm", "ipa") if run_anchor else ()
+        for method in methods:
+            results[f"pygambit-{method}"] = []
+        for seed in range(games):
+            game = load_game(f"random({','.join(map(str, shape))},seed={seed})", dtype=torch.float64)
+            started = time.perf_counter()
+            solved = registry.solve(game)
+            results["gamelab"].append((time.perf_counter() - started, solved.nash_conv))
+            for method in methods:
+                results[f"pygambit-{method}"].append(_timed_gambit(game, method, limit))
+        rows[label] = {name: {"solved": sum(gap is not None and gap <= 1e-9 for _, gap in runs) / len(runs),
+                              "mean_seconds": float(np.mean([seconds for seconds, _ in runs]))}
+                       for name, runs in results.items()}
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench matrix", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1000, help="actions per player of the zero-sum game")
     parser.add_argument("--batch", type=int, default=4096, help="number of 8x8 bimatrix games")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-anchor", action="store_true", help="skip nashpy and pygambit")
+    parser.add_argument("--n-player", action="store_true", help="also run the N-player comparison (section 3)")
+    parser.add_argument("--games", type=int, default=5, help="N-player games of each shape")
+    parser.add_argument("--anchor-limit", type=float, default=30.0, help="seconds a pygambit method gets per game")
+    parser.add_argument("--skip-two-player", action="store_true", help="run only the N-player comparison")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
+    if args.skip_two_player:
+        results = {"n_player": n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)}
+        _print_n_player(results["n_player"])
+        if args.json:
+            print(json.dumps(results))
+        return results
     device = torch.device(args.device)
     results = {
         "device": str(device),
@@ -129,9 +207,19 @@ def main(argv: list[str] | None = None) -> dict:
     if "pygambit_seconds" in bimatrix:
         print(f"  pygambit {bimatrix['pygambit_seconds']:8.3f} s   max NashConv {bimatrix['pygambit_max_nash_conv']:.2e}")
         print(f"  ratio pygambit / gamelab: {bimatrix['speedup']:.1f}x")
+    if args.n_player:
+        results["n_player"] = n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)
+        _print_n_player(results["n_player"])
     if args.json:
         print(json.dumps(results))
     return results
+
+
+def _print_n_player(rows: dict) -> None:
+    print("N-player random games to NashConv <= 1e-9 (fraction solved, mean seconds per game):")
+    for label, methods in rows.items():
+        print(f"  {label:8s} " + "   ".join(f"{name} {row['solved']:.0%} {row['mean_seconds']:.3f} s"
+                                          for name, row in methods.items()))
 
 
 if __name__ == "__main__":
