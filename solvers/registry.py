@@ -289,6 +289,10 @@ def has_pygambit() -> bool:
     return True
 
 
+POLISH_BELOW = 1e-9
+"""Approximate normal-form solvers' answers above this NashConv are polished (Newton's method on the
+support they suggest, ``solvers.support_enumeration.polish``) and kept when that is exact."""
+
 LP_FINISH_SEQUENCES = 20_000
 """``auto`` finishes CFR+ with the sequence-form LP on 2-player zero-sum trees of at most this many
 sequences (Leduc has 674), when CFR+ stops short of ``target_nash_conv``."""
@@ -386,6 +390,15 @@ def solve(
             outcome = spec(solver).factory(game, seed)(budget, every, target_nash_conv, callback)
     strategies = outcome.strategies
     final = measure(strategies)
+    if not extensive and outcome.joint is None and not row.exact and final > POLISH_BELOW:
+        # An approximate normal-form answer: Newton's method on the support it suggests may make it exact.
+        from solvers.support_enumeration import polish
+
+        polished = polish(game, [s.detach() for s in strategies], tolerance=POLISH_BELOW)
+        if polished is not None and measure(polished) < final:
+            outcome = Outcome(polished, outcome.iterations, outcome.history,
+                              extra={**outcome.extra, "polished_from_nash_conv": final})
+            strategies, final = polished, measure(polished)
     if automatic and target_nash_conv is not None and final > target_nash_conv and _lp_finishes(game):
         # CFR+ stopped short of the target on a tree the sequence-form LP solves exactly: finish with it.
         exact = _lp(game, seed, budget, budget, target_nash_conv, None)

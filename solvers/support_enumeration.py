@@ -167,6 +167,44 @@ def _newton(system: _Support, starts: Tensor, iterations: int = 25) -> tuple[Ten
     return points, residual(points).norm(dim=1)
 
 
+def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float = 1e-9) -> list[Tensor] | None:
+    """An approximate equilibrium made exact: the support its probabilities suggest, and Newton's
+    method on that support's indifference equations from the approximate profile.
+
+    Supports are guessed at thresholds ``1e-2, 1e-3, 1e-4`` (of each player's largest
+    probability); the first that gives a profile of NashConv at most ``tolerance`` is
+    returned, and None when none does (the approximate profile is then kept by the caller).
+    """
+    from solvers.exploitability import nash_conv
+
+    payoffs = game.payoffs.to(torch.float64)
+    scale = max(1.0, float(payoffs.abs().max()))
+    whole = NormalFormGame(payoffs)
+    tried = set()
+    for threshold in (1e-2, 1e-3, 1e-4):
+        supports = tuple(tuple(torch.nonzero(s >= threshold * s.max()).flatten().tolist()) for s in strategies)
+        if supports in tried:
+            continue
+        tried.add(supports)
+        system = _Support(payoffs, supports)
+        if system.dim == 0:
+            candidate = [torch.zeros_like(s, dtype=torch.float64).index_fill_(0, torch.tensor(support), 1.0)
+                         for s, support in zip(strategies, supports)]
+        else:
+            start = torch.cat([(s.to(torch.float64)[list(support)] / s.to(torch.float64)[list(support)].sum())[:-1]
+                               for s, support in zip(strategies, supports)])
+            points, norms = _newton(system, start.unsqueeze(0))
+            if float(norms[0]) > 1e-9 * scale:
+                continue
+            candidate = system.strategies(points[0])
+            if any(bool((c < -1e-10).any()) for c in candidate):
+                continue
+            candidate = [c.clamp_min(0) / c.clamp_min(0).sum() for c in candidate]
+        if float(nash_conv(whole, candidate)) <= tolerance * scale:
+            return [c.to(game.payoffs.dtype) for c in candidate]
+    return None
+
+
 def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts: int = 8,
                         seed: int = 0) -> list[Tensor]:
     """A Nash equilibrium of ``game`` with NashConv at most ``tolerance`` (see the module docstring).
@@ -205,4 +243,4 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
                       "per support profile")
 
 
-__all__ = ["MAX_SUPPORT_PROFILES", "pure_equilibria", "support_enumeration", "support_profiles"]
+__all__ = ["MAX_SUPPORT_PROFILES", "polish", "pure_equilibria", "support_enumeration", "support_profiles"]
