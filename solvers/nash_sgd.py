@@ -22,8 +22,10 @@ pure actions: ``sum_k Π(ĝ_k) . Π(ĝ'_k)``, where ``ĝ_k`` uses the sampled pa
 
 NOTE: the paper runs projected SGD on the simplex; gamelab optimizes softmax logits with
 Adam, which keeps ``x`` in the interior (where the entropy term is defined) without a
-projection, and anneals nothing: ``tau`` is fixed. The returned profile's NashConv is
-measured exactly by the caller.
+projection, and anneals ``tau`` geometrically from ``temperature`` to ``final_temperature``
+(a fixed ``tau`` converges to a QRE, not a Nash equilibrium). The returned profile's
+NashConv is measured exactly by the caller, and ``solvers.registry`` polishes it
+(``solvers.support_enumeration.polish``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def nash_sgd(
     game: NormalFormGame,
     *,
     temperature: float = 0.01,
+    final_temperature: float | None = 1e-4,
     iterations: int = 2000,
     learning_rate: float = 0.05,
     samples: int | None = None,
@@ -121,7 +124,9 @@ def nash_sgd(
 
     Args:
         game: any N-player game, batched or not.
-        temperature: tau, the entropy weight; the target is the logit QRE at tau.
+        temperature: tau, the entropy weight at the start; the target is the logit QRE at tau.
+        final_temperature: tau at the last step, reached geometrically (annealing toward a Nash
+            equilibrium, which the QRE approaches as tau -> 0); None keeps ``temperature``.
         iterations: Adam steps.
         learning_rate: Adam's step size on the logits.
         samples: joint-action samples per estimate; None for exact action values.
@@ -131,8 +136,10 @@ def nash_sgd(
     Returns:
         The profile: N tensors ``(A_i,)``, or ``(B, A_i)`` for a batched game.
     """
-    if not temperature > 0:
-        raise SolverError(f"temperature must be positive (the loss needs interior points), got {temperature}")
+    if not temperature > 0 or (final_temperature is not None and not final_temperature > 0):
+        raise SolverError(f"temperatures must be positive (the loss needs interior points), got {temperature} and "
+                          f"{final_temperature}")
+    final = temperature if final_temperature is None else final_temperature
     if samples is not None and samples < 1:
         raise SolverError(f"samples must be a positive count or None, got {samples}")
     batched = game.as_batched()
@@ -144,7 +151,8 @@ def nash_sgd(
     optimizer = torch.optim.Adam(logits, lr=learning_rate)
     for iteration in range(1, iterations + 1):
         strategies = [torch.softmax(logit, -1) for logit in logits]
-        loss = nash_loss(batched, strategies, temperature, samples, generator).sum()
+        tau = temperature * (final / temperature) ** ((iteration - 1) / max(iterations - 1, 1))
+        loss = nash_loss(batched, strategies, tau, samples, generator).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
