@@ -393,5 +393,23 @@ def best_response_to_reach(game: ExtensiveFormGame, player: int, reach_of_others
 
 
 def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
-    """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``."""
-    return (best_response_values(game, strategy) - expected_values(game, strategy)).sum()
+    """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``.
+
+    One pass of realization plans serves both terms: the terminals' own reaches give the
+    profile's values (chance times their product) and each player's best-response fold.
+    """
+    plans = player_plans(game, strategy)
+    forms = treeplexes(game)
+    own_reach = [plan.index_select(0, form.terminal_last) for form, plan in zip(forms, plans)]
+    probability = game.terminal_chance
+    for reach in own_reach:
+        probability = probability * reach
+    total = -(probability @ game.terminal_utilities).sum()
+    for player, form in enumerate(forms):
+        others = game.terminal_chance
+        for j, reach in enumerate(own_reach):
+            if j != player:
+                others = others * reach
+        values, _ = form.fold(form.terminal_sums(others * game.terminal_utilities[:, player]), None)
+        total = total + values[-1]
+    return total
