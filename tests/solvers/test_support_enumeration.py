@@ -79,12 +79,13 @@ def test_more_gambit_methods_by_name(method):
 
 
 def test_an_approximate_answer_close_to_an_equilibrium_is_polished_to_exact():
-    """Nash-SGD on van der Laan's g1 stops near 6e-3; Newton's method on the support it suggests
-    lands on the exact equilibrium, and the result says what it was polished from."""
+    """Nash-SGD on van der Laan's g1 stops near 1e-4 (annealed) or 6e-3 (fixed temperature); Newton's
+    method on the support it suggests lands on the exact equilibrium, and the result says what it was
+    polished from."""
     game = load_game(str(GAMBIT_DATA / "g1.nfg"), dtype=torch.float64)
     result = registry.solve(game, "nash-sgd", iterations=300)
     assert result.nash_conv <= 1e-12
-    assert result.extra["polished_from_nash_conv"] > 1e-4
+    assert result.extra["polished_from_nash_conv"] > 1e-6
 
 
 def test_a_polish_from_the_wrong_support_reports_failure_instead_of_a_bad_profile():
