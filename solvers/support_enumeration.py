@@ -15,7 +15,7 @@ them.
    player is indifferent among its support's actions, ``u_i(a, sigma_-i) = u_i(b, sigma_-i)``
    for ``a, b`` in ``S_i``: as many equations as unknowns, polynomial of degree ``N - 1``.
 3. Newton's method in float64 from the uniform point and ``starts - 1`` random points of
-   the supports' simplices, all at once (``torch.func``: a batched Jacobian); a least-squares
+   the supports' simplices, all at once (a batched Jacobian from autograd); a least-squares
    step, so that singular Jacobians (continua of equilibria) still move to a solution.
 4. A solution is kept when its probabilities are non-negative (to ``1e-10``; then clipped
    and renormalized) and its NashConv in the whole game is at most ``tolerance``: no action
@@ -104,24 +104,24 @@ class _Support:
         self.dim = sum(size - 1 for size in self.sizes)
         letters = _LETTERS[: self.players]
         self.subscripts = [
-            letters + "".join(f",{letters[j]}" for j in range(self.players) if j != i) + f"->{letters[i]}"
+            letters + "".join(f",...{letters[j]}" for j in range(self.players) if j != i) + f"->...{letters[i]}"
             for i in range(self.players)
         ]
 
     def strategies(self, free: Tensor) -> list[Tensor]:
-        """``(dim,)`` free probabilities -> each player's full mixed strategy ``(A_i,)``."""
+        """``(..., dim)`` free probabilities -> each player's full mixed strategy ``(..., A_i)``."""
         strategies, start = [], 0
         for player, support in enumerate(self.supports):
             count = len(support) - 1
-            head = free[start:start + count]
+            head = free[..., start:start + count]
             start += count
-            on_support = torch.cat([head, (1 - head.sum()).reshape(1)])
-            strategy = free.new_zeros(self.payoffs.shape[1 + player])
-            strategies.append(strategy.index_put((torch.tensor(support, device=free.device),), on_support))
+            on_support = torch.cat([head, 1 - head.sum(-1, keepdim=True)], dim=-1)
+            strategy = free.new_zeros(*free.shape[:-1], self.payoffs.shape[1 + player])
+            strategies.append(strategy.index_copy(-1, torch.tensor(support, device=free.device), on_support))
         return strategies
 
     def residual(self, free: Tensor) -> Tensor:
-        """``(dim,)``: each support action's value minus that of the support's first action."""
+        """``(..., dim)``: each support action's value minus that of the support's first action."""
         strategies = self.strategies(free)
         parts = []
         for player, support in enumerate(self.supports):
@@ -129,9 +129,9 @@ class _Support:
                 continue
             others = [strategies[j] for j in range(self.players) if j != player]
             values = torch.einsum(self.subscripts[player], self.payoffs[player], *others)
-            chosen = values[list(support)]
-            parts.append(chosen[1:] - chosen[0])
-        return torch.cat(parts)
+            chosen = values[..., list(support)]
+            parts.append(chosen[..., 1:] - chosen[..., :1])
+        return torch.cat(parts, dim=-1)
 
     def starts(self, count: int, generator: torch.Generator) -> Tensor:
         """``(count, dim)``: the supports' centres, then points drawn uniformly from their simplices."""
@@ -150,21 +150,24 @@ class _Support:
 
 
 def _newton(system: _Support, starts: Tensor, iterations: int = 25) -> tuple[Tensor, Tensor]:
-    """Least-squares Newton steps on every start at once; returns the points and their residual norms."""
-    from torch.func import jacrev, vmap
+    """Least-squares Newton steps on every start at once; returns the points and their residual norms.
 
-    jacobian = vmap(jacrev(system.residual))
-    residual = vmap(system.residual)
+    The Jacobian ``(K, dim, dim)`` comes from one backward pass per equation through the batched
+    residual (the starts are independent, so summing over them keeps each start's row).
+    """
     points = starts.clone()
     for _ in range(iterations):
-        values = residual(points)  # (K, dim)
-        norms = values.norm(dim=1)
-        if bool((norms < 1e-13).all()):
+        free = points.detach().requires_grad_(True)
+        values = system.residual(free)  # (K, dim)
+        if bool((values.detach().norm(dim=1) < 1e-13).all()):
             break
-        steps = torch.linalg.lstsq(jacobian(points), values.unsqueeze(-1)).solution.squeeze(-1)
-        steps = torch.nan_to_num(steps, nan=0.0, posinf=0.0, neginf=0.0)
-        points = points - steps
-    return points, residual(points).norm(dim=1)
+        rows = [torch.autograd.grad(values[:, row].sum(), free, retain_graph=row < system.dim - 1)[0]
+                for row in range(system.dim)]
+        jacobian = torch.stack(rows, dim=1)
+        steps = torch.linalg.lstsq(jacobian, values.detach().unsqueeze(-1)).solution.squeeze(-1)
+        points = points - torch.nan_to_num(steps, nan=0.0, posinf=0.0, neginf=0.0)
+    with torch.no_grad():
+        return points, system.residual(points).norm(dim=1)
 
 
 def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float = 1e-9) -> list[Tensor] | None:

@@ -8,6 +8,10 @@ from typing import Any
 
 from marl.commands.common import _check_output_path, _device
 
+EXACT_NASH_CONV = 1e-9
+"""A result whose NashConv, measured in float64 in the whole game, is at most this is reported as
+exact (``"exact": true`` in the JSON); otherwise ``nash_conv`` is the certified bound."""
+
 
 def _is_extensive(game: Any) -> bool:
     from games.extensive_form import ExtensiveFormGame
@@ -23,6 +27,7 @@ def _result_json(game: Any, spec: str, result: Any) -> dict[str, Any]:
         "iterations": result.iterations,
         "seconds": result.seconds,
         "nash_conv": result.nash_conv,
+        "exact": result.nash_conv <= EXACT_NASH_CONV,
         "expected_payoffs": result.value,
     }
     if _is_extensive(game):
@@ -130,8 +135,8 @@ def _print_result(console: Any, game: Any, result: Any) -> None:
     if result.joint is not None:
         console.print(f"joint distribution (correlated): {result.joint.tolist()}")
     console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
-    console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
-                  f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+    console.print(f"NashConv: {result.nash_conv:.3e}{' (exact)' if result.nash_conv <= EXACT_NASH_CONV else ''}   "
+                  f"solver: {result.solver}   iterations: {result.iterations}   seconds: {result.seconds:.3f}")
     for key, value in result.extra.items():
         if key == "gap":
             kind = "coarse correlated" if result.solver == "cce" else "correlated"

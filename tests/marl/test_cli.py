@@ -531,3 +531,12 @@ def test_people_read_action_names_and_the_json_keeps_ids_beside_them(capsys):
     assert main(["solve", "blotto", "--json", "--solver", "rm+", "--iterations", "10"]) == 0
     actions = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["actions"]
     assert "[0,0,10]" in actions[0] and len(actions[0]) == 66  # OpenSpiel's names, not its state strings
+
+
+def test_the_json_says_whether_the_answer_is_exact(capsys):
+    assert main(["solve", str(GAMBIT_DATA / "g2.nfg"), "--json"]) == 0  # 3 players: support enumeration
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["exact"] is True and payload["nash_conv"] <= 1e-9
+    assert main(["solve", "rps", "--solver", "hedge", "--iterations", "20", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["exact"] is (payload["nash_conv"] <= 1e-9)
