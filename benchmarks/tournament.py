@@ -40,8 +40,7 @@ import time
 import torch
 
 from marl.tournaments.config import parse_config
-from marl.tournaments.run import fingerprint, run_tournament
-from marl.tournaments.store import MatchStore
+from marl.tournaments.run import open_store, run_tournament
 
 
 def players(folder: str, count: int) -> list[dict]:
@@ -80,8 +79,7 @@ def timed_run(config, database: str, **kwargs) -> tuple[float, object]:
 
 
 def sqlite_seconds_per_match(config, rows_by_block: list[list], folder: str) -> float:
-    store = MatchStore(os.path.join(folder, "bookkeeping.sqlite"), fingerprint=fingerprint(config),
-                       tournament=config.name, game=config.game, players=[p.name for p in config.players])
+    store = open_store(config, os.path.join(folder, "bookkeeping.sqlite"))
     start = time.perf_counter()
     for rows in rows_by_block:
         store.add(rows)
@@ -133,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         results["local_seconds"] = seconds
         print(f"  in-process: {seconds:.2f} s, {total / seconds:,.0f} matches/s", flush=True)
 
-        store = MatchStore(local.database, fingerprint=fingerprint(config), tournament=config.name, game=config.game,
-                           players=local.names)
+        store = open_store(config, local.database)
         rows = store.rows()
         store.close()
         blocks = [rows[i: i + args.matches] for i in range(0, len(rows), args.matches)]

@@ -13,24 +13,18 @@ from marl.commands.common import _check_writable_folder
 def _print_tournament(console: Any, result: Any) -> None:
     from rich.table import Table
 
+    from marl.tournaments.run import RATING_COLUMNS, rating_cells
+
     payload = result.to_json()
-    rated = payload["ratings"]
-    errors = rated["elo_error"]
     ratings = Table(title=f"{result.config.name}: ratings ({'exact' if result.exact else 'sampled'}, "
                           f"{result.matches_total} matches), best first by Nash averaging")
-    for column in ("player", "Nash avg", "mean payoff", "Elo (wins)", "alpha-rank", "meta-Nash", "exploitability",
-                   "forfeits"):
+    for column in ("player", *(heading for heading, _ in RATING_COLUMNS), "forfeits"):
         ratings.add_column(column, justify="left" if column == "player" else "right")
     for name in payload["ranking"]:
-        elo = f"{rated['elo'][name]:.0f}" + ("" if errors is None else f" ± {errors[name]:.0f}")
-        ratings.add_row(name, f"{rated['nash_averaging'][name]:+.4f}", f"{rated['mean_payoff'][name]:+.4f}", elo,
-                        f"{rated['alpha_rank'][name]:.3f}", f"{rated['meta_nash'][name]:.3f}",
-                        f"{rated['exploitability'][name]:.4f}", str(payload["forfeits"][name]))
+        ratings.add_row(name, *rating_cells(payload, name), str(payload["forfeits"][name]))
     console.print(ratings)
     labels = payload["rating_labels"]
-    console.print("\n".join(f"[dim]{column}: {labels[key]}[/dim]" for column, key in (
-        ("Nash avg", "nash_averaging"), ("mean payoff", "mean_payoff"), ("Elo (wins)", "elo"),
-        ("alpha-rank", "alpha_rank"), ("meta-Nash", "meta_nash"), ("exploitability", "exploitability"))))
+    console.print("\n".join(f"[dim]{heading}: {labels[key]}[/dim]" for heading, key in RATING_COLUMNS))
     payoffs = Table(title="mean payoff of the row player" + ("" if result.exact else " (± 95% confidence)"))
     payoffs.add_column("")
     for name in result.names:

@@ -97,24 +97,15 @@ def rating_bars(result: Any) -> bytes:
 
 
 def _html(result: Any, payload: dict[str, Any]) -> str:
+    from marl.tournaments.run import RATING_COLUMNS, rating_cells
+
     names = result.names
-    rated = payload["ratings"]
-    errors = rated["elo_error"]
     escape = html.escape
-    rows = []
-    for name in payload["ranking"]:
-        error = "" if errors is None else f" ± {errors[name]:.0f}"
-        rows.append(
-            f"<tr><td>{escape(name)}</td><td>{rated['nash_averaging'][name]:+.4f}</td>"
-            f"<td>{rated['mean_payoff'][name]:+.4f}</td><td>{rated['elo'][name]:.0f}{error}</td>"
-            f"<td>{rated['alpha_rank'][name]:.3f}</td>"
-            f"<td>{rated['meta_nash'][name]:.3f}</td><td>{rated['exploitability'][name]:.4f}</td>"
-            f"<td>{payload['forfeits'][name]}</td></tr>"
-        )
+    rows = [f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{cell}</td>" for cell in rating_cells(payload, name))
+            + f"<td>{payload['forfeits'][name]}</td></tr>" for name in payload["ranking"]]
     labels = payload["rating_labels"]
-    legend = "".join(f"<li><b>{escape(column)}</b>: {escape(labels[key])}</li>" for column, key in (
-        ("Nash averaging", "nash_averaging"), ("mean payoff", "mean_payoff"), ("Elo", "elo"),
-        ("alpha-rank", "alpha_rank"), ("meta-Nash", "meta_nash"), ("exploitability", "exploitability")))
+    legend = "".join(f"<li><b>{escape(heading)}</b>: {escape(labels[key])}</li>" for heading, key in RATING_COLUMNS)
+    headings = "".join(f"<th>{escape(heading)}</th>" for heading, _ in RATING_COLUMNS)
     payoffs = result.tables.payoffs
     confidence = result.tables.confidence
     header = "".join(f"<th>{escape(name)}</th>" for name in names)
@@ -137,8 +128,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 <p>Game <code>{escape(result.config.game)}</code>, {len(names)} players, {evaluation}, seed {result.config.seed};
 {result.matches_total} matches in <code>{escape(os.path.basename(result.database))}</code>.</p>
 <h2>Ratings</h2>
-<table><tr><th>player</th><th>Nash averaging</th><th>mean payoff</th><th>Elo (wins)</th><th>alpha-rank</th>
-<th>meta-Nash</th><th>exploitability in population</th><th>forfeits</th></tr>
+<table><tr><th>player</th>{headings}<th>forfeits</th></tr>
 {''.join(rows)}</table>
 <ul>{legend}</ul>
 <p>Meta-game Nash: value {payload['meta_nash_value']:+.4f}, exploitability {payload['meta_nash_exploitability']:.2e}.</p>

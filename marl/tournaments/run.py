@@ -90,9 +90,14 @@ def player_fingerprint(config: TournamentConfig, player: Any) -> str:
     return _digest(entry)
 
 
-def fingerprint(config: TournamentConfig) -> str:
-    """A hash of everything that decides the results: the settings and every player (files' contents included)."""
-    return _digest([settings_fingerprint(config), [(p.name, player_fingerprint(config, p)) for p in config.players]])
+def open_store(config: TournamentConfig, database: str | os.PathLike,
+               players: list[tuple[str, str]] | None = None) -> MatchStore:
+    """The tournament database of ``config``: its settings' fingerprint, and every player by name and
+    fingerprint (``players``, when the caller has hashed them already)."""
+    if players is None:
+        players = [(player.name, player_fingerprint(config, player)) for player in config.players]
+    return MatchStore(database, fingerprint=settings_fingerprint(config), tournament=config.name, game=config.game,
+                      players=players)
 
 
 # --------------------------------------------------------------------------------------
@@ -249,6 +254,21 @@ def tables(arena: Arena, rows: list[MatchRow]) -> Tables:
     return Tables(payoffs, confidence, scores, counts, matches, forfeits, errors)
 
 
+RATING_COLUMNS = (("Nash avg", "nash_averaging"), ("mean payoff", "mean_payoff"), ("Elo (wins)", "elo"),
+                  ("alpha-rank", "alpha_rank"), ("meta-Nash", "meta_nash"), ("exploitability", "exploitability"))
+"""The ratings as a table shows them, in order: ``(column heading, key in the JSON's ratings)``."""
+
+
+def rating_cells(payload: dict[str, Any], name: str) -> list[str]:
+    """Player ``name``'s ratings in :data:`RATING_COLUMNS` order, formatted (``payload``: the ``--json`` object)."""
+    rated, errors = payload["ratings"], payload["ratings"]["elo_error"]
+    formats = {"nash_averaging": "+.4f", "mean_payoff": "+.4f", "elo": ".0f", "alpha_rank": ".3f", "meta_nash": ".3f",
+               "exploitability": ".4f"}
+    cells = [format(rated[key][name], formats[key]) for _, key in RATING_COLUMNS]
+    if errors is not None:
+        cells[[key for _, key in RATING_COLUMNS].index("elo")] += f" ± {errors[name]:.0f}"
+    return cells
+
 RATING_LABELS = {
     "nash_averaging": "payoff against the population's maximum-entropy Nash mixture (Nash averaging, "
                       "Balduzzi et al. 2018); players are ranked by it",
@@ -375,10 +395,9 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
         raise GamelabError(f"unknown backend {backend!r}; use local or ray")
     started = time.perf_counter()
     players = [(player.name, player_fingerprint(config, player)) for player in config.players]
-    key = _digest([settings_fingerprint(config), players])
+    key = _digest([settings_fingerprint(config), players])  # everything that decides the results
     arena = _arena(config, key)
-    store = MatchStore(database, fingerprint=settings_fingerprint(config), tournament=config.name, game=config.game,
-                       players=players)
+    store = open_store(config, database, players)
     try:
         played = store.played_units()
         # Each pair is played in the order the database knows it (the earlier player first), so
@@ -402,5 +421,6 @@ def run_tournament(config: TournamentConfig, database: str | os.PathLike, *, bac
                             time.perf_counter() - started, os.fspath(database))
 
 
-__all__ = ["RATING_LABELS", "Tables", "TournamentResult", "denoised", "fingerprint", "mean_payoffs", "player_fingerprint",
-           "ranking", "ratings", "run_tournament", "settings_fingerprint", "tables"]
+__all__ = ["RATING_COLUMNS", "RATING_LABELS", "Tables", "TournamentResult", "denoised", "mean_payoffs", "open_store",
+           "player_fingerprint", "ranking", "rating_cells", "ratings", "run_tournament", "settings_fingerprint",
+           "tables"]

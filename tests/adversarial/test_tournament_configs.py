@@ -118,11 +118,9 @@ RPS = "game: rock_paper_scissors\nplayers:\n  - {name: rock, kind: pure, action:
 
 
 def _store(config, database):
-    from marl.tournaments.run import player_fingerprint, settings_fingerprint
-    from marl.tournaments.store import MatchStore
+    from marl.tournaments.run import open_store
 
-    return MatchStore(database, fingerprint=settings_fingerprint(config), tournament=config.name, game=config.game,
-                      players=[(player.name, player_fingerprint(config, player)) for player in config.players])
+    return open_store(config, database)
 
 
 def test_a_second_run_on_a_database_in_use_is_told_so(tmp_path, capsys):
