@@ -337,10 +337,8 @@ def expected_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
 def best_response_values(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """What each player gets by best-responding to the others' parts of ``strategy``. Shape ``(N,)``."""
     own_reach = terminal_own_reach(game, flat_realization_plans(game, strategy))
-    return torch.stack([
-        counterfactual_values(game, strategy, player, own_reach, best_response=True)[2]
-        for player in range(game.num_players)
-    ])
+    return torch.stack([_best_response_fold(game, player, reach_of_others(game, own_reach, player))[-1]
+                        for player in range(game.num_players)])
 
 
 def best_response(game: ExtensiveFormGame, strategy: Tensor, player: int) -> Tensor:
@@ -372,6 +370,12 @@ def behaviour_from_plan(game: ExtensiveFormGame, player: int, plan: Tensor, into
     return treeplex.unpack_into(into.clone(), behaviour)
 
 
+def _best_response_fold(game: ExtensiveFormGame, player: int, reach_of_others: Tensor) -> Tensor:
+    """``(size + 1,)``: the best-response value of each of ``player``'s packed sequences, the root's last."""
+    treeplex = treeplexes(game)[player]
+    return treeplex.fold(treeplex.terminal_sums(reach_of_others * game.terminal_utilities[:, player]), None)[0]
+
+
 def best_response_to_reach(game: ExtensiveFormGame, player: int, reach_of_others: Tensor,
                            strategy: Tensor) -> tuple[Tensor, Tensor]:
     """A pure best response of ``player`` to opponents given by their reach of each terminal.
@@ -384,7 +388,7 @@ def best_response_to_reach(game: ExtensiveFormGame, player: int, reach_of_others
     worth 0), and the best response's payoff ``sum_z reach(z) own(z) u_player(z)``.
     """
     treeplex = treeplexes(game)[player]
-    values, _ = treeplex.fold(treeplex.terminal_sums(reach_of_others * game.terminal_utilities[:, player]), None)
+    values = _best_response_fold(game, player, reach_of_others)
     sequence_values = treeplex.unpack_into(strategy.new_zeros(game.num_infosets, game.max_actions), values[:-1])
     mine = game.infoset_player == player
     choice = sequence_values.masked_fill(~game.legal_mask, -torch.inf).argmax(-1)
@@ -398,18 +402,9 @@ def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     One pass of realization plans serves both terms: the terminals' own reaches give the
     profile's values (chance times their product) and each player's best-response fold.
     """
-    plans = player_plans(game, strategy)
-    forms = treeplexes(game)
-    own_reach = [plan.index_select(0, form.terminal_last) for form, plan in zip(forms, plans)]
-    probability = game.terminal_chance
-    for reach in own_reach:
-        probability = probability * reach
-    total = -(probability @ game.terminal_utilities).sum()
-    for player, form in enumerate(forms):
-        others = game.terminal_chance
-        for j, reach in enumerate(own_reach):
-            if j != player:
-                others = others * reach
-        values, _ = form.fold(form.terminal_sums(others * game.terminal_utilities[:, player]), None)
-        total = total + values[-1]
-    return total
+    own_reach = [plan.index_select(0, form.terminal_last)
+                 for form, plan in zip(treeplexes(game), player_plans(game, strategy))]
+    probability = game.terminal_chance * torch.stack(own_reach).prod(0)
+    best = sum(_best_response_fold(game, player, reach_of_others(game, own_reach, player))[-1]
+               for player in range(game.num_players))
+    return best - (probability @ game.terminal_utilities).sum()
