@@ -148,6 +148,11 @@ class ExtensiveFormGame:
                 out.append(ids)
         return out
 
+    def is_constant_sum(self, atol: float = 1e-9) -> bool:
+        """Whether the players' payoffs add to the same constant at every terminal."""
+        totals = self.terminal_utilities.sum(-1)
+        return not totals.numel() or bool((totals - totals[0]).abs().max() <= atol)
+
     def uniform_strategy(self) -> Tensor:
         """Every infoset mixes uniformly over its legal actions. Shape ``(num_infosets, max_actions)``."""
         mask = self.legal_mask.to(self.dtype)

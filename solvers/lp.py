@@ -25,6 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from games.errors import GameError, SolverError
+from games.normal_form import NormalFormGame
+
+Tensor = torch.Tensor
+
 
 def linprog(*args, **kwargs):
     """``scipy.optimize.linprog``, imported on first use: importing scipy.optimize takes most of a
@@ -32,11 +37,6 @@ def linprog(*args, **kwargs):
     from scipy.optimize import linprog as solve
 
     return solve(*args, **kwargs)
-
-from games.errors import GameError, SolverError
-from games.normal_form import NormalFormGame
-
-Tensor = torch.Tensor
 
 
 @dataclass
@@ -216,9 +216,9 @@ def sequence_form_lp(game) -> SequenceFormSolution:
 
     if game.num_players != 2:
         raise SolverError(f"the sequence-form LP solves 2-player games; this game has {game.num_players} players")
-    totals = game.terminal_utilities.sum(-1)
-    if float((totals - totals[0]).abs().max()) > 1e-9:
+    if not game.is_constant_sum():
         raise SolverError("the sequence-form LP solves zero-sum (constant-sum) games; this game is general-sum")
+    totals = game.terminal_utilities.sum(-1)  # the constant, subtracted so that the LP is zero-sum
     index_x, e_matrix = _sequence_constraints(game, 0)
     index_y, f_matrix = _sequence_constraints(game, 1)
     last_infoset = game.terminal_last_infoset.tolist()

@@ -300,12 +300,8 @@ sequences (Leduc has 674), when CFR+ stops short of ``target_nash_conv``."""
 
 def _lp_finishes(game: Any) -> bool:
     """Whether ``game`` is a 2-player zero-sum tree small enough for the sequence-form LP."""
-    if not isinstance(game, ExtensiveFormGame) or game.num_players != 2:
-        return False
-    totals = game.terminal_utilities.sum(-1)
-    if totals.numel() and float((totals - totals[0]).abs().max()) > 1e-9:
-        return False
-    return int(game.legal_mask.sum()) <= LP_FINISH_SEQUENCES
+    return isinstance(game, ExtensiveFormGame) and game.num_players == 2 and game.is_constant_sum() \
+        and int(game.legal_mask.sum()) <= LP_FINISH_SEQUENCES
 
 
 def auto_solver(game: NormalFormGame | ExtensiveFormGame) -> str:
@@ -387,7 +383,8 @@ def solve(
             if not (automatic and solver == "support-enumeration"):
                 raise
             solver = "nash-sgd"  # Newton missed every support (none seen on published examples): approximate
-            outcome = spec(solver).factory(game, seed)(budget, every, target_nash_conv, callback)
+            row = spec(solver)
+            outcome = row.factory(game, seed)(budget, every, target_nash_conv, callback)
     strategies = outcome.strategies
     final = measure(strategies)
     if not extensive and outcome.joint is None and not row.exact and final > POLISH_BELOW:
@@ -395,10 +392,11 @@ def solve(
         from solvers.support_enumeration import polish
 
         polished = polish(game, [s.detach() for s in strategies], tolerance=POLISH_BELOW)
-        if polished is not None and measure(polished) < final:
+        polished_gap = math.inf if polished is None else measure(polished)
+        if polished_gap < final:
             outcome = Outcome(polished, outcome.iterations, outcome.history,
                               extra={**outcome.extra, "polished_from_nash_conv": final})
-            strategies, final = polished, measure(polished)
+            strategies, final = polished, polished_gap
     if automatic and target_nash_conv is not None and final > target_nash_conv and _lp_finishes(game):
         # CFR+ stopped short of the target on a tree the sequence-form LP solves exactly: finish with it.
         exact = _lp(game, seed, budget, budget, target_nash_conv, None)
