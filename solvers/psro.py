@@ -349,8 +349,9 @@ def populations_of(game: NormalFormGame | ExtensiveFormGame) -> Any:
     raise SolverError(f"PSRO plays normal-form and extensive-form games, not {type(game).__name__}")
 
 
-def run_oracle_job(kind: Any, job: OracleJob) -> Tensor:
-    """The best response of one job (``kind`` from :func:`populations_of`)."""
+def run_oracle_job(kind: Any, job: OracleJob) -> Any:
+    """The best response of one job (``kind``: a policy space, such as :func:`populations_of`'s); a Ray task
+    of :class:`RayOracles` too."""
     result = getattr(kind, job.method)(*job.arguments, job.player)
     return result[0] if isinstance(result, tuple) else result
 
@@ -410,8 +411,7 @@ class PSRO:
         self.joint: Tensor | None = None
         if self.policy_space is None:
             self.policy_space = populations_of(self.game)
-        self._kind: Any = self.policy_space
-        kind = self._kind
+        kind = self.policy_space
         if self.joint_meta_solver and not hasattr(kind, "best_response_to_joint"):
             raise SolverError(f"the meta-solver {self.meta_solver!r} needs exact best responses to correlated "
                               "opponents; this game's oracle trains against mixtures: use nash, prd, rm, uniform, "
@@ -432,17 +432,17 @@ class PSRO:
 
     def mixtures(self) -> list[Tensor]:
         """Each population's sigma-mixture as one policy of the full game."""
-        return [self._kind.mixture(population, weights, player)
+        return [self.policy_space.mixture(population, weights, player)
                 for player, (population, weights) in enumerate(zip(self.populations, self.meta_strategies))]
 
     def policy(self) -> Any:
         """The sigma-mixtures as one profile: a list of ``(A_i,)`` (normal-form) or one
         ``(num_infosets, max_actions)`` strategy (extensive-form)."""
-        return self._kind.profile(self.mixtures())
+        return self.policy_space.profile(self.mixtures())
 
     def nash_conv(self) -> float:
         """NashConv of the sigma-mixtures in the full game."""
-        return self._kind.nash_conv(self.mixtures())
+        return self.policy_space.nash_conv(self.mixtures())
 
     def update_meta_strategies(self) -> None:
         """Step 1: sigma from the meta-game (for ``ce``/``cce``, the joint distribution and its marginals)."""
@@ -450,7 +450,7 @@ class PSRO:
             from solvers.exploitability import marginals
 
             self.joint = _correlated(self.meta_solver, self.meta_game)
-            self.meta_strategies = marginals(self.joint, self._kind.num_players)
+            self.meta_strategies = marginals(self.joint, self.policy_space.num_players)
             return
         self.meta_strategies = [strategy.to(self.meta_game.dtype) for strategy in self._solve_meta(self.meta_game)]
 
@@ -463,19 +463,23 @@ class PSRO:
         (``solvers.exploitability``'s definitions, with deviations in the full game).
         """
         gains = []
-        for player in range(self._kind.num_players):
+        for player in range(self.policy_space.num_players):
             table = torch.movedim(self.meta_game[player], player, 0)  # (K_player, others...)
             joint = torch.movedim(self.joint, player, 0)
-            if self.meta_solver == "cce":
-                _, value = self._kind.best_response_to_joint(joint.sum(0), self._features, player)
-                gains.append(max(0.0, value - float((joint * table).sum())))
-            else:
-                total = 0.0
-                for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist():
-                    _, value = self._kind.best_response_to_joint(joint[member], self._features, player)
-                    total += max(0.0, value - float((joint[member] * table[member]).sum()))
-                gains.append(total)
+            gains.append(sum(
+                max(0.0, self.policy_space.best_response_to_joint(weights, self._features, player)[1]
+                    - float((joint[rows] * table[rows]).sum()))
+                for rows, weights in self._joint_targets(player)))
         return max(gains)
+
+    def _joint_targets(self, player: int) -> list[tuple[Any, Tensor]]:
+        """What ``player`` deviates from under the joint meta-strategy, as ``(rows, weights)``: ``rows``
+        picks ``player``'s recommended members (all of them for CCE, one per recommendation for CE)
+        and ``weights`` is the distribution over the others' members there."""
+        joint = torch.movedim(self.joint, player, 0)
+        if self.meta_solver == "cce":
+            return [(slice(None), joint.sum(0))]
+        return [(member, joint[member]) for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist()]
 
     def update_agents(self) -> list[bool]:
         """Step 2: best responses to the others' sigma-mixtures; returns which players gained a member.
@@ -484,7 +488,7 @@ class PSRO:
         the others' mixture restricted to the opponents it does at least as well against as
         sigma does (all of sigma when none is left).
         """
-        kind = self._kind
+        kind = self.policy_space
         # Every job is made from the populations as they were: members added for one player
         # do not change what the next player answers.
         jobs = [job for player in range(kind.num_players) for job in self._oracle_jobs(player)]
@@ -507,10 +511,8 @@ class PSRO:
         each recommended member's conditional (CE).
         """
         if self.joint_meta_solver:
-            joint = torch.movedim(self.joint, player, 0)
-            weights = [joint.sum(0)] if self.meta_solver == "cce" else \
-                [joint[member] for member in torch.nonzero(joint.flatten(1).sum(1) > 0).flatten().tolist()]
-            return [OracleJob(player, "best_response_to_joint", (weight, self._features)) for weight in weights]
+            return [OracleJob(player, "best_response_to_joint", (weights, self._features))
+                    for _, weights in self._joint_targets(player)]
         targets = self._rectified_targets(player) if self.rectified else [self.mixtures()]
         return [OracleJob(player, "best_response", (target,)) for target in targets]
 
@@ -525,14 +527,14 @@ class PSRO:
             weights = theirs * (table[member] >= average - 1e-12)
             weights = weights / weights.sum() if float(weights.sum()) > RECTIFIED_SUPPORT else theirs
             mixtures = [None, None]
-            mixtures[opponent] = self._kind.mixture(self.populations[opponent], weights, opponent)
+            mixtures[opponent] = self.policy_space.mixture(self.populations[opponent], weights, opponent)
             mixtures[player] = self.populations[player][member]
             targets.append(mixtures)
         return targets
 
     def update_empirical_gamestate(self) -> None:
         """Step 3: the meta-game's entries that involve a new member; the others are kept."""
-        kind = self._kind
+        kind = self.policy_space
         old = [len(features) for features in self._features]
         for player, population in enumerate(self.populations):
             if len(population) > old[player]:
@@ -563,7 +565,7 @@ class PSRO:
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "meta_solver": self.meta_solver,
-            "populations": [self._kind.pack(population, player) for player, population in enumerate(self.populations)],
+            "populations": [self.policy_space.pack(population, player) for player, population in enumerate(self.populations)],
             "meta_game": self.meta_game,
             "history": [dataclasses.asdict(record) for record in self.history],
         }
@@ -585,7 +587,7 @@ class PSRO:
         if state.get("meta_solver") != self.meta_solver:
             raise fail(f"the run used the meta-solver {state.get('meta_solver')!r}, not {self.meta_solver!r}")
         populations, meta_game, history = state.get("populations"), state.get("meta_game"), state.get("history")
-        kind = self._kind
+        kind = self.policy_space
         if not isinstance(populations, list) or len(populations) != kind.num_players:
             raise fail(f"its populations are not {kind.num_players} populations of policies")
         try:
@@ -616,14 +618,14 @@ class PSRO:
     def gap(self) -> float:
         """What the run measures in the full game: NashConv of the mixtures, or the (C)CE gap for ``ce``/``cce``
         (policy spaces without an exact NashConv: the last iteration's :meth:`estimated_nash_conv`)."""
-        if not self._kind.exact:
+        if not self.policy_space.exact:
             return self.history[-1].nash_conv if self.history else float("nan")
         return self.correlated_gap() if self.joint_meta_solver else self.nash_conv()
 
     def step(self) -> PSROIterate:
         """One iteration: meta-strategies, best responses, new meta-game entries."""
         self.update_meta_strategies()
-        exact = self._kind.exact
+        exact = self.policy_space.exact
         nash_conv = self.gap() if exact else float("nan")
         meta = _meta_correlated_gap(self.meta_solver, self.meta_game, self.joint) if self.joint_meta_solver else \
             _meta_nash_conv(self.meta_game, self.meta_strategies)
@@ -686,11 +688,6 @@ def _goes_on(record: PSROIterate, target_nash_conv: float | None) -> bool:
     return (target_nash_conv is None or record.nash_conv > target_nash_conv) and any(record.added)
 
 
-def _remote_oracle_job(space: Any, job: OracleJob) -> Any:
-    """A Ray task: one best response, computed in a worker from the policy space and the job."""
-    return run_oracle_job(space, job)
-
-
 class RayOracles:
     """Best responses as Ray tasks, one per job: ``with RayOracles() as backend: run(..., oracle_backend=backend)``.
 
@@ -705,7 +702,7 @@ class RayOracles:
         from games.distributed import start_ray
 
         self.ray, self.started_here = start_ray(num_cpus, address)
-        self.task = self.ray.remote(num_cpus=1, max_retries=3)(_remote_oracle_job)
+        self.task = self.ray.remote(num_cpus=1, max_retries=3)(run_oracle_job)
 
     def __call__(self, space: Any, jobs: list[OracleJob]) -> list[Any]:
         space_ref = self.ray.put(space)

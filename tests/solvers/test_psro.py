@@ -43,7 +43,7 @@ def test_the_meta_game_kept_block_by_block_equals_the_meta_game_recomputed(kuhn,
     run = psro.PSRO(kuhn if game == "kuhn" else catalog.random_game([3, 4, 2], seed=3), meta_solver)
     for _ in range(iterations):
         run.step()
-    kind = run._kind
+    kind = run.policy_space
     full = kind.block([kind.features(population, player) for player, population in enumerate(run.populations)])
     torch.testing.assert_close(run.meta_game, full, rtol=0, atol=1e-12)
 
@@ -216,7 +216,7 @@ def test_a_best_response_to_correlated_opponents_on_the_tree_equals_one_to_their
     for _ in range(3):
         run.step()
     run.update_meta_strategies()
-    kind = run._kind
+    kind = run.policy_space
     for player in range(2):
         opponent = 1 - player
         _, value = kind.best_response_to_joint(run.meta_strategies[opponent], run._features, player)
