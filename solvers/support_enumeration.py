@@ -170,6 +170,22 @@ def _newton(system: _Support, starts: Tensor, iterations: int = 25) -> tuple[Ten
         return points, system.residual(points).norm(dim=1)
 
 
+def _equilibrium(system: _Support, point: Tensor, norm: Tensor, whole: NormalFormGame, tolerance: float,
+                 scale: float) -> list[Tensor] | None:
+    """The profile of a Newton point when it is a Nash equilibrium of ``whole``: the indifference
+    equations hold, its probabilities are non-negative (to ``1e-10``; then clipped and renormalized),
+    and its NashConv is at most ``tolerance`` (both scaled by the payoffs' size); else None."""
+    from solvers.exploitability import nash_conv
+
+    if float(norm) > 1e-9 * scale:
+        return None
+    strategies = system.strategies(point)
+    if any(bool((strategy < -1e-10).any()) for strategy in strategies):
+        return None
+    strategies = [strategy.clamp_min(0) / strategy.clamp_min(0).sum() for strategy in strategies]
+    return strategies if float(nash_conv(whole, strategies)) <= tolerance * scale else None
+
+
 def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float = 1e-9) -> list[Tensor] | None:
     """An approximate equilibrium made exact: the support its probabilities suggest, and Newton's
     method on that support's indifference equations from the approximate profile.
@@ -178,8 +194,6 @@ def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float =
     probability); the first that gives a profile of NashConv at most ``tolerance`` is
     returned, and None when none does (the approximate profile is then kept by the caller).
     """
-    from solvers.exploitability import nash_conv
-
     payoffs = game.payoffs.to(torch.float64)
     scale = max(1.0, float(payoffs.abs().max()))
     whole = NormalFormGame(payoffs)
@@ -191,19 +205,14 @@ def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float =
         tried.add(supports)
         system = _Support(payoffs, supports)
         if system.dim == 0:
-            candidate = [torch.zeros_like(s, dtype=torch.float64).index_fill_(0, torch.tensor(support), 1.0)
-                         for s, support in zip(strategies, supports)]
+            point, norm = payoffs.new_zeros(0), payoffs.new_zeros(())
         else:
             start = torch.cat([(s.to(torch.float64)[list(support)] / s.to(torch.float64)[list(support)].sum())[:-1]
                                for s, support in zip(strategies, supports)])
             points, norms = _newton(system, start.unsqueeze(0))
-            if float(norms[0]) > 1e-9 * scale:
-                continue
-            candidate = system.strategies(points[0])
-            if any(bool((c < -1e-10).any()) for c in candidate):
-                continue
-            candidate = [c.clamp_min(0) / c.clamp_min(0).sum() for c in candidate]
-        if float(nash_conv(whole, candidate)) <= tolerance * scale:
+            point, norm = points[0], norms[0]
+        candidate = _equilibrium(system, point, norm, whole, tolerance, scale)
+        if candidate is not None:
             return [c.to(game.payoffs.dtype) for c in candidate]
     return None
 
@@ -215,8 +224,6 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
     Raises:
         SolverError: for a batch of games, or when no support profile yields an equilibrium.
     """
-    from solvers.exploitability import nash_conv
-
     if game.batched:
         raise SolverError("support enumeration solves one game at a time")
     payoffs = game.payoffs.to(torch.float64)
@@ -236,12 +243,9 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
         for index in torch.argsort(norms).tolist():
             if float(norms[index]) > 1e-9 * scale:
                 break
-            strategies = system.strategies(points[index])
-            if any(bool((strategy < -1e-10).any()) for strategy in strategies):
-                continue
-            strategies = [strategy.clamp_min(0) / strategy.clamp_min(0).sum() for strategy in strategies]
-            if float(nash_conv(whole, strategies)) <= tolerance * scale:
-                return [strategy.to(game.payoffs.dtype) for strategy in strategies]
+            found = _equilibrium(system, points[index], norms[index], whole, tolerance, scale)
+            if found is not None:
+                return [strategy.to(game.payoffs.dtype) for strategy in found]
     raise SolverError(f"support enumeration found no equilibrium within NashConv {tolerance:g} from {starts} starts "
                       "per support profile")
 
