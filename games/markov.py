@@ -339,8 +339,11 @@ class MarkovGame:
     resumable = True
     """Whether :meth:`state_dict` captures everything (games whose state lives in tensors)."""
 
-    def _state_holders(self) -> list[tuple[str, Any]]:
-        return [("", self), *([("world.", self.world)] if hasattr(self, "world") else [])]
+    def _state_tensors(self) -> dict[str, tuple[Any, str, torch.Tensor]]:
+        """``{key: (holder, attribute, tensor)}`` for every tensor the game and its world hold."""
+        holders = [("", self), *([("world.", self.world)] if hasattr(self, "world") else [])]
+        return {f"{prefix}{name}": (holder, name, value) for prefix, holder in holders
+                for name, value in vars(holder).items() if isinstance(value, torch.Tensor)}
 
     def state_dict(self) -> dict[str, Any]:
         """What decides what every copy does next, for a training run to stop and resume mid-episode.
@@ -350,8 +353,7 @@ class MarkovGame:
         seed, and the observations of the current state; tensors on the CPU, so the dict
         saves with ``torch.save`` and loads with ``weights_only=True``.
         """
-        tensors = {f"{prefix}{name}": value.detach().cpu().clone() for prefix, holder in self._state_holders()
-                   for name, value in vars(holder).items() if isinstance(value, torch.Tensor)}
+        tensors = {key: value.detach().cpu().clone() for key, (_, _, value) in self._state_tensors().items()}
         observed = None if self._observed is None else {agent: value.detach().cpu().clone()
                                                         for agent, value in self._observed.items()}
         return {"tensors": tensors, "observed": observed, "seed": self.seed, "started": self._started}
@@ -359,28 +361,26 @@ class MarkovGame:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict`'s output into a game of the same scenario, settings and size.
 
+        Every tensor is checked before any is set, so a state that does not fit leaves the game as it was.
+
         Raises:
             ConfigError: for a state of another game (a missing tensor, another shape or dtype).
         """
-        holders = dict(self._state_holders())
         tensors = state.get("tensors") if isinstance(state, Mapping) else None
         if not isinstance(tensors, Mapping):
             raise ConfigError("the saved game state holds no tensors")
-        mine = {f"{prefix}{name}" for prefix, holder in holders.items() for name, value in vars(holder).items()
-                if isinstance(value, torch.Tensor)}
-        if set(tensors) != mine:
+        mine = self._state_tensors()
+        if set(tensors) != set(mine):
             raise ConfigError(f"the saved game state is of another game or size: it differs from this game in "
-                              f"{sorted(set(tensors) ^ mine)[:3]}")
-        restored = {}
+                              f"{sorted(set(tensors) ^ set(mine))[:3]}")
+        restored = []
         for key, value in tensors.items():
-            prefix, _, name = key.rpartition(".")
-            holder = holders[f"{prefix}." if prefix else ""]
-            current = getattr(holder, name)
+            holder, name, current = mine[key]
             if not isinstance(value, torch.Tensor) or value.shape != current.shape or value.dtype != current.dtype:
                 raise ConfigError(f"the saved game state is of another game or size: its {key} does not fit this "
                                   f"game's ({tuple(current.shape)}, {current.dtype})")
-            restored[(id(holder), name)] = (holder, name, value.to(current.device))
-        for holder, name, value in restored.values():
+            restored.append((holder, name, value.to(current.device)))
+        for holder, name, value in restored:
             setattr(holder, name, value)
         observed = state.get("observed")
         self._observed = None if observed is None else {agent: value.to(self.device) for agent, value in observed.items()}

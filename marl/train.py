@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from games.errors import GamelabError
+from games.markov import teams
 from marl import checkpoint
 from marl.errors import TrainingError
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
@@ -184,8 +185,6 @@ def train(
 
     joint_observations = _joint(observations, agents, device)
     # Returns per copy: column 0 is the mean over every agent, then one column per team (role).
-    from games.markov import teams
-
     roles = teams(agents)
     weights = torch.zeros(spec.num_agents, 1 + len(roles), dtype=torch.float64, device=device)
     weights[:, 0] = 1.0 / spec.num_agents
