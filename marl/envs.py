@@ -56,6 +56,14 @@ def import_callable(module_name: str, attribute: str) -> Callable:
     return target
 
 
+def is_markov_game(name: str) -> bool:
+    """Whether ``name`` names a Markov game (a scenario, or ``pettingzoo:MODULE``) rather than a game
+    that ``gamelab solve`` loads."""
+    import scenarios
+
+    return name in scenarios.names() or name.startswith(PETTINGZOO_PREFIX)
+
+
 def make_game(name: str, num_envs: int, *, device: torch.device | str = "cpu", seed: int = 0,
               settings: dict[str, Any] | None = None) -> Any:
     """``num_envs`` copies of a scenario (``spread``) or of ``pettingzoo:MODULE`` as a ``MarkovGame``.

@@ -193,10 +193,7 @@ class MarkovPopulations:
                 or not isinstance(record["settings"], dict) or not isinstance(record["warm_start"], bool) \
                 or isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
             raise TrainingError(f"{source}: not a PSRO run of a Markov game (its oracle record is missing or malformed)")
-        values = dict(record["oracle"])
-        if isinstance(values.get("hidden_sizes"), list):
-            values["hidden_sizes"] = tuple(values["hidden_sizes"])
-        return cls(game_name, record["settings"], oracle=MADDPGConfig.from_dict(values),
+        return cls(game_name, record["settings"], oracle=MADDPGConfig.from_dict(record["oracle"]),
                    sims_per_entry=record["sims_per_entry"], seed=record["seed"], warm_start=record["warm_start"],
                    device=device)
 

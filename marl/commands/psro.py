@@ -14,12 +14,6 @@ MARKOV_DEFAULTS = {"oracle_steps": 200_000, "num_envs": 64, "sims_per_entry": 64
 MARKOV_FLAGS = ("oracle_steps", "num_envs", "sims_per_entry", "seed", "device", "set", "param", "warm_start")
 
 
-def _is_markov(game: str) -> bool:
-    import scenarios
-
-    return game in scenarios.names() or game.startswith("pettingzoo:")
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -42,9 +36,9 @@ def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str 
     device = _device(args.device or MARKOV_DEFAULTS["device"])
     if state is not None:
         space = MarkovPopulations.from_record(args.game, state.get("markov"), device, source=state_path)
-        asked = {"oracle_steps": ("env_steps", space.oracle.env_steps), "num_envs": ("num_envs", space.oracle.num_envs),
-                 "sims_per_entry": (None, space.sims_per_entry), "seed": (None, space.seed)}
-        for name, (_, recorded) in asked.items():
+        recorded_values = {"oracle_steps": space.oracle.env_steps, "num_envs": space.oracle.num_envs,
+                           "sims_per_entry": space.sims_per_entry, "seed": space.seed}
+        for name, recorded in recorded_values.items():
             given = getattr(args, name)
             if given is not None and given != recorded:
                 raise GamelabError(f"--resume: {state_path} was run with {_flag(name)} {recorded}; a resumed run "
@@ -55,8 +49,8 @@ def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str 
             raise GamelabError(f"--resume: {state_path} keeps the settings it was started with; drop --set, --param "
                                "and --warm-start, or start a new run")
         return space
-    values = {**{name: getattr(args, name) for name in MARKOV_DEFAULTS}}
-    values = {name: MARKOV_DEFAULTS[name] if value is None else value for name, value in values.items()}
+    values = {name: default if getattr(args, name) is None else getattr(args, name)
+              for name, default in MARKOV_DEFAULTS.items()}
     oracle = MADDPGConfig.from_dict({**params, "env_steps": values["oracle_steps"], "num_envs": values["num_envs"],
                                      "checkpoint_minutes": 0, **({} if "log_every" in params else {"log_every": 5_000})})
     oracle, adjusted = reachable_budget(oracle, set(params), "--oracle-steps")
@@ -125,7 +119,9 @@ def command_psro(args: argparse.Namespace) -> int:
     psro.meta_solver(args.meta_solver)  # an unknown name fails before the game is loaded
     if args.ray_address is not None and args.backend != "ray":
         raise GamelabError("--ray-address joins a Ray cluster; pass --backend ray with it")
-    markov = _is_markov(args.game)
+    from marl.envs import is_markov_game
+
+    markov = is_markov_game(args.game)
     oracle = _check_oracle(args, markov)
     _check_output_path(args.plot, "--plot")
     state_path = None if args.out is None else os.path.join(args.out, "state.pt")
@@ -177,21 +173,20 @@ def command_psro(args: argparse.Namespace) -> int:
             space.progress = lambda team, stats: progress.update(
                 task, oracle=f"training team {team}: {int(stats['env_steps']):,}/{total:,} steps")
 
-        holder: dict[str, Any] = {}
+        run = start if start is not None else psro.PSRO(game, args.meta_solver, policy_space=space)
 
         def show(record: Any) -> None:
             progress.update(task, completed=record.iteration, sizes="x".join(map(str, record.population_sizes)),
                             nash_conv=f"{record.nash_conv:.2e}")
             if state_path is not None:
-                save_state(holder["run"])
+                save_state(run)
 
-        holder["run"] = start if start is not None else psro.PSRO(game, args.meta_solver, policy_space=space)
         backend = psro.RayOracles(address=args.ray_address) if args.backend == "ray" else contextlib.nullcontext()
         try:
             with backend as oracles:
-                holder["run"].oracle_backend = oracles
-                run = psro.run(game, args.meta_solver, iterations=args.iterations,
-                               target_nash_conv=args.target_nash_conv, callback=show, start=holder["run"])
+                run.oracle_backend = oracles
+                psro.run(game, args.meta_solver, iterations=args.iterations, target_nash_conv=args.target_nash_conv,
+                         callback=show, start=run)
         except KeyboardInterrupt:
             if state_path is None:
                 raise

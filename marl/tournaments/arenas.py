@@ -524,11 +524,11 @@ class MarkovArena(Arena):
 
 def build_arena(config: TournamentConfig) -> Arena:
     """The arena of ``config.game``: a Markov-game scenario (or ``pettingzoo:MODULE``), else a game ``gamelab solve`` loads."""
-    import scenarios
     from games.extensive_form import ExtensiveFormGame
     from games.loading import load_game
+    from marl.envs import is_markov_game
 
-    if config.game in scenarios.names() or config.game.startswith("pettingzoo:"):
+    if is_markov_game(config.game):
         return MarkovArena(config, config.game)
     if config.settings:
         raise TournamentConfigError(f"{config.game}: settings apply to Markov-game scenarios only")
