@@ -72,9 +72,16 @@ def _write_plot(path: str, spec: str, result: Any) -> None:
     write_png(path, figure, dpi=120)
 
 
-EXTRA_LABELS = {"gap": "correlated-equilibrium gap", "equilibria_found": "equilibria found"}
-"""The solver extras a person reads in the text output; the others (``polished``, ``lp_fallback``)
-are in ``--json`` only."""
+EXTRA_LABELS = {"equilibria_found": "equilibria found"}
+"""The solver extras a person reads in the text output as they are (``gap`` and ``equilibria`` are
+written out below); the others (``polished``, ``lp_fallback``) are in ``--json`` only."""
+
+
+def _print_summary(console: Any, result: Any) -> None:
+    """The expected payoffs, NashConv (marked exact when it is), solver, iterations and seconds."""
+    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
+    console.print(f"NashConv: {result.nash_conv:.3e}{' (exact)' if result.nash_conv <= EXACT_NASH_CONV else ''}   "
+                  f"solver: {result.solver}   iterations: {result.iterations}   seconds: {result.seconds:.3f}")
 
 
 def _print_target(console: Any, args: argparse.Namespace, result: Any) -> None:
@@ -108,9 +115,7 @@ def _print_extensive_result(console: Any, game: Any, result: Any, shown: int = 2
     if game.num_infosets > shown:
         table.caption = f"{game.num_infosets - shown} more infosets: --out FILE writes them all"
     console.print(table)
-    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
-    console.print(f"NashConv: {result.nash_conv:.3e}   solver: {result.solver}   "
-                  f"iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+    _print_summary(console, result)
 
 
 def _print_result(console: Any, game: Any, result: Any) -> None:
@@ -134,9 +139,7 @@ def _print_result(console: Any, game: Any, result: Any) -> None:
         console.print(table)
     if result.joint is not None:
         console.print(f"joint distribution (correlated): {result.joint.tolist()}")
-    console.print(f"expected payoffs: {', '.join(f'{v:.6g}' for v in result.value)}")
-    console.print(f"NashConv: {result.nash_conv:.3e}{' (exact)' if result.nash_conv <= EXACT_NASH_CONV else ''}   "
-                  f"solver: {result.solver}   iterations: {result.iterations}   seconds: {result.seconds:.3f}")
+    _print_summary(console, result)
     for key, value in result.extra.items():
         if key == "gap":
             kind = "coarse correlated" if result.solver == "cce" else "correlated"
