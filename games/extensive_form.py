@@ -358,6 +358,38 @@ class TreeCompiler:
         )
 
 
+def tree_from_normal_form(game: Any, *, dtype: torch.dtype | None = None) -> ExtensiveFormGame:
+    """A normal-form game as a game tree: player 0 moves, then player 1 without seeing it, and so on.
+
+    Each player has one infoset (key ``"player p"``, actions labelled with the game's action
+    names), so a behavioural strategy's row p is player p's mixed strategy and every
+    sequence-form computation (realization plans, best responses, NashConv) gives the
+    normal-form game's values. ``game``: an unbatched :class:`games.normal_form.NormalFormGame`.
+    """
+    if game.batched:
+        raise GameError("a batch of normal-form games has no single game tree; pass one game")
+    compiler = TreeCompiler(game.num_players, title=game.title)
+    payoffs = game.payoffs.detach().cpu().tolist()
+
+    def descend(parent: int, slot: int, player: int, prefix: tuple[int, ...]) -> None:
+        if player == game.num_players:
+            compiler.terminal(parent, slot, [_index(payoffs[p], prefix) for p in range(game.num_players)])
+            return
+        node = compiler.decision(parent, slot, player, f"player {player}", list(range(game.num_actions[player])),
+                                 game.action_names[player])
+        for action in range(game.num_actions[player]):
+            descend(node, action, player + 1, (*prefix, action))
+
+    descend(-1, -1, 0, ())
+    return compiler.compile(dtype=dtype or game.dtype, device=game.device)
+
+
+def _index(nested: Any, profile: tuple[int, ...]) -> float:
+    for action in profile:
+        nested = nested[action]
+    return float(nested)
+
+
 def strategy_to_dict(game: ExtensiveFormGame, strategy: Tensor) -> dict[str, dict[str, float]]:
     """A behavioural strategy as ``{infoset key: {action id: probability}}`` (legal actions only).
 

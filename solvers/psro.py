@@ -90,7 +90,8 @@ def _uniform(meta_game: Tensor) -> list[Tensor]:
     return [meta_game.new_full((size,), 1.0 / size) for size in meta_game.shape[1:]]
 
 
-def _from_table(solver: str, **options: Any) -> Callable[[Tensor], list[Tensor]]:
+def table_meta_solver(solver: str, **options: Any) -> Callable[[Tensor], list[Tensor]]:
+    """The meta-solver that solves ``U`` with the solver table's ``solver`` (``options`` passed on)."""
     def solve(meta_game: Tensor) -> list[Tensor]:
         from solvers import registry
 
@@ -150,16 +151,16 @@ def _alpha_rank(meta_game: Tensor) -> list[Tensor]:
 META_SOLVERS: dict[str, tuple[str, Callable[[Tensor], list[Tensor]]]] = {
     "uniform": ("uniform over the population (fictitious play)", _uniform),
     "nash": ("a Nash equilibrium of the meta-game (the solver table's auto: zero-sum, Lemke-Howson, Nash-SGD)",
-             _from_table("auto")),
+             table_meta_solver("auto")),
     "prd": ("projected replicator dynamics (OpenSpiel PSRO's default)", projected_replicator_dynamics),
-    "rm": ("RM+ on the meta-game for 1,000 iterations", _from_table("rm+", iterations=1000, eval_every=1000)),
+    "rm": ("RM+ on the meta-game for 1,000 iterations", table_meta_solver("rm+", iterations=1000, eval_every=1000)),
     "alpharank": ("the marginals of multi-population alpha-rank (alpha-PSRO, Muller et al. 2020)", _alpha_rank),
     "rectified": ("rectified Nash (PSRO-rN, Balduzzi et al. 2019): Nash, and a best response per member of its "
-                  "support to the opponents it beats or ties", _from_table("auto")),
+                  "support to the opponents it beats or ties", table_meta_solver("auto")),
     "cce": ("JPSRO (Marris et al. 2021): a coarse correlated equilibrium of maximum welfare, best responses to "
-            "the others' joint marginal", _from_table("cce")),
+            "the others' joint marginal", table_meta_solver("cce")),
     "ce": ("JPSRO (Marris et al. 2021): a correlated equilibrium of maximum welfare, a best response per "
-           "recommendation", _from_table("ce")),
+           "recommendation", table_meta_solver("ce")),
 }
 
 

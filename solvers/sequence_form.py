@@ -63,8 +63,8 @@ class _Layout:
 
 
 def segment_sum(values: Tensor, segment: Tensor, count: int) -> Tensor:
-    """Sums of ``values`` ``(n,)`` per segment id in ``segment`` ``(n,)``. Shape ``(count,)``."""
-    return values.new_zeros(count).index_add_(0, segment, values)
+    """Sums of ``values`` ``(n, ...)`` per segment id in ``segment`` ``(n,)``. Shape ``(count, ...)``."""
+    return values.new_zeros((count, *values.shape[1:])).index_add_(0, segment, values)
 
 
 def segment_max(values: Tensor, segment: Tensor, count: int) -> Tensor:
@@ -164,12 +164,13 @@ class Treeplex:
     def terminal_sums(self, weights: Tensor) -> Tensor:
         """Per-sequence sums of per-terminal ``weights`` ``(num_terminals,)``, each terminal
         counted at the player's last sequence before it. Shape ``(size + 1,)``, the
-        terminals the player never acts before last."""
-        return weights.new_zeros(self.size + 1).index_add_(0, self.terminal_last, weights)
+        terminals the player never acts before last. Trailing dimensions of ``weights`` are a batch."""
+        return weights.new_zeros((self.size + 1, *weights.shape[1:])).index_add_(0, self.terminal_last, weights)
 
     def realization_plan(self, strategy: Tensor) -> Tensor:
         """The realization plan of the packed ``strategy`` ``(size,)``, 1 at the empty
-        sequence (step 1). Shape ``(size + 1,)``.
+        sequence (step 1). Shape ``(size + 1,)``; trailing dimensions are a batch of
+        strategies: ``(size, K)`` gives ``(size + 1, K)``. Differentiable.
 
         Each level is its own tensor, concatenated at the end: under torch.compile that is
         one short loop per level, where writing levels into one vector was a pass over the
@@ -179,14 +180,15 @@ class Treeplex:
             if level.sequence_parents is not None:
                 piece = pieces[-1].index_select(0, level.sequence_parents) * piece
             pieces.append(piece)
-        return torch.cat([*pieces, strategy.new_ones(1)])
+        return torch.cat([*pieces, strategy.new_ones((1, *strategy.shape[1:]))])
 
     def fold(self, values: Tensor, strategy: Tensor | None) -> tuple[Tensor, Tensor]:
         """Folds the sequence gradient ``values`` ``(size + 1,)`` bottom-up (step 3), in place.
 
         ``strategy`` (packed) weighs each infoset's sequences; None takes their maximum (a
         best response). Returns ``(values, infoset_values (num_infosets,))``: the first now
-        holds each sequence's counterfactual value and, last, the root's value."""
+        holds each sequence's counterfactual value and, last, the root's value. With a
+        ``strategy``, trailing dimensions of both are a batch: ``(size + 1, K)`` and ``(size, K)``."""
         pieces: list[Tensor] = []
         for level in reversed(self.levels):
             here = values[level.sequences]

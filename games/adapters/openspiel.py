@@ -256,6 +256,43 @@ def extensive_form_from_openspiel(game: Any, *, max_nodes: int | None = None, pr
     return compiler.compile(**compile_kwargs)
 
 
+def information_state_tensors(game: Any, spiel_game: Any) -> Any:
+    """OpenSpiel's information-state tensor of every infoset of a compiled game, in its infoset order.
+
+    ``spiel_game`` is the OpenSpiel game (object or string) ``game`` was compiled from;
+    the tree is walked once more and each infoset's tensor read at its first node (it is
+    the same at every node of the infoset). Returns a float tensor ``(num_infosets, d)`` on
+    the game's device, or None when the game provides no information-state tensors.
+
+    Raises:
+        GameError: when an infoset of ``game`` is not met in ``spiel_game`` (another game).
+    """
+    import torch
+
+    spiel_game = load_turn_based(load_openspiel_game(spiel_game))
+    if not spiel_game.get_type().provides_information_state_tensor:
+        return None
+    index = {key: infoset for infoset, key in enumerate(game.infoset_keys)}
+    rows: list[Any] = [None] * game.num_infosets
+    stack = [spiel_game.new_initial_state()]
+    while stack:
+        state = stack.pop()
+        if state.is_terminal():
+            continue
+        if state.is_chance_node():
+            stack.extend(state.child(action) for action, _ in state.chance_outcomes())
+            continue
+        player = state.current_player()
+        infoset = index.get(state.information_state_string(player))
+        if infoset is not None and rows[infoset] is None:
+            rows[infoset] = state.information_state_tensor(player)
+        stack.extend(state.child(action) for action in state.legal_actions())
+    missing = [game.infoset_keys[i] for i, row in enumerate(rows) if row is None]
+    if missing:
+        raise GameError(f"infoset {missing[0]!r} of the compiled game is not in {spiel_game}: it is another game")
+    return torch.tensor(rows, dtype=torch.float32, device=game.device)
+
+
 def strategy_to_tabular_policy(game: Any, strategy: Any, spiel_game: Any) -> Any:
     """A behavioural strategy of a compiled game as an OpenSpiel ``TabularPolicy`` of ``spiel_game``.
 

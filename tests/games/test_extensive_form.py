@@ -185,3 +185,43 @@ def test_a_tree_too_large_for_memory_is_refused_before_its_walk(capsys):
     assert main(["solve", "oshi_zumo(coins=5,size=2)", "--max-memory", "2GB"]) == 2
     error = capsys.readouterr().err
     assert "estimated from 200 random plays" in error and "coins=" in error and "--max-memory" in error
+
+
+@pytest.mark.parametrize("sizes", [(3, 3), (2, 4), (2, 3, 2)])
+def test_a_normal_form_game_as_a_tree_keeps_its_payoffs_and_nash_conv(sizes):
+    from games.catalog import random_game
+    from games.extensive_form import tree_from_normal_form
+    from solvers.exploitability import nash_conv
+
+    game = random_game(list(sizes), seed=sum(sizes))
+    tree = tree_from_normal_form(game)
+    assert tree.num_infosets == len(sizes) and tree.num_terminals == torch.tensor(sizes).prod()
+    strategy = random_strategy(tree, seed=3)
+    mixed = [strategy[player, : sizes[player]] for player in range(len(sizes))]
+    assert torch.allclose(sequence_form.expected_values(tree, strategy), game.expected_payoffs(mixed))
+    assert torch.isclose(sequence_form.nash_conv(tree, strategy), nash_conv(game, mixed))
+
+
+def test_information_state_tensors_are_openspiels_at_every_infoset():
+    from games.adapters.openspiel import information_state_tensors
+
+    game = extensive_form_from_openspiel("leduc_poker")
+    tensors = information_state_tensors(game, "leduc_poker")
+    assert tensors.shape == (game.num_infosets, pyspiel.load_game("leduc_poker").information_state_tensor_size())
+    index = {key: infoset for infoset, key in enumerate(game.infoset_keys)}
+    checked = 0
+    stack = [pyspiel.load_game("leduc_poker").new_initial_state()]
+    while stack and checked < 3000:  # every node of the first histories, deeper ones included
+        state = stack.pop()
+        if state.is_terminal():
+            continue
+        if state.is_chance_node():
+            stack.extend(state.child(action) for action, _ in state.chance_outcomes())
+            continue
+        player = state.current_player()
+        row = tensors[index[state.information_state_string(player)]]
+        assert torch.equal(row, torch.tensor(state.information_state_tensor(player), dtype=torch.float32))
+        checked += 1
+        stack.extend(state.child(action) for action in state.legal_actions())
+    assert information_state_tensors(extensive_form_from_openspiel("kuhn_poker"), "kuhn_poker").unique(dim=0).shape[0] \
+        == 12

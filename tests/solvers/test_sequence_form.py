@@ -79,3 +79,20 @@ def test_regret_matching_equals_rows_normalized(name, seed):
         mine = game.infoset_player == player
         ours = treeplex.unpack_into(torch.zeros_like(regrets), matched)
         torch.testing.assert_close(ours[mine], expected[mine], rtol=0, atol=1e-15)
+
+
+@settings(max_examples=20, deadline=None)
+@given(name=st.sampled_from(sorted(GAMES)), seed=st.integers(0, 2**31 - 1))
+def test_batched_plans_and_folds_equal_one_strategy_at_a_time(name, seed):
+    game = GAMES[name]
+    strategies = [random_strategy(game, seed + k) for k in range(3)]
+    for player, treeplex in enumerate(sequence_form.treeplexes(game)):
+        packed = torch.stack([treeplex.pack(strategy) for strategy in strategies], dim=1)  # (size, K)
+        plans = treeplex.realization_plan(packed)
+        weights = torch.stack([game.terminal_chance * game.terminal_utilities[:, player] * (k + 1.0)
+                               for k in range(3)], dim=1)  # (T, K)
+        values, infoset_values = treeplex.fold(treeplex.terminal_sums(weights), packed)
+        for k, strategy in enumerate(strategies):
+            assert torch.allclose(plans[:, k], treeplex.realization_plan(treeplex.pack(strategy)))
+            alone, alone_infosets = treeplex.fold(treeplex.terminal_sums(weights[:, k]), treeplex.pack(strategy))
+            assert torch.allclose(values[:, k], alone) and torch.allclose(infoset_values[:, k], alone_infosets)
