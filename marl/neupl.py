@@ -1,0 +1,705 @@
+"""NeuPL and Simplex-NeuPL: one conditional network represents a whole population.
+
+Liu, Marris, Hennes, Merel, Heess and Graepel, "NeuPL: Neural Population Learning", ICLR
+2022; Liu, Lanctot, Marris and Heess, "Simplex Neural Population Learning: Any-Mixture
+Bayes-Optimality in Symmetric Zero-sum Games", ICML 2022.
+
+A population of N policies is one network ``Pi_theta(a | o, sigma)``: policy i is the
+network conditioned on ``sigma_i``, its opponent mixture, row i of the interaction graph
+``Sigma`` ``(N, N)``. One iteration (:meth:`NeuPL.step`, NeuPL's Algorithm 1):
+
+1) train: every unique non-zero row ``sigma_i`` at once, ``steps_per_iteration`` Adam
+   steps. Policy i best-responds to the ``sigma_i``-mixture of the population's policies
+   ``Pi_theta(sigma_j)``; the opponents are the same network, held fixed within a step,
+   so the gradient flows through the learner only. The objective is the mean over rows
+   of policy i's expected payoff against its mixture, computed exactly on the tree, and
+   its gradient (``gradient``) is one of:
+
+   - ``exact``: the policy gradient, by autograd through the sequence form (realization
+     plans are products of the network's probabilities);
+   - ``counterfactual`` (the default): the all-actions policy gradient on the exact
+     counterfactual values ``q(I, a)`` (Srinivasan et al., NeurIPS 2018): the exact
+     gradient with each infoset's own reach left out, so an infoset the learner's own
+     earlier actions have stopped reaching still learns (measured on a Kuhn best
+     response: the exact gradient stalled 1/12 short, the counterfactual one reached it);
+   - ``sampled``: REINFORCE on ``episodes`` episodes per learner, each pairing's terminal
+     drawn from its distribution on the tree (the law of playing it out); its mean is
+     the exact gradient.
+
+   A penalty on the squared centred logits (``logit_penalty``) keeps the softmax off
+   saturation, where a policy could no longer turn when its row moves;
+2) evaluate: ``U`` ``(N, N)``, ``U[i, j]`` policy i's expected payoff against policy j,
+   exact;
+3) ``Sigma <- F(U)``, a meta-graph solver (:data:`GRAPHS`), and ``U`` measured again on the
+   new rows, so that between iterations ``U`` is always the payoff table of the population
+   the network and ``Sigma`` define. The meta-graph solvers:
+
+   - ``psro-n``: lower-triangular; row 0 is zero and row i+1 is a Nash equilibrium of
+     ``U`` restricted to policies ``0..i`` (the meta-solver picked by name from
+     ``solvers.psro.META_SOLVERS``);
+   - ``fictitious-play``: row 0 zero, row i uniform over policies ``0..i-1``;
+   - ``self-play``: population self-play, every row uniform over all N (one unique row);
+   - ``cycle``: the strategic cycle, policy i answers policy ``i+1 mod N``.
+
+   A zero row trains nothing: that policy is NeuPL's first, untrained one. Here it is
+   the greedy policy of the network as initialized, kept fixed: a pure strategy drawn
+   by the seed. (Were it the trained network at ``sigma = 0``, it would move with what
+   the shared parameters learn for the rows that answer it; measured on
+   rock-paper-scissors, the whole population then chases it to one pure strategy. Were
+   it the initialized network's own near-uniform output, the meta-Nash stays on it and
+   rock-paper-scissors never gains its third strategy.) The effective population is the
+   number of unique rows of ``Sigma``.
+
+The first ``Sigma`` is ``F(U)`` of the untrained network.
+
+Simplex-NeuPL (``simplex = p > 0``): each step also conditions the network on
+``simplex_draws`` mixtures drawn from the flat Dirichlet over the population's unique
+policies, each learning a best response to its own mixture; the objective weighs the
+rows by ``1 - p`` and the draws by ``p`` (the paper's per-episode probability, in
+expectation).
+
+Games: 2-player constant-sum game trees, symmetrized by alternating seats (normal-form
+games through ``games.extensive_form.tree_from_normal_form``). A policy is a behavioural
+strategy over the infosets of both seats, ``(num_infosets, max_actions)``, and
+``U[i, j] = (u_0(pi_i, pi_j) + u_1(pi_j, pi_i)) / 2``. The network reads each infoset's
+observation (OpenSpiel's information-state tensor, else a one-hot of the infoset), the
+seat, and ``sigma``, plus a learned vector per infoset (:class:`ConditionalPolicy`).
+
+The population's strength is the NashConv (OpenSpiel's) of its meta-Nash mixture: the
+meta-solver's equilibrium ``w`` of ``U``, as one policy whose realization plan on each
+seat is the ``w``-weighted sum of the members' (what OpenSpiel's ``PolicyAggregator``
+builds).
+
+NOTE: the paper's ``F^PSRO-N`` also stops adding policies while the last one still
+improves; here every row is refreshed at every update and the effective population grows
+as the Nash rows come apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from games.errors import GamelabError, did_you_mean
+from games.extensive_form import ExtensiveFormGame
+
+Tensor = torch.Tensor
+
+STATE_FORMAT = "gamelab.neupl"
+STATE_VERSION = 1
+GRADIENTS = ("counterfactual", "exact", "sampled")
+
+
+class NeuPLError(GamelabError):
+    """A NeuPL setting, game or saved run that does not fit."""
+
+
+# --------------------------------------------------------------------------------------
+# Meta-graph solvers: U (N, N) -> Sigma (N, N)
+
+
+def _psro_n(payoffs: Tensor, meta_solver: Callable[[Tensor], list[Tensor]]) -> Tensor:
+    size = payoffs.shape[0]
+    graph = payoffs.new_zeros(size, size)
+    for i in range(1, size):
+        block = payoffs[:i, :i]
+        graph[i, :i] = meta_solver(torch.stack([block, block.T]))[0].to(payoffs.dtype)
+    return graph
+
+
+def _fictitious_play(payoffs: Tensor, meta_solver: Any = None) -> Tensor:
+    size = payoffs.shape[0]
+    below = torch.ones(size, size, dtype=payoffs.dtype, device=payoffs.device).tril(-1)
+    return below / below.sum(1, keepdim=True).clamp_min(1)
+
+
+def _self_play(payoffs: Tensor, meta_solver: Any = None) -> Tensor:
+    return torch.full_like(payoffs, 1.0 / payoffs.shape[0])
+
+
+def _cycle(payoffs: Tensor, meta_solver: Any = None) -> Tensor:
+    size = payoffs.shape[0]
+    return torch.eye(size, dtype=payoffs.dtype, device=payoffs.device).roll(1, dims=1)
+
+
+GRAPHS: dict[str, tuple[str, Callable[[Tensor, Any], Tensor]]] = {
+    "psro-n": ("row i+1 a Nash equilibrium of U restricted to policies 0..i (adaptive)", _psro_n),
+    "fictitious-play": ("row i uniform over policies 0..i-1 (static)", _fictitious_play),
+    "self-play": ("population self-play: every row uniform over the population (static)", _self_play),
+    "cycle": ("the strategic cycle: policy i answers policy i+1 (static)", _cycle),
+}
+
+
+def interaction_graph(name: str, payoffs: Tensor, meta_solver: str = "nash") -> Tensor:
+    """``Sigma`` ``(N, N)`` of the meta-graph solver ``name`` for ``U`` ``(N, N)``."""
+    if name not in GRAPHS:
+        raise NeuPLError(f"unknown interaction graph {name!r}{did_you_mean(name, GRAPHS)}; "
+                         f"the graphs are {', '.join(GRAPHS)}")
+    return GRAPHS[name][1](payoffs, symmetric_meta_solver(meta_solver) if name == "psro-n" else None)
+
+
+def symmetric_meta_solver(name: str) -> Callable[[Tensor], list[Tensor]]:
+    """The meta-solver ``name`` of ``solvers.psro.META_SOLVERS`` for NeuPL's constant-sum meta-games.
+
+    ``nash`` is the solver table's ``lp`` (HiGHS on the zero-sum LP): the table's ``auto`` also
+    polishes and checks supports, which on the degenerate tables of young populations (many
+    equal policies) took 0.7 s for an 8x8 game, against 3 ms for the LP (measured on Kuhn).
+    """
+    from solvers import psro
+
+    if name == "nash":
+        return psro.table_meta_solver("lp")
+    return psro.meta_solver(name)
+
+
+def unique_rows(graph: Tensor, decimals: int = 9) -> list[int]:
+    """The first index of each distinct row of ``graph`` ``(N, N)`` (rows equal to ``decimals`` places)."""
+    seen: dict[tuple, int] = {}
+    for index, row in enumerate(torch.round(graph, decimals=decimals).tolist()):
+        seen.setdefault(tuple(row), index)
+    return sorted(seen.values())
+
+
+# --------------------------------------------------------------------------------------
+# The symmetrized game tree
+
+
+class SymmetricTree:
+    """A 2-player constant-sum game tree played by policies that take either seat.
+
+    Shapes: a batch of policies is ``(K, num_infosets, max_actions)``; its reach is a pair
+    (one per seat) of ``(K, num_terminals)``: each policy's own probability of each
+    terminal when it sits in that seat; ``observations`` ``(num_infosets, d)``.
+    """
+
+    def __init__(self, game: ExtensiveFormGame, observations: Tensor | None = None,
+                 decisions: Tensor | None = None) -> None:
+        from solvers.sequence_form import treeplexes
+
+        if not isinstance(game, ExtensiveFormGame):
+            raise NeuPLError(f"NeuPL plays game trees (and normal-form games made trees), not {type(game).__name__}")
+        if game.num_players != 2 or not game.is_constant_sum():
+            raise NeuPLError(f"NeuPL needs a 2-player zero-sum (or constant-sum) game; {game.title or 'this game'} "
+                             f"has {game.num_players} players" + ("" if game.num_players != 2 else
+                                                                  " and is not constant-sum"))
+        self.game = game
+        self.forms = treeplexes(game)
+        self.weights = game.terminal_chance[:, None] * game.terminal_utilities  # (T, 2)
+        # Infosets of one decision (both seats of a symmetric game) share the network's inputs, so
+        # the policy plays them alike; otherwise every infoset is its own decision and the seat is
+        # an input.
+        if decisions is None:
+            self.decisions = torch.arange(game.num_infosets, device=game.device)
+            seat = torch.nn.functional.one_hot(game.infoset_player, 2).float()
+        else:
+            self.decisions = decisions.to(game.device, torch.long)
+            seat = torch.zeros(game.num_infosets, 0, device=game.device)
+        if observations is None:
+            observations = seat.new_zeros(game.num_infosets, 0)
+        if observations.dim() != 2 or observations.shape[0] != game.num_infosets:
+            raise NeuPLError(f"observations of shape {tuple(observations.shape)} for {game.num_infosets} infosets: "
+                             "expected (num_infosets, d)")
+        self.observations = torch.cat([observations.to(game.device, torch.float32), seat], dim=1)
+        self.legal = game.legal_mask
+
+    @property
+    def observation_size(self) -> int:
+        return int(self.observations.shape[1])
+
+    def reach(self, strategies: Tensor) -> list[Tensor]:
+        """Each seat's own reach of each terminal: 2 tensors ``(K, T)``, differentiable in ``strategies``."""
+        flat = strategies.reshape(strategies.shape[0], -1)
+        reach = []
+        for form in self.forms:
+            plan = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
+            reach.append(plan.index_select(0, form.terminal_last).T)
+        return reach
+
+    def payoffs(self, reach: list[Tensor], opponents: list[Tensor]) -> Tensor:
+        """``(K, M)``: policy k's payoff against opponent m, seats averaged:
+        ``(sum_t w0(t) R0[k, t] O1[m, t] + sum_t w1(t) O0[m, t] R1[k, t]) / 2``."""
+        return 0.5 * ((reach[0] * self.weights[:, 0]) @ opponents[1].T
+                      + (reach[1] * self.weights[:, 1]) @ opponents[0].T)
+
+    def mixture(self, strategies: Tensor, weights: Tensor) -> Tensor:
+        """``(I, A)``: the policy whose realization plan on each seat is the ``weights``-weighted sum of the
+        members' ``strategies`` ``(K, I, A)`` (OpenSpiel's ``PolicyAggregator``)."""
+        from solvers.sequence_form import behaviour_from_plan
+
+        flat = strategies.reshape(strategies.shape[0], -1)
+        mixed = strategies[0].detach().clone()
+        for player, form in enumerate(self.forms):
+            plans = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
+            mixed = behaviour_from_plan(self.game, player, plans @ weights.to(plans.dtype), mixed)
+        return mixed
+
+    def counterfactual_surrogate(self, strategies: Tensor, opponents: list[Tensor], targets: Tensor) -> Tensor:
+        """``(K,)``: ``sum_(I, a) s_k(a | I) q_k(I, a) / 2`` over both seats, the counterfactual values ``q``
+        held fixed: its gradient is the all-actions policy gradient with each infoset's own reach
+        left out (Srinivasan et al., NeurIPS 2018).
+
+        Shapes: ``strategies`` ``(K, I, A)``; ``opponents`` a pair ``(M, T)``; ``targets`` ``(K, M)``.
+        """
+        flat = strategies.reshape(strategies.shape[0], -1)
+        total = strategies.new_zeros(strategies.shape[0])
+        for seat, form in enumerate(self.forms):
+            packed = flat.index_select(1, form.sequence_index).T  # (size, K)
+            weights = (targets @ opponents[1 - seat] * self.weights[:, seat]).T  # (T, K): chance, opponents, payoff
+            with torch.no_grad():
+                values, _ = form.fold(form.terminal_sums(weights), packed.detach())
+            total = total + (packed * values[:-1]).sum(0)
+        return 0.5 * total
+
+    def best_response_value(self, strategies: Tensor, weights: Tensor) -> Tensor:
+        """The seat-averaged value of an exact best response to the ``weights``-mixture of ``strategies``. ``()``."""
+        from solvers.sequence_form import best_response_to_reach
+
+        reach = self.reach(strategies)
+        uniform = self.game.uniform_strategy()
+        values = [best_response_to_reach(self.game, seat, self.game.terminal_chance * (weights @ reach[1 - seat]),
+                                         uniform)[1] for seat in (0, 1)]
+        return 0.5 * (values[0] + values[1])
+
+    def sample(self, reach: list[Tensor], opponents: list[Tensor], targets: Tensor, episodes: int,
+               generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """Episodes of each learner k against opponents drawn from ``targets[k]`` ``(K, M)``, seats alternating.
+
+        Returns ``(seat (E,), opponent (K, E), terminal (K, E))``; each pairing's terminal is
+        drawn from ``chance(t) * own_seat(t) * own_other_seat(t)``, the law of playing it out.
+        """
+        num_learners, num_opponents = targets.shape
+        terminals = self.game.num_terminals
+        device = targets.device
+        seat = torch.arange(episodes, device=device) % 2
+        opponent = torch.multinomial(targets.float().cpu(), episodes, replacement=True,
+                                     generator=generator).to(device)
+        chance = self.game.terminal_chance
+        first, second = (r.detach() for r in reach)
+        probabilities = chance * torch.stack([first[:, None] * opponents[1][None], opponents[0][None] * second[:, None]],
+                                             dim=2)  # (K, M, 2, T)
+        cdf = probabilities.cumsum(-1)
+        cdf = cdf / cdf[..., -1:]
+        pairs = num_learners * num_opponents * 2
+        # Row p of the flattened CDFs spans (p, p + 1]: one sorted search draws every episode.
+        flat = (cdf.reshape(pairs, terminals) + torch.arange(pairs, device=device, dtype=cdf.dtype)[:, None]).reshape(-1)
+        pair = (torch.arange(num_learners, device=device)[:, None] * num_opponents + opponent) * 2 + seat
+        uniform = torch.rand((num_learners, episodes), generator=generator, dtype=cdf.dtype).to(device)
+        position = torch.searchsorted(flat, pair + uniform.clamp(1e-12, 1 - 1e-12))
+        terminal = (position - pair * terminals).clamp(0, terminals - 1)
+        return seat, opponent, terminal
+
+
+def symmetric_decisions(game: ExtensiveFormGame, normal_form: Any = None) -> Tensor | None:
+    """The two seats of a symmetric normal-form game as one decision, for :class:`NeuPL`'s ``decisions``.
+
+    ``game`` is ``tree_from_normal_form(normal_form)``; returns ``(0, 0)`` when
+    ``normal_form`` is a 2-player game with ``u_1(a, b) = u_0(b, a)`` (rock-paper-scissors),
+    else None (each seat its own decision).
+    """
+    if normal_form is None or normal_form.num_players != 2 or normal_form.num_actions[0] != normal_form.num_actions[1]:
+        return None
+    payoffs = normal_form.payoffs
+    if not torch.allclose(payoffs[1], payoffs[0].T, atol=1e-12, rtol=0):
+        return None
+    return torch.zeros(game.num_infosets, dtype=torch.long, device=game.device)
+
+
+# --------------------------------------------------------------------------------------
+# The conditional network
+
+
+class ConditionalPolicy(nn.Module):
+    """``Pi_theta(a | o, sigma)``: an MLP on ``[observation, sigma]`` plus a learned vector per infoset, its
+    logits masked to the legal actions.
+
+    The first layer adds an embedding of the infoset's id to its affine map of the observation
+    and sigma (a linear layer on a one-hot of the id, without the one-hot). It gives the network
+    a parameter row per infoset: measured on a Leduc best response, a network reading OpenSpiel's
+    information-state tensor alone stalled 0.10 to 0.15 short of the best response after 600
+    steps, and 0.009 short with the infoset's own row.
+
+    Shapes: ``observations`` ``(I, d)``, ``sigmas`` ``(K, N)``, ``legal`` ``(I, A)``, ``decisions``
+    ``(I,)`` (each infoset's row of the embedding); :meth:`logits` returns ``(K, I, A)`` with ``-inf`` at illegal actions, ``forward`` the
+    probabilities ``(K, I, A)``, zero there.
+    """
+
+    def __init__(self, observation_size: int, population: int, num_decisions: int, max_actions: int,
+                 hidden_sizes: tuple[int, ...] = (128, 128)) -> None:
+        super().__init__()
+        first, *rest = hidden_sizes
+        self.first = nn.Linear(observation_size + population, first)
+        self.infoset = nn.Embedding(num_decisions, first)
+        nn.init.normal_(self.infoset.weight, std=1.0 / math.sqrt(num_decisions + observation_size + population))
+        layers: list[nn.Module] = [nn.ReLU()]
+        width = first
+        for hidden in rest:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, max_actions))
+        self.body = nn.Sequential(*layers)
+
+    def logits(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> Tensor:
+        num, infosets = sigmas.shape[0], observations.shape[0]
+        inputs = torch.cat([observations.expand(num, -1, -1),
+                            sigmas.to(observations.dtype)[:, None, :].expand(-1, infosets, -1)], dim=-1)
+        hidden = self.first(inputs) + self.infoset(decisions)
+        return self.body(hidden).masked_fill(~legal, -torch.inf)
+
+    def forward(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> Tensor:
+        return torch.softmax(self.logits(observations, sigmas, legal, decisions), dim=-1)
+
+
+# --------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass(frozen=True)
+class NeuPLConfig:
+    """The settings of a NeuPL run (every field is recorded in its state)."""
+
+    population: int = 8
+    """N, the number of policies (rows of Sigma)."""
+    graph: str = "psro-n"
+    meta_solver: str = "nash"
+    """The meta-solver of ``psro-n``'s rows and of the meta-Nash mixture (``solvers.psro.META_SOLVERS``)."""
+    simplex: float = 0.0
+    """Simplex-NeuPL's weight on mixtures drawn from the simplex (0: NeuPL)."""
+    simplex_draws: int = 16
+    """Mixtures drawn per step when ``simplex > 0``."""
+    steps_per_iteration: int = 50
+    """Gradient steps between meta-graph updates."""
+    learning_rate: float = 1e-3
+    logit_penalty: float = 1e-3
+    """Weight of the mean squared centred logit per infoset, subtracted from the objective. It keeps
+    the softmax off saturation, where every policy gradient vanishes: a policy that went pure
+    against one row of Sigma could not turn when the row moved (measured on Kuhn without it:
+    learners stayed 1/12 short of a best response, their wrong actions at probability 1e-12)."""
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    gradient: str = "counterfactual"
+    """``counterfactual`` (the all-actions policy gradient on exact counterfactual values), ``exact``
+    (the policy gradient through the sequence form) or ``sampled`` (REINFORCE on ``episodes``
+    episodes)."""
+    episodes: int = 256
+    """Episodes per learner per step with ``gradient="sampled"``."""
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raises :class:`NeuPLError` naming the first setting that does not fit."""
+        if self.graph not in GRAPHS:
+            raise NeuPLError(f"unknown interaction graph {self.graph!r}{did_you_mean(self.graph, GRAPHS)}; "
+                             f"the graphs are {', '.join(GRAPHS)}")
+        from solvers.psro import META_SOLVERS
+
+        if self.meta_solver not in META_SOLVERS or self.meta_solver in ("ce", "cce", "rectified"):
+            names = [name for name in META_SOLVERS if name not in ("ce", "cce", "rectified")]
+            raise NeuPLError(f"meta-solver {self.meta_solver!r}: NeuPL takes one of {', '.join(names)}")
+        if not 2 <= self.population <= 1024:
+            raise NeuPLError(f"population {self.population}: a population has 2 to 1024 policies")
+        if not 0.0 <= self.simplex < 1.0 or math.isnan(self.simplex):
+            raise NeuPLError(f"simplex {self.simplex}: the weight of simplex mixtures is in [0, 1)")
+        for name in ("simplex_draws", "steps_per_iteration", "episodes"):
+            if getattr(self, name) < 1:
+                raise NeuPLError(f"{name} {getattr(self, name)}: must be at least 1")
+        if not self.logit_penalty >= 0:
+            raise NeuPLError(f"logit_penalty {self.logit_penalty}: must be at least 0")
+        if not self.learning_rate > 0:
+            raise NeuPLError(f"learning_rate {self.learning_rate}: must be positive")
+        if self.gradient not in GRADIENTS:
+            raise NeuPLError(f"gradient {self.gradient!r}: one of {', '.join(GRADIENTS)}")
+        if not self.hidden_sizes or any(int(h) < 1 for h in self.hidden_sizes):
+            raise NeuPLError(f"hidden_sizes {self.hidden_sizes}: positive layer widths")
+
+
+@dataclass
+class NeuPLIterate:
+    """What one iteration did and measured."""
+
+    iteration: int
+    seconds: float
+    """Seconds of training and evaluation since the run started."""
+    nash_conv: float
+    """NashConv of the population's meta-Nash mixture in the full game, exact."""
+    effective_population: int
+    """Unique rows of the Sigma this iteration trained against."""
+    meta_nash: list[float]
+    """The meta-Nash mixture ``(N,)`` of the new U."""
+    sigma: list[list[float]]
+    """The interaction graph ``(N, N)`` after the update (the next iteration trains against it)."""
+    payoffs: list[list[float]]
+    """U ``(N, N)`` of the network on the new rows."""
+
+
+@dataclass
+class NeuPL:
+    """A NeuPL (or Simplex-NeuPL) run on one game tree; see the module docstring.
+
+    Args:
+        game: a 2-player constant-sum :class:`ExtensiveFormGame`.
+        config: the run's settings.
+        observations: ``(num_infosets, d)`` what the network reads at each infoset (None: a
+            one-hot of the infoset).
+    """
+
+    game: ExtensiveFormGame
+    config: NeuPLConfig = field(default_factory=NeuPLConfig)
+    observations: Tensor | None = None
+    decisions: Tensor | None = None
+    """``(num_infosets,)``: infosets with one id are one decision, played alike (the two seats of a
+    symmetric game: :func:`symmetric_decisions`); None: every infoset its own."""
+    history: list[NeuPLIterate] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config.check()
+        self.tree = SymmetricTree(self.game, self.observations, self.decisions)
+        config = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.network = ConditionalPolicy(self.tree.observation_size, config.population,
+                                             int(self.tree.decisions.max()) + 1,
+                                             self.game.max_actions, tuple(int(h) for h in config.hidden_sizes)
+                                             ).to(self.game.device)
+            with torch.no_grad():
+                first = self.network(self.tree.observations, torch.zeros(1, config.population, device=self.game.device),
+                                     self.tree.legal, self.tree.decisions)[0]
+        self.untrained = torch.nn.functional.one_hot(first.argmax(-1), self.game.max_actions).to(self.game.dtype)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.history = []
+        # U of the untrained network, measured on the graph of a zero payoff table; then Sigma = F(U),
+        # and U of that population. Between steps, U is always the payoffs of the network on Sigma's rows.
+        size = config.population
+        self.sigma = interaction_graph(config.graph, torch.zeros(size, size, dtype=self.game.dtype,
+                                                                 device=self.game.device), config.meta_solver)
+        self.sigma = interaction_graph(config.graph, self.evaluate(), config.meta_solver)
+        self.payoffs = self.evaluate()
+        self._seconds = 0.0
+
+    @property
+    def iteration(self) -> int:
+        return len(self.history)
+
+    # ------------------------------------------------------------------ policies
+    def policies(self, sigmas: Tensor) -> Tensor:
+        """``(K, I, A)`` in the game's dtype: the network conditioned on each row of ``sigmas`` ``(K, N)``
+        (the untrained policy for zero rows)."""
+        return self._forward(sigmas)[1]
+
+    def _forward(self, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits, policies)``, both ``(K, I, A)``: the network's logits, and :meth:`policies`."""
+        sigmas = sigmas.to(self.game.device, torch.float32)
+        logits = self.network.logits(self.tree.observations, sigmas, self.tree.legal, self.tree.decisions)
+        probabilities = torch.softmax(logits, dim=-1).to(self.game.dtype)
+        untrained = sigmas.sum(1) == 0
+        if bool(untrained.any()):
+            probabilities = torch.where(untrained[:, None, None], self.untrained, probabilities)
+        return logits, probabilities
+
+    def strategies(self) -> Tensor:
+        """``(N, I, A)``: the population's policies, one per row of Sigma (no gradient)."""
+        with torch.no_grad():
+            return self.policies(self.sigma)
+
+    def evaluate(self) -> Tensor:
+        """U ``(N, N)``, exact: each policy's payoff against each, seats averaged."""
+        with torch.no_grad():
+            reach = self.tree.reach(self.policies(self.sigma))
+            return self.tree.payoffs(reach, reach)
+
+    def meta_nash(self, payoffs: Tensor | None = None) -> Tensor:
+        """``(N,)``: the meta-solver's equilibrium of the symmetric meta-game U (this run's, by default)."""
+        table = self.payoffs if payoffs is None else payoffs
+        return symmetric_meta_solver(self.config.meta_solver)(torch.stack([table, table.T]))[0].to(self.game.dtype)
+
+    def mixture_strategy(self, weights: Tensor) -> Tensor:
+        """``(I, A)``: the ``weights``-mixture ``(N,)`` of the population as one behavioural strategy."""
+        return self.tree.mixture(self.strategies(), weights)
+
+    def nash_conv(self, weights: Tensor | None = None) -> float:
+        """NashConv of a mixture of the population (the meta-Nash mixture by default), exact."""
+        from solvers.sequence_form import nash_conv
+
+        weights = self.meta_nash() if weights is None else weights
+        return float(nash_conv(self.game, self.mixture_strategy(weights)))
+
+    def effective_population(self) -> int:
+        return len(unique_rows(self.sigma))
+
+    # ------------------------------------------------------------------ training
+    def learners(self) -> list[int]:
+        """The rows trained: one per unique non-zero row of Sigma."""
+        return [row for row in unique_rows(self.sigma) if float(self.sigma[row].sum()) > 0]
+
+    def simplex_mixtures(self, count: int) -> Tensor:
+        """``(count, N)``: mixtures from the flat Dirichlet over the unique policies (on their first rows)."""
+        rows = unique_rows(self.sigma)
+        # Normalized Gamma(1) draws (exponentials, from this run's generator) are Dirichlet(1, ..., 1).
+        gamma = -torch.log(torch.rand((count, len(rows)), generator=self.generator, dtype=torch.float64)
+                           .clamp_min(1e-300))
+        weights = gamma / gamma.sum(1, keepdim=True)
+        mixtures = torch.zeros(count, self.config.population, dtype=self.game.dtype)
+        mixtures[:, rows] = weights.to(self.game.dtype)
+        return mixtures.to(self.game.device)
+
+    def objective(self, learners: list[int], mixtures: Tensor | None = None, *,
+                  gradient: str | None = None) -> Tensor:
+        """The step's objective ``()`` (to maximize): ``(1 - p)`` times the mean over ``learners`` (rows of Sigma)
+        of each one's payoff against its row's mixture, plus ``p`` times the mean over ``mixtures`` ``(D, N)``
+        (Simplex-NeuPL) of the network's response to each against that mixture.
+
+        Opponents are the population's policies with no gradient; ``gradient`` (the run's by
+        default) chooses the surrogate that is differentiated: the exact payoff, the
+        counterfactual surrogate, or REINFORCE's (whose gradient has the exact one as its
+        expectation). The logit penalty is subtracted from every learner's term.
+        """
+        config = self.config
+        population = config.population
+        conditions = self.sigma if mixtures is None else torch.cat([self.sigma, mixtures])
+        logits, strategies = self._forward(conditions)
+        opponents = [reach.detach() for reach in self.tree.reach(strategies[:population])]
+        picked = torch.tensor(learners + list(range(population, conditions.shape[0])), dtype=torch.long,
+                              device=conditions.device)
+        targets = conditions.index_select(0, picked)
+        learning = strategies.index_select(0, picked)
+        reach = self.tree.reach(learning)
+        share = 1.0 - config.simplex if mixtures is not None else 1.0
+        coefficients = torch.cat([torch.full((len(learners),), share / max(len(learners), 1)),
+                                  torch.full((len(picked) - len(learners),), config.simplex / max(
+                                      len(picked) - len(learners), 1))]).to(targets)
+        legal = self.tree.legal
+        mine = logits.index_select(0, picked).masked_fill(~legal, 0.0)
+        centred = (mine - mine.sum(-1, keepdim=True) / legal.sum(-1, keepdim=True)).masked_fill(~legal, 0.0)
+        penalty = (centred ** 2).sum(-1).mean(-1).to(self.game.dtype)  # (K,)
+        mode = gradient or config.gradient
+        if mode == "exact":
+            values = (targets * self.tree.payoffs(reach, opponents)).sum(1)
+        elif mode == "counterfactual":
+            values = self.tree.counterfactual_surrogate(learning, opponents, targets)
+        else:
+            seat, _, terminal = self.tree.sample(reach, opponents, targets, config.episodes, self.generator)
+            utilities = self.game.terminal_utilities[terminal, seat]  # (K, E): the learner's payoff
+            own = torch.where(seat == 0, reach[0].gather(1, terminal), reach[1].gather(1, terminal))
+            values = (utilities * torch.log(own)).mean(1)
+        return (coefficients * (values - config.logit_penalty * penalty)).sum()
+
+    def train(self, steps: int) -> None:
+        """``steps`` gradient steps of every learner (and simplex draw) against the current Sigma."""
+        learners = self.learners()
+        for _ in range(steps):
+            mixtures = self.simplex_mixtures(self.config.simplex_draws) if self.config.simplex > 0 else None
+            if not learners and mixtures is None:
+                return
+            loss = -self.objective(learners, mixtures)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+    def step(self) -> NeuPLIterate:
+        """One iteration: train against Sigma, measure U, Sigma <- F(U); then U of the new population
+        (the network on the new rows) and NashConv of its meta-Nash mixture."""
+        started = time.perf_counter()
+        effective = self.effective_population()
+        self.train(self.config.steps_per_iteration)
+        self.sigma = interaction_graph(self.config.graph, self.evaluate(), self.config.meta_solver)
+        self.payoffs = self.evaluate()
+        weights = self.meta_nash()
+        nash_conv = self.nash_conv(weights)
+        self._seconds += time.perf_counter() - started
+        record = NeuPLIterate(self.iteration + 1, self._seconds, nash_conv, effective, weights.tolist(),
+                              self.sigma.tolist(), self.payoffs.tolist())
+        self.history.append(record)
+        return record
+
+    # ------------------------------------------------------------------ saving
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs (tensors, numbers, strings: loads with ``weights_only=True``)."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "config": {**dataclasses.asdict(self.config), "hidden_sizes": list(self.config.hidden_sizes)},
+            "network": self.network.state_dict(),
+            "untrained": self.untrained.cpu(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "sigma": self.sigma.cpu(),
+            "payoffs": self.payoffs.cpu(),
+            "seconds": self._seconds,
+            "history": [dataclasses.asdict(record) for record in self.history],
+        }
+
+    def load_state_dict(self, state: Any, source: str = "the saved run") -> None:
+        """Continues from :meth:`state_dict`'s output.
+
+        Raises:
+            NeuPLError: naming ``source``, for a state of another format, game or setting.
+        """
+        def fail(message: str) -> NeuPLError:
+            return NeuPLError(f"{source}: {message}")
+
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise fail(f"not a gamelab NeuPL run (no {STATE_FORMAT!r} format marker)")
+        if state.get("version") != STATE_VERSION:
+            raise fail(f"NeuPL run version {state.get('version')!r}; this gamelab reads {STATE_VERSION}")
+        recorded = config_from_record(state.get("config"), source)
+        if recorded != self.config:
+            changed = [f.name for f in dataclasses.fields(NeuPLConfig)
+                       if getattr(recorded, f.name) != getattr(self.config, f.name)]
+            raise fail(f"the run was made with other settings ({', '.join(changed)})")
+        size = self.config.population
+        for name in ("sigma", "payoffs"):
+            value = state.get(name)
+            if not isinstance(value, Tensor) or tuple(value.shape) != (size, size):
+                raise fail(f"its {name} is not a ({size}, {size}) table")
+        fields = {item.name for item in dataclasses.fields(NeuPLIterate)}
+        history = state.get("history")
+        if not isinstance(history, list) or not all(isinstance(r, dict) and set(r) == fields for r in history):
+            raise fail("its history is malformed")
+        try:
+            self.network.load_state_dict(state["network"])
+            untrained = state["untrained"]
+            if not isinstance(untrained, Tensor) or untrained.shape != self.untrained.shape:
+                raise ValueError("its untrained policy has another shape")
+            self.untrained = untrained.to(self.game.device, self.game.dtype)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise fail(f"its network does not fit this game and population ({str(error).splitlines()[0]})") from None
+        self.sigma = state["sigma"].to(self.game.device, self.game.dtype)
+        self.payoffs = state["payoffs"].to(self.game.device, self.game.dtype)
+        self._seconds = float(state.get("seconds", 0.0))
+        self.history = [NeuPLIterate(**row) for row in history]
+
+
+def config_from_record(record: Any, source: str = "the saved run") -> NeuPLConfig:
+    """The :class:`NeuPLConfig` a state recorded; raises :class:`NeuPLError` for a malformed one."""
+    names = {item.name for item in dataclasses.fields(NeuPLConfig)}
+    if not isinstance(record, dict) or set(record) != names:
+        raise NeuPLError(f"{source}: its settings are malformed")
+    try:
+        config = NeuPLConfig(**{**record, "hidden_sizes": tuple(int(h) for h in record["hidden_sizes"])})
+        config.check()
+    except (TypeError, ValueError, NeuPLError) as error:
+        raise NeuPLError(f"{source}: its settings are malformed ({error})") from None
+    return config
+
+
+def run(neupl: NeuPL, *, iterations: int | None = None, seconds: float | None = None,
+        callback: Callable[[NeuPLIterate], None] | None = None) -> NeuPL:
+    """Steps ``neupl`` until it has ``iterations`` in all, or ``seconds`` of its own time have passed."""
+    if iterations is None and seconds is None:
+        raise NeuPLError("a NeuPL run needs a number of iterations or a time budget")
+    while (iterations is None or neupl.iteration < iterations) and (seconds is None or neupl._seconds < seconds):
+        record = neupl.step()
+        if callback is not None:
+            callback(record)
+    return neupl
+
+
+__all__ = ["GRAPHS", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError", "NeuPLIterate", "SymmetricTree",
+           "config_from_record", "interaction_graph", "run", "symmetric_decisions", "unique_rows"]

@@ -1,0 +1,247 @@
+"""NeuPL and Simplex-NeuPL on game trees: known populations, OpenSpiel's scores, gradients, resuming."""
+
+import io
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from games.adapters.openspiel import extensive_form_from_openspiel, information_state_tensors
+from games.extensive_form import tree_from_normal_form
+from games.loading import load_game
+from marl.neupl import (
+    GRAPHS,
+    NeuPL,
+    NeuPLConfig,
+    NeuPLError,
+    SymmetricTree,
+    interaction_graph,
+    run,
+    symmetric_decisions,
+    unique_rows,
+)
+
+KUHN = extensive_form_from_openspiel("kuhn_poker")
+KUHN_OBSERVATIONS = information_state_tensors(KUHN, "kuhn_poker")
+
+
+def random_strategies(game, count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(count, game.num_infosets, game.max_actions, generator=generator, dtype=torch.float64)
+    return torch.softmax(logits.masked_fill(~game.legal_mask, -torch.inf), -1)
+
+
+def kuhn_run(**settings):
+    return NeuPL(KUHN, NeuPLConfig(**{"population": 4, "steps_per_iteration": 20, **settings}),
+                 observations=KUHN_OBSERVATIONS)
+
+
+# ----------------------------------------------------------------------------- graphs
+
+
+def test_static_graphs_have_their_shapes():
+    payoffs = torch.zeros(4, 4, dtype=torch.float64)
+    assert torch.equal(interaction_graph("cycle", payoffs), torch.eye(4, dtype=torch.float64).roll(1, 1))
+    fictitious = interaction_graph("fictitious-play", payoffs)
+    assert float(fictitious[0].sum()) == 0 and torch.allclose(fictitious[3], torch.tensor([1 / 3] * 3 + [0.0],
+                                                                                          dtype=torch.float64))
+    assert len(unique_rows(interaction_graph("self-play", payoffs))) == 1
+    assert len(unique_rows(fictitious)) == 4
+
+
+def test_psro_n_rows_are_nash_equilibria_of_the_growing_meta_game():
+    # Rock, paper, scissors, rock again: policy 3's row is the uniform Nash of the first three.
+    rps = torch.tensor([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=torch.float64)
+    order = [0, 1, 2, 0]
+    payoffs = rps[order][:, order]
+    graph = interaction_graph("psro-n", payoffs)
+    assert torch.equal(graph.triu(), torch.zeros(4, 4, dtype=torch.float64))
+    assert float(graph[0].sum()) == 0 and graph[1, 0] == 1
+    assert torch.allclose(graph[2, :2], torch.tensor([0.0, 1.0], dtype=torch.float64))  # paper beats rock
+    assert torch.allclose(graph[3, :3], torch.full((3,), 1 / 3, dtype=torch.float64), atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- known populations
+
+
+def test_rock_paper_scissors_psro_n_finds_the_three_pure_strategies():
+    normal_form = load_game("rock_paper_scissors")
+    game = tree_from_normal_form(normal_form)
+    neupl = run(NeuPL(game, NeuPLConfig(population=4, steps_per_iteration=50, learning_rate=3e-3),
+                      decisions=symmetric_decisions(game, normal_form)), iterations=20)
+    policies = neupl.strategies()  # (4, 2 seats, 3 actions)
+    for action in range(3):
+        pure = torch.nn.functional.one_hot(torch.tensor(action), 3).to(policies.dtype)
+        assert min(float((policy - pure).abs().max()) for policy in policies) < 0.05, action
+    assert neupl.nash_conv() <= 1e-2
+    assert neupl.history[-1].nash_conv == pytest.approx(neupl.nash_conv())
+
+
+def test_kuhn_scores_equal_openspiels_policy_values_and_nash_conv():
+    import pyspiel
+    from open_spiel.python.algorithms import expected_game_score, exploitability, policy_aggregator
+
+    from games.adapters.openspiel import strategy_to_tabular_policy
+
+    neupl = run(kuhn_run(), iterations=2)
+    spiel = pyspiel.load_game("kuhn_poker")
+    policies = [strategy_to_tabular_policy(KUHN, strategy, spiel) for strategy in neupl.strategies()]
+    root = spiel.new_initial_state()
+    for i in range(4):
+        for j in range(4):
+            first = expected_game_score.policy_value(root, [policies[i], policies[j]])[0]
+            second = expected_game_score.policy_value(root, [policies[j], policies[i]])[1]
+            assert float(neupl.payoffs[i, j]) == pytest.approx((first + second) / 2, abs=1e-9)
+    weights = neupl.meta_nash()
+    aggregated = policy_aggregator.PolicyAggregator(spiel).aggregate(
+        [0, 1], [policies, policies], [weights.tolist(), weights.tolist()])
+    assert neupl.nash_conv(weights) == pytest.approx(exploitability.nash_conv(spiel, aggregated), abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def test_exact_policy_gradient_equals_finite_differences_of_the_exact_payoff():
+    tree = SymmetricTree(KUHN)
+    opponents = [reach.detach() for reach in tree.reach(random_strategies(KUHN, 3, seed=1))]
+    targets = torch.tensor([[0.2, 0.5, 0.3]], dtype=torch.float64)
+    logits = torch.randn(1, KUHN.num_infosets, KUHN.max_actions, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+
+    def payoff(values):
+        strategy = torch.softmax(values.masked_fill(~KUHN.legal_mask, -torch.inf), -1)
+        return (targets * tree.payoffs(tree.reach(strategy), opponents)).sum()
+
+    (gradient,) = torch.autograd.grad(payoff(logits), logits)
+    step = 1e-6
+    for infoset in range(KUHN.num_infosets):
+        for action in range(KUHN.max_actions):
+            shift = torch.zeros_like(logits)
+            shift[0, infoset, action] = step
+            with torch.no_grad():
+                numeric = (payoff(logits + shift) - payoff(logits - shift)) / (2 * step)
+            assert float(gradient[0, infoset, action]) == pytest.approx(float(numeric), abs=1e-8)
+
+
+def test_mean_of_sampled_gradients_is_the_exact_gradient():
+    tree = SymmetricTree(KUHN)
+    opponents = [reach.detach() for reach in tree.reach(random_strategies(KUHN, 3, seed=3))]
+    targets = torch.tensor([[0.2, 0.5, 0.3], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    logits = torch.randn(2, KUHN.num_infosets, KUHN.max_actions, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(4)).requires_grad_(True)
+    strategy = torch.softmax(logits.masked_fill(~KUHN.legal_mask, -torch.inf), -1)
+    reach = tree.reach(strategy)
+    (exact,) = torch.autograd.grad((targets * tree.payoffs(reach, opponents)).sum(), logits, retain_graph=True)
+    seat, _, terminal = tree.sample(reach, opponents, targets, 400_000, torch.Generator().manual_seed(5))
+    utilities = KUHN.terminal_utilities[terminal, seat]
+    own = torch.where(seat == 0, reach[0].gather(1, terminal), reach[1].gather(1, terminal))
+    (sampled,) = torch.autograd.grad((utilities * torch.log(own)).mean(1).sum(), logits)
+    assert float((sampled - exact).abs().max()) < 0.02 * float(exact.abs().max())
+
+
+def test_counterfactual_gradient_is_the_exact_one_without_each_infosets_own_reach():
+    from solvers.sequence_form import treeplexes
+
+    tree = SymmetricTree(KUHN)
+    opponents = [reach.detach() for reach in tree.reach(random_strategies(KUHN, 2, seed=6))]
+    targets = torch.tensor([[0.4, 0.6]], dtype=torch.float64)
+    strategy = random_strategies(KUHN, 1, seed=7).requires_grad_(True)
+    (exact,) = torch.autograd.grad((targets * tree.payoffs(tree.reach(strategy), opponents)).sum(), strategy)
+    (counterfactual,) = torch.autograd.grad(tree.counterfactual_surrogate(strategy, opponents, targets).sum(),
+                                            strategy)
+    for player, form in enumerate(treeplexes(KUHN)):
+        plan = form.realization_plan(form.pack(strategy[0].detach()))
+        own_reach = plan[form.infoset_parent]  # (infosets,): the player's reach of each of its infosets
+        rows = form.infosets
+        assert torch.allclose(exact[0, rows], counterfactual[0, rows] * own_reach[:, None], atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_batched_payoffs_and_gradients_equal_one_pairing_at_a_time(seed):
+    tree = SymmetricTree(KUHN)
+    learners = random_strategies(KUHN, 3, seed).requires_grad_(True)
+    opponents = [reach.detach() for reach in tree.reach(random_strategies(KUHN, 4, seed + 1))]
+    targets = torch.softmax(torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)), 1)
+    batched = tree.payoffs(tree.reach(learners), opponents)
+    (gradient,) = torch.autograd.grad((targets * batched).sum(), learners)
+    total = torch.zeros_like(learners)
+    for k in range(3):
+        for m in range(4):
+            one = learners[k:k + 1].detach().requires_grad_(True)
+            value = tree.payoffs(tree.reach(one), [reach[m:m + 1] for reach in opponents])[0, 0]
+            assert float(value) == pytest.approx(float(batched[k, m]), abs=1e-12)
+            total[k] += torch.autograd.grad(targets[k, m] * value, one)[0][0]
+    assert torch.allclose(gradient, total, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- simplex-NeuPL
+
+
+def test_simplex_neupl_responds_to_mixtures_almost_as_well_as_the_exact_best_response():
+    neupl = run(kuhn_run(simplex=0.5, steps_per_iteration=100, population=4), iterations=8)
+    strategies = neupl.strategies()
+    rows = unique_rows(neupl.sigma)
+    generator = torch.Generator().manual_seed(0)
+    shortfalls = []
+    for _ in range(20):
+        weights = torch.zeros(4, dtype=torch.float64)
+        weights[rows] = torch.distributions.Dirichlet(torch.ones(len(rows), dtype=torch.float64)).sample()
+        with torch.no_grad():
+            response = neupl.policies(weights[None])
+            value = float((weights[None] * neupl.tree.payoffs(neupl.tree.reach(response),
+                                                              neupl.tree.reach(strategies))).sum())
+        shortfalls.append(float(neupl.tree.best_response_value(strategies, weights)) - value)
+    del generator
+    payoff_range = float(KUHN.terminal_utilities.max() - KUHN.terminal_utilities.min())
+    assert min(shortfalls) > -1e-9  # nothing beats the exact best response
+    assert sum(shortfalls) / len(shortfalls) <= 0.05 * payoff_range
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one():
+    for gradient in ("counterfactual", "sampled"):
+        settings = {"gradient": gradient, "simplex": 0.3, "simplex_draws": 4, "episodes": 64}
+        whole = run(kuhn_run(**settings), iterations=3)
+        first = run(kuhn_run(**settings), iterations=1)
+        buffer = io.BytesIO()
+        torch.save(first.state_dict(), buffer)
+        buffer.seek(0)
+        resumed = kuhn_run(**settings)
+        resumed.load_state_dict(torch.load(buffer, weights_only=True))
+        run(resumed, iterations=3)
+        assert torch.equal(resumed.payoffs, whole.payoffs) and torch.equal(resumed.sigma, whole.sigma)
+        for a, b in zip(resumed.network.parameters(), whole.network.parameters()):
+            assert torch.equal(a, b)
+        assert [r.nash_conv for r in resumed.history] == [r.nash_conv for r in whole.history]
+
+
+def test_a_state_of_other_settings_or_format_is_refused():
+    state = run(kuhn_run(), iterations=1).state_dict()
+    with pytest.raises(NeuPLError, match="other settings .*population"):
+        kuhn_run(population=5).load_state_dict(state)
+    with pytest.raises(NeuPLError, match="not a gamelab NeuPL run"):
+        kuhn_run().load_state_dict({"format": "gamelab.psro"})
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"graph": "psro"}, "unknown interaction graph 'psro'.*psro-n"),
+    ({"population": 1}, "population 1"),
+    ({"simplex": 1.0}, "simplex 1.0"),
+    ({"gradient": "magic"}, "gradient 'magic'"),
+    ({"meta_solver": "cce"}, "meta-solver 'cce'"),
+])
+def test_bad_settings_are_refused_by_name(settings, message):
+    with pytest.raises(NeuPLError, match=message):
+        kuhn_run(**settings)
+
+
+def test_games_that_are_not_two_player_zero_sum_are_refused():
+    with pytest.raises(NeuPLError, match="3 players"):
+        NeuPL(extensive_form_from_openspiel("kuhn_poker(players=3)"))
+    with pytest.raises(NeuPLError, match="not constant-sum"):
+        NeuPL(tree_from_normal_form(load_game("prisoners_dilemma")))
+    assert set(GRAPHS) == {"psro-n", "fictitious-play", "self-play", "cycle"}
