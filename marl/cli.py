@@ -4,6 +4,8 @@
                        [--device D] [--out FILE] [--plot FILE] [--json]
     gamelab psro GAME [--meta-solver NAME] [--variant psro|xdo] [--iterations K] [--out DIR] [--resume]
                       [--oracle best-response|maddpg] [--oracle-steps N] [--sims-per-entry S]
+    gamelab neupl GAME [--graph psro-n|fictitious-play|self-play|cycle] [--population N] [--simplex P]
+                       [--iterations K | --minutes M] [--out DIR] [--resume] [--plot FILE] [--json]
     gamelab games | solvers | scenarios     the catalogues
     gamelab render SCENARIO --out FILE.gif [--policy P]
     gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
@@ -21,7 +23,7 @@ which is compiled to an extensive-form game.
 Errors a user can cause (unknown names, malformed files, bad values, a wrong option)
 print one line on stderr and exit with code 2; nothing is written. ``--json`` prints one
 JSON object as the last line of stdout. The commands themselves are in
-``marl.commands`` (``solve``, ``markov``, ``tournament``, ``psro``), imported only by the
+``marl.commands`` (``solve``, ``markov``, ``tournament``, ``psro``, ``neupl``), imported only by the
 subcommand that runs.
 """
 
@@ -233,6 +235,42 @@ def build_parser() -> argparse.ArgumentParser:
                         help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
     tournament.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    neupl = commands.add_parser(
+        "neupl", help="train a population in one conditional network (NeuPL, Simplex-NeuPL)",
+        description="NeuPL (Liu et al. 2022): one network conditioned on each policy's opponent mixture, a row of "
+                    "the interaction graph Sigma, represents a population; every row trains at once and Sigma is "
+                    "re-solved from the exact payoff table. 2-player zero-sum game trees and normal-form games, "
+                    "policies playing both seats.")
+    neupl.add_argument("game", help="as for `gamelab solve`: kuhn_poker, leduc_poker, rock_paper_scissors, "
+                                    "an .efg/.nfg path, ... (2-player zero-sum)")
+    neupl.add_argument("--graph", default=None, help="meta-graph solver: psro-n (default), fictitious-play, "
+                                                     "self-play or cycle")
+    neupl.add_argument("--meta-solver", default=None,
+                       help="psro-n's rows and the meta-Nash mixture: nash (default), prd, rm, uniform, alpharank")
+    neupl.add_argument("--population", type=_positive_int, default=None, help="policies N (default 8)")
+    neupl.add_argument("--simplex", type=_non_negative_float, default=None,
+                       help="Simplex-NeuPL: weight of best responses to mixtures drawn from the simplex, in [0, 1) "
+                            "(default 0: NeuPL)")
+    neupl.add_argument("--steps", type=_positive_int, default=None,
+                       help="gradient steps between meta-graph updates (default 50)")
+    neupl.add_argument("--learning-rate", type=_non_negative_float, default=None, help="Adam's (default 1e-3)")
+    neupl.add_argument("--gradient", default=None,
+                       help="counterfactual (default), exact (through the sequence form) or sampled (REINFORCE)")
+    budget = neupl.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=_positive_int, default=None,
+                        help="meta-graph updates in all (default 30)")
+    budget.add_argument("--minutes", type=_non_negative_float, default=None,
+                        help="train for this many more minutes instead")
+    neupl.add_argument("--seed", type=int, default=None, help="the run's seed (default 0)")
+    neupl.add_argument("--device", default=None, help="torch device (default cpu)")
+    neupl.add_argument("--out", default=None, help="run folder: state.pt, graphs.json, result.json, plots, "
+                                                  "TensorBoard events")
+    neupl.add_argument("--resume", action="store_true", help="continue the run in --out with its settings")
+    neupl.add_argument("--plot", default=None, help="write NashConv against iterations and seconds as a PNG")
+    neupl.add_argument("--max-memory", default=None, metavar="SIZE",
+                       help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
+    neupl.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
     bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro",
                                                  "psro_markov"], help="which benchmark")
@@ -270,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": ("markov", "command_evaluate"),
         "tournament": ("tournament", "command_tournament"),
         "psro": ("psro", "command_psro"),
+        "neupl": ("neupl", "command_neupl"),
     }
     try:
         from games.memory import parse_size, set_limit

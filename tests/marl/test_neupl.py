@@ -171,7 +171,7 @@ def test_batched_payoffs_and_gradients_equal_one_pairing_at_a_time(seed):
         for m in range(4):
             one = learners[k:k + 1].detach().requires_grad_(True)
             value = tree.payoffs(tree.reach(one), [reach[m:m + 1] for reach in opponents])[0, 0]
-            assert float(value) == pytest.approx(float(batched[k, m]), abs=1e-12)
+            assert float(value.detach()) == pytest.approx(float(batched[k, m].detach()), abs=1e-12)
             total[k] += torch.autograd.grad(targets[k, m] * value, one)[0][0]
     assert torch.allclose(gradient, total, atol=1e-12)
 
@@ -245,3 +245,63 @@ def test_games_that_are_not_two_player_zero_sum_are_refused():
     with pytest.raises(NeuPLError, match="not constant-sum"):
         NeuPL(tree_from_normal_form(load_game("prisoners_dilemma")))
     assert set(GRAPHS) == {"psro-n", "fictitious-play", "self-play", "cycle"}
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def gamelab(capsys, *arguments):
+    from marl.cli import main
+
+    try:
+        code = main(list(arguments))
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_command_resumes_a_run_as_if_uninterrupted(tmp_path, capsys):
+    import json
+
+    common = ["kuhn_poker", "--population", "4", "--steps", "10", "--json"]
+    code, out, _ = gamelab(capsys, "neupl", *common, "--iterations", "3")
+    assert code == 0
+    whole = json.loads(out.strip().splitlines()[-1])
+    folder = tmp_path / "run"
+    assert gamelab(capsys, "neupl", *common, "--iterations", "2", "--out", str(folder))[0] == 0
+    code, out, _ = gamelab(capsys, "neupl", *common, "--iterations", "3", "--out", str(folder), "--resume")
+    assert code == 0
+    resumed = json.loads(out.strip().splitlines()[-1])
+    assert [r["nash_conv"] for r in resumed["history"]] == [r["nash_conv"] for r in whole["history"]]
+    assert resumed["meta_nash"] == whole["meta_nash"]
+    assert {"state.pt", "graphs.json", "result.json", "interaction_graph.png", "nash_conv.png"} <= \
+        {path.name for path in folder.iterdir()}
+    assert len(json.loads((folder / "graphs.json").read_text())) == 3
+    assert set(whole) >= {"game", "graph", "population", "effective_population", "nash_conv", "history", "seconds"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["kuhn_poker", "--graph", "psro"], "unknown interaction graph 'psro'"),
+    (["kuhn_poker", "--population", "1"], "population 1"),
+    (["kuhn_poker", "--simplex", "1"], "simplex 1.0"),
+    (["kuhn_poker(players=3)"], "2-player zero-sum"),
+    (["prisoners_dilemma"], "not constant-sum"),
+    (["tag"], "Markov game"),
+    (["kuhn_poker", "--iterations", "2", "--minutes", "1"], "not allowed with argument"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(capsys, arguments, message):
+    code, _, err = gamelab(capsys, "neupl", *arguments)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert gamelab(capsys, "neupl", "kuhn_poker", "--population", "4", "--steps", "5", "--iterations", "1",
+                   "--out", str(folder))[0] == 0
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    code, _, err = gamelab(capsys, "neupl", "kuhn_poker", "--population", "5", "--out", str(folder), "--resume")
+    assert code == 2 and "--population 4" in err
+    code, _, err = gamelab(capsys, "neupl", "leduc_poker", "--out", str(folder), "--resume")
+    assert code == 2 and "a run of 'kuhn_poker'" in err
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before

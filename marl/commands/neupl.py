@@ -1,0 +1,243 @@
+"""`gamelab neupl`: NeuPL and Simplex-NeuPL runs on game trees and normal-form games, run folders and plots.
+
+A run folder (``--out DIR``) holds:
+
+- ``state.pt``: the network, optimizer and everything a resumed run needs (written
+  atomically after every iteration, read with ``weights_only=True``);
+- ``graphs.json``: Sigma, U and the meta-Nash mixture at every meta-graph update;
+- ``result.json``: what ``--json`` prints;
+- ``interaction_graph.png``: the final Sigma drawn as a graph (networkx), and
+  ``nash_conv.png``: NashConv of the meta-Nash mixture against iterations and seconds;
+- TensorBoard event files (NashConv and effective population per iteration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from games.errors import GamelabError
+from marl.commands.common import _check_output_path, _check_writable_folder
+
+DEFAULT_ITERATIONS = 30
+SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
+                 "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
+                 "seed": "seed"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def load_neupl_game(spec: str, device: Any = None) -> tuple[Any, Any, Any]:
+    """``(tree, observations, decisions)`` for NeuPL: the game ``spec`` as a tree, OpenSpiel's
+    information-state tensors where it has them, and the seats of a symmetric normal-form game
+    as one decision. Raises ``GamelabError`` for a Markov game."""
+    import torch
+
+    from games.extensive_form import ExtensiveFormGame, tree_from_normal_form
+    from games.loading import load_game
+    from marl.envs import is_markov_game
+    from marl.neupl import symmetric_decisions
+
+    if is_markov_game(spec):
+        raise GamelabError(f"{spec} is a Markov game; gamelab neupl plays game trees and normal-form games "
+                           "(NeuPL with the MADDPG learner on Markov games is not built yet)")
+    game = load_game(spec, dtype=torch.float64, device=device)
+    if isinstance(game, ExtensiveFormGame):
+        observations = None
+        if not os.path.exists(spec) and not spec.endswith(".efg"):
+            from games.adapters.openspiel import information_state_tensors
+
+            observations = information_state_tensors(game, spec)
+        return game, observations, None
+    if game.num_players != 2:
+        raise GamelabError(f"NeuPL needs a 2-player zero-sum game; {spec} has {game.num_players} players")
+    tree = tree_from_normal_form(game)
+    return tree, None, symmetric_decisions(tree, game)
+
+
+def _graph_plot(path: str, sigma: Any, title: str) -> None:
+    """Sigma as a directed graph: an edge i -> j of width sigma_ij where policy i trains against policy j."""
+    import networkx as nx
+
+    from marl.plots import pyplot, write_png
+
+    size = sigma.shape[0]
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(size))
+    for i in range(size):
+        for j in range(size):
+            if float(sigma[i, j]) > 1e-3:
+                graph.add_edge(i, j, weight=float(sigma[i, j]))
+    figure, axes = pyplot().subplots(figsize=(6, 6))
+    layout = nx.circular_layout(graph)
+    nx.draw_networkx_nodes(graph, layout, ax=axes, node_color="#8fb3d9", node_size=420)
+    nx.draw_networkx_labels(graph, layout, ax=axes, labels={i: str(i) for i in range(size)}, font_size=9)
+    edges = list(graph.edges(data="weight"))
+    nx.draw_networkx_edges(graph, layout, ax=axes, edgelist=[(i, j) for i, j, _ in edges],
+                           width=[0.5 + 3.5 * w for _, _, w in edges], alpha=0.7, arrows=True,
+                           connectionstyle="arc3,rad=0.08", arrowsize=12)
+    axes.set_title(title)
+    axes.set_axis_off()
+    figure.tight_layout()
+    write_png(path, figure)
+
+
+def _nash_conv_plot(path: str, history: list[Any], title: str) -> None:
+    from marl.plots import pyplot, write_png
+
+    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    values = [max(record.nash_conv, 1e-16) for record in history]
+    marker = "o" if len(values) < 30 else None
+    by_iteration.plot([record.iteration for record in history], values, marker=marker)
+    by_time.plot([record.seconds for record in history], values, marker=marker)
+    by_iteration.set_yscale("log")
+    by_iteration.set_ylabel("NashConv of the meta-Nash mixture")
+    for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
+        axes.set_xlabel(label)
+        axes.grid(True, which="both", alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    write_png(path, figure)
+
+
+def _config(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
+    """The run's settings: from the flags, or on ``--resume`` the recorded ones (a flag that differs is refused)."""
+    from marl.neupl import NeuPLConfig, config_from_record
+
+    given = {field: getattr(args, flag) for flag, field in SETTING_FLAGS.items() if getattr(args, flag) is not None}
+    if state is not None:
+        recorded = config_from_record(state.get("config"), state_path)
+        for flag, field in SETTING_FLAGS.items():
+            if field in given and given[field] != getattr(recorded, field):
+                raise GamelabError(f"--resume: {state_path} was run with {_flag(flag)} {getattr(recorded, field)}; "
+                                   "a resumed run keeps its settings")
+        return recorded
+    config = NeuPLConfig(**given)
+    config.check()
+    return config
+
+
+def command_neupl(args: argparse.Namespace) -> int:
+    import io
+    import time
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from games.io import atomic_write_bytes, atomic_write_text, read_torch_file
+    from marl.commands.common import _device
+    from marl.neupl import NeuPL, run
+
+    if args.iterations is not None and args.minutes is not None:
+        raise GamelabError("pass --iterations or --minutes, not both")
+    _check_output_path(args.plot, "--plot")
+    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
+    if args.resume and (state_path is None or not os.path.isfile(state_path)):
+        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no NeuPL run (state.pt) to continue")
+    if args.out is not None:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise GamelabError(f"--out {args.out}: exists and is not a folder")
+        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
+            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
+        _check_writable_folder(args.out, f"--out {args.out}")
+    state = None
+    if args.resume:
+        state = read_torch_file(state_path, what="NeuPL run")
+        if not isinstance(state, dict) or state.get("game") != args.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+    config = _config(args, state, state_path)
+    device = _device(args.device or "cpu")
+    game, observations, decisions = load_neupl_game(args.game, device)
+    neupl = NeuPL(game, config, observations=observations, decisions=decisions)
+    if state is not None:
+        neupl.load_state_dict(state, source=state_path)
+    iterations = None if args.minutes is not None else (args.iterations or DEFAULT_ITERATIONS)
+    budget = None if args.minutes is None else neupl._seconds + 60 * args.minutes
+
+    writer = None
+    if args.out is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(args.out, purge_step=neupl.iteration + 1 if args.resume else None)
+
+    def save() -> None:
+        buffer = io.BytesIO()
+        torch.save({**neupl.state_dict(), "game": args.game}, buffer)
+        atomic_write_bytes(state_path, buffer.getvalue())
+
+    console = Console(stderr=args.json)
+    total = iterations if iterations is not None else None
+    started = time.perf_counter()
+    with Progress(TextColumn(f"[bold]NeuPL {config.graph}"), BarColumn(),
+                  TextColumn("iteration {task.completed}" + ("/{task.total}" if total else "")),
+                  TextColumn("effective population {task.fields[effective]}"),
+                  TextColumn("NashConv {task.fields[nash_conv]}"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("neupl", total=total, completed=neupl.iteration, effective="-", nash_conv="-")
+
+        def show(record: Any) -> None:
+            progress.update(task, completed=record.iteration, effective=record.effective_population,
+                            nash_conv=f"{record.nash_conv:.2e}")
+            if writer is not None:
+                writer.add_scalar("neupl/nash_conv", record.nash_conv, record.iteration)
+                writer.add_scalar("neupl/effective_population", record.effective_population, record.iteration)
+                writer.flush()
+            if state_path is not None:
+                save()
+
+        try:
+            run(neupl, iterations=iterations, seconds=budget, callback=show)
+        except KeyboardInterrupt:
+            if state_path is None:
+                raise
+            console.print(f"interrupted: {state_path} holds the finished iterations; continue with --resume")
+            return 130
+        finally:
+            if writer is not None:
+                writer.close()
+    history = neupl.history
+    weights = neupl.meta_nash()
+    payload = {
+        "game": args.game,
+        "graph": config.graph,
+        "meta_solver": config.meta_solver,
+        "population": config.population,
+        "simplex": config.simplex,
+        "gradient": config.gradient,
+        "iterations": neupl.iteration,
+        "effective_population": neupl.effective_population(),
+        "nash_conv": history[-1].nash_conv if history else neupl.nash_conv(weights),
+        "meta_nash": weights.tolist(),
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+                     "effective_population": r.effective_population} for r in history],
+        "seconds": neupl._seconds,
+        "command_seconds": time.perf_counter() - started,
+    }
+    title = f"NeuPL ({config.graph}, N={config.population}) on {args.game}"
+    if args.out is not None:
+        folder = args.out
+        atomic_write_text(os.path.join(folder, "graphs.json"), json.dumps(
+            [{"iteration": r.iteration, "sigma": r.sigma, "payoffs": r.payoffs, "meta_nash": r.meta_nash}
+             for r in history]) + "\n")
+        atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
+        _graph_plot(os.path.join(folder, "interaction_graph.png"), neupl.sigma.cpu(), f"{title}: Sigma")
+        if history:
+            _nash_conv_plot(os.path.join(folder, "nash_conv.png"), history, title)
+    if args.plot and history:
+        _nash_conv_plot(args.plot, history, title)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    console.print(f"[bold]{title}[/bold]: {neupl.iteration} iterations, effective population "
+                  f"{payload['effective_population']}, {neupl._seconds:.2f} s")
+    console.print(f"NashConv of the meta-Nash mixture: {payload['nash_conv']:.3e}")
+    if args.out is not None:
+        console.print(f"run folder {args.out}: state.pt, graphs.json, result.json, interaction_graph.png, "
+                      "nash_conv.png, TensorBoard events")
+    return 0
