@@ -311,6 +311,34 @@ def symmetric_decisions(game: ExtensiveFormGame, normal_form: Any = None) -> Ten
     return torch.zeros(game.num_infosets, dtype=torch.long, device=game.device)
 
 
+def load_neupl_game(spec: str, device: Any = None) -> tuple[ExtensiveFormGame, Tensor | None, Tensor | None]:
+    """``(tree, observations, decisions)`` for NeuPL: the game ``spec`` as a tree, OpenSpiel's
+    information-state tensors where it has them, and the seats of a symmetric normal-form game
+    as one decision. Raises :class:`NeuPLError` for a Markov game or a normal-form game that is not
+    2-player (and :class:`NeuPL` for one that is not zero-sum)."""
+    import os
+
+    from games.extensive_form import tree_from_normal_form
+    from games.loading import load_game
+    from marl.envs import is_markov_game
+
+    if is_markov_game(spec):
+        raise NeuPLError(f"{spec} is a Markov game; gamelab neupl plays game trees and normal-form games "
+                         "(NeuPL with the MADDPG learner on Markov games is not built yet)")
+    game = load_game(spec, dtype=torch.float64, device=device)
+    if isinstance(game, ExtensiveFormGame):
+        observations = None
+        if not os.path.exists(spec) and not spec.endswith(".efg"):
+            from games.adapters.openspiel import information_state_tensors
+
+            observations = information_state_tensors(game, spec)
+        return game, observations, None
+    if game.num_players != 2:
+        raise NeuPLError(f"NeuPL needs a 2-player zero-sum game; {spec} has {game.num_players} players")
+    tree = tree_from_normal_form(game)
+    return tree, None, symmetric_decisions(tree, game)
+
+
 # --------------------------------------------------------------------------------------
 # The conditional network
 
@@ -702,4 +730,4 @@ def run(neupl: NeuPL, *, iterations: int | None = None, seconds: float | None = 
 
 
 __all__ = ["GRAPHS", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError", "NeuPLIterate", "SymmetricTree",
-           "config_from_record", "interaction_graph", "run", "symmetric_decisions", "unique_rows"]
+           "config_from_record", "interaction_graph", "load_neupl_game", "run", "symmetric_decisions", "unique_rows"]

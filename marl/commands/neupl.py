@@ -31,34 +31,6 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def load_neupl_game(spec: str, device: Any = None) -> tuple[Any, Any, Any]:
-    """``(tree, observations, decisions)`` for NeuPL: the game ``spec`` as a tree, OpenSpiel's
-    information-state tensors where it has them, and the seats of a symmetric normal-form game
-    as one decision. Raises ``GamelabError`` for a Markov game."""
-    import torch
-
-    from games.extensive_form import ExtensiveFormGame, tree_from_normal_form
-    from games.loading import load_game
-    from marl.envs import is_markov_game
-    from marl.neupl import symmetric_decisions
-
-    if is_markov_game(spec):
-        raise GamelabError(f"{spec} is a Markov game; gamelab neupl plays game trees and normal-form games "
-                           "(NeuPL with the MADDPG learner on Markov games is not built yet)")
-    game = load_game(spec, dtype=torch.float64, device=device)
-    if isinstance(game, ExtensiveFormGame):
-        observations = None
-        if not os.path.exists(spec) and not spec.endswith(".efg"):
-            from games.adapters.openspiel import information_state_tensors
-
-            observations = information_state_tensors(game, spec)
-        return game, observations, None
-    if game.num_players != 2:
-        raise GamelabError(f"NeuPL needs a 2-player zero-sum game; {spec} has {game.num_players} players")
-    tree = tree_from_normal_form(game)
-    return tree, None, symmetric_decisions(tree, game)
-
-
 def _graph_plot(path: str, sigma: Any, title: str) -> None:
     """Sigma as a directed graph: an edge i -> j of width sigma_ij where policy i trains against policy j."""
     import networkx as nx
@@ -131,7 +103,7 @@ def command_neupl(args: argparse.Namespace) -> int:
 
     from games.io import atomic_write_bytes, atomic_write_text, read_torch_file
     from marl.commands.common import _device
-    from marl.neupl import NeuPL, run
+    from marl.neupl import NeuPL, load_neupl_game, run
 
     if args.iterations is not None and args.minutes is not None:
         raise GamelabError("pass --iterations or --minutes, not both")

@@ -47,6 +47,11 @@ Player kinds (which games take them):
   its mixture per match). With ``member: K`` the player is instead the K-th member of
   every population (0 is uniform random play, K the K-th iteration's best responses), so
   each generation of a run can be a player of its own.
+- ``neupl`` (normal-form, extensive-form): ``path:`` the ``state.pt`` of a ``gamelab neupl
+  --out`` run of the same game; the player is the meta-Nash mixture of its population (one
+  behavioural strategy whose realization plan on each seat is the mixture of the
+  policies'), or with ``policy: K`` its policy K (the network conditioned on row K of
+  Sigma), or with ``mixture: [w_0, ..., w_N-1]`` that mixture of its policies.
 - ``mcts`` (OpenSpiel extensive-form games, sampled play): OpenSpiel's MCTS bot on
   perfect-information games, its information-set MCTS bot otherwise; ``simulations``
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).
@@ -72,7 +77,7 @@ from typing import Any
 from games.errors import GamelabError, did_you_mean
 from marl.errors import TournamentConfigError
 
-PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "psro", "mcts", "checkpoint", "scripted",
+PLAYER_KINDS = ("uniform", "mixed", "pure", "solver", "strategy", "psro", "neupl", "mcts", "checkpoint", "scripted",
                 "callable")
 PLAYER_FIELDS = {
     "uniform": (),
@@ -81,12 +86,14 @@ PLAYER_FIELDS = {
     "solver": ("solver", "iterations"),
     "strategy": ("path",),
     "psro": ("path", "member"),
+    "neupl": ("path", "policy", "mixture"),
     "mcts": ("simulations", "rollouts", "uct_c"),
     "checkpoint": ("path",),
     "scripted": ("arguments",),
     "callable": ("callable", "arguments"),
 }
 REQUIRED_FIELDS = {"mixed": ("strategy",), "pure": ("action",), "strategy": ("path",), "psro": ("path",),
+                   "neupl": ("path",),
                    "checkpoint": ("path",),
                    "callable": ("callable",)}
 TOURNAMENT_FIELDS = ("name", "game", "settings", "evaluation", "matches_per_pair", "seat_swap", "seed", "batch_size",
@@ -264,6 +271,8 @@ def _player(check: _Checker, value: Any, path: tuple, allow_code: bool) -> Playe
     for required in REQUIRED_FIELDS.get(kind, ()):
         if required not in value:
             raise check.fail(path, f"a {kind} player needs the field {required}")
+    if kind == "neupl" and "policy" in value and "mixture" in value:
+        raise check.fail(path, "a neupl player is one policy or one mixture: give policy or mixture, not both")
     if kind == "callable" and not allow_code:
         raise check.fail((*path, "callable"),
                          f"player {name!r} runs Python code named in the config ({value['callable']!r}); "
@@ -298,8 +307,12 @@ def _player(check: _Checker, value: Any, path: tuple, allow_code: bool) -> Playe
             if kind == "scripted":
                 item = {k: check.number(v, (*here, k)) for k, v in item.items()}
             options[key] = dict(item)
-        elif key == "member":
+        elif key in ("member", "policy"):
             options[key] = check.integer(item, here, minimum=0)
+        elif key == "mixture":
+            if not isinstance(item, list) or not item or any(isinstance(part, list) for part in item):
+                raise check.fail(here, "expected one list of probabilities, a weight per policy of the population")
+            options[key] = _probabilities(check, item, here)
         elif key in ("iterations", "simulations", "rollouts"):
             options[key] = check.integer(item, here, minimum=1)
         elif key == "uct_c":

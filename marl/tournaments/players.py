@@ -102,6 +102,42 @@ def _psro_policies(config: TournamentConfig, player: PlayerConfig, game: Any,
     return run, [population[member] for population in run.populations]
 
 
+def _neupl_strategy(config: TournamentConfig, player: PlayerConfig, game: Any) -> Tensor:
+    """A ``gamelab neupl --out`` run's player (its meta-Nash mixture, ``policy: K`` or ``mixture:``) as one
+    behavioural strategy ``(num_infosets, max_actions)`` of the run's tree: ``game``'s own for a game
+    tree, the tree of ``games.extensive_form.tree_from_normal_form`` (a row per seat) for a normal-form game."""
+    from games.extensive_form import ExtensiveFormGame
+    from games.io import read_torch_file
+    from marl.neupl import NeuPL, config_from_record, load_neupl_game
+
+    path = config.resolve(player.options["path"])
+    try:
+        state = read_torch_file(path, what="NeuPL run")
+        if not isinstance(state, dict) or state.get("game") != config.game:
+            recorded = state.get("game") if isinstance(state, dict) else None
+            raise GamelabError(f"{path} is a NeuPL run of {recorded!r}, not of {config.game!r}")
+        tree, observations, decisions = load_neupl_game(config.game)
+        run = NeuPL(tree, config_from_record(state.get("config"), path), observations=observations,
+                    decisions=decisions)
+        run.load_state_dict(state, source=path)
+    except GamelabError as error:
+        raise _fail(player, str(error)) from None
+    size = run.config.population
+    if "policy" in player.options:
+        if player.options["policy"] >= size:
+            raise _fail(player, f"policy {player.options['policy']}: the run's population has policies 0..{size - 1}")
+        strategy = run.strategies()[player.options["policy"]]
+    elif "mixture" in player.options:
+        if len(player.options["mixture"]) != size:
+            raise _fail(player, f"mixture has {len(player.options['mixture'])} weights; the run has {size} policies")
+        strategy = run.mixture_strategy(torch.tensor(player.options["mixture"], dtype=run.game.dtype))
+    else:
+        strategy = run.mixture_strategy(run.meta_nash())
+    if isinstance(game, ExtensiveFormGame) and list(game.infoset_keys) != list(tree.infoset_keys):
+        raise _fail(player, f"{path}: the run's game tree does not match the tournament's")
+    return strategy
+
+
 def _solve(game: Any, player: PlayerConfig) -> list[Tensor]:
     from solvers import registry
 
@@ -145,6 +181,9 @@ class MatrixPlayer:
             self._fixed = [s.detach().to("cpu", torch.float64) for s in _solve(game, player)]
         elif kind == "psro":
             self._fixed = [mixture.detach().to("cpu", torch.float64) for mixture in _psro_policies(config, player, game)[1]]
+        elif kind == "neupl":
+            rows = _neupl_strategy(config, player, game).detach().to("cpu", torch.float64)
+            self._fixed = [rows[seat, : sizes[seat]] for seat in range(2)]
         elif kind == "strategy":
             path, payload = _read_json(config, player)
             strategies = payload.get("strategies") if isinstance(payload, dict) else None
@@ -155,7 +194,7 @@ class MatrixPlayer:
             self._function = load_callable(player)
         else:
             raise _fail(player, "this kind does not play normal-form games; use uniform, mixed, pure, solver, "
-                                "strategy, psro or callable")
+                                "strategy, psro, neupl or callable")
 
     def _check(self, values: Any, seat: int) -> Tensor:
         size = int(self.game.num_actions[seat])
@@ -273,6 +312,8 @@ class TreePlayer:
             mixtures = _psro_policies(config, player, game)[1]
             mine = [(game.infoset_player == seat)[:, None] for seat in range(game.num_players)]
             self._fixed = torch.where(mine[0], mixtures[0], mixtures[1])
+        elif kind == "neupl":
+            self._fixed = _neupl_strategy(config, player, game).to(game.device, game.dtype)
         elif kind == "strategy":
             try:
                 self._fixed = read_strategy(game, config.resolve(options["path"]))
@@ -285,7 +326,7 @@ class TreePlayer:
                 raise _fail(player, "MCTS plays OpenSpiel games; this game is not one")
         else:
             raise _fail(player, "this kind does not play extensive-form games; use uniform, pure, solver, "
-                                "strategy, psro, mcts or callable")
+                                "strategy, psro, neupl, mcts or callable")
 
     def strategy(self) -> Tensor:
         """``(num_infosets, max_actions)`` (a callable's output is validated; it raises ``GameError`` if bad)."""

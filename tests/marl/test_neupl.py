@@ -305,3 +305,61 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path, c
     code, _, err = gamelab(capsys, "neupl", "leduc_poker", "--out", str(folder), "--resume")
     assert code == 2 and "a run of 'kuhn_poker'" in err
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+# ----------------------------------------------------------------------------- tournaments
+
+
+def test_a_neupl_run_plays_tournaments_as_its_policies_and_mixtures(tmp_path, capsys):
+    """Policies K of a run play the table's entries U[K, L] of the run (both measure each pairing
+    exactly over both seats), and its meta-Nash mixture is the run's aggregated policy."""
+    import textwrap
+
+    from games.io import read_torch_file
+    from marl.tournaments.config import load_config
+    from marl.tournaments.run import run_tournament
+
+    assert gamelab(capsys, "neupl", "kuhn_poker", "--population", "4", "--steps", "10", "--iterations", "2",
+                   "--out", str(tmp_path / "run"))[0] == 0
+    (tmp_path / "t.yaml").write_text(textwrap.dedent("""\
+        game: kuhn_poker
+        players:
+          - {name: policy-1, kind: neupl, path: run/state.pt, policy: 1}
+          - {name: policy-3, kind: neupl, path: run/state.pt, policy: 3}
+          - {name: meta-nash, kind: neupl, path: run/state.pt}
+          - {name: half-half, kind: neupl, path: run/state.pt, mixture: [0, 0.5, 0, 0.5]}
+          - {name: uniform, kind: uniform}
+    """))
+    result = run_tournament(load_config(str(tmp_path / "t.yaml")), tmp_path / "t.sqlite")
+    neupl = kuhn_run(steps_per_iteration=10)
+    neupl.load_state_dict(read_torch_file(tmp_path / "run" / "state.pt"))
+    payoffs = result.tables.payoffs
+    assert payoffs[0, 1] == pytest.approx(float(neupl.payoffs[1, 3]), abs=1e-9)
+    mixed = neupl.tree.reach(neupl.mixture_strategy(neupl.meta_nash())[None])
+    ones = neupl.tree.reach(neupl.strategies()[[1, 3]])
+    assert payoffs[2, 0] == pytest.approx(float(neupl.tree.payoffs(mixed, ones)[0, 0]), abs=1e-9)
+    half = neupl.mixture_strategy(torch.tensor([0, 0.5, 0, 0.5], dtype=torch.float64))
+    assert payoffs[3, 4] == pytest.approx(float(neupl.tree.payoffs(neupl.tree.reach(half[None]), neupl.tree.reach(
+        KUHN.uniform_strategy()[None]))[0, 0]), abs=1e-9)
+
+
+def test_a_neupl_player_that_does_not_fit_is_refused_in_one_line(tmp_path, capsys):
+    import textwrap
+
+    assert gamelab(capsys, "neupl", "rock_paper_scissors", "--population", "3", "--iterations", "1",
+                   "--out", str(tmp_path / "run"))[0] == 0
+    for player, message in (("{name: n, kind: neupl, path: run/state.pt, policy: 3}", "policies 0..2"),
+                            ("{name: n, kind: neupl, path: run/state.pt, mixture: [1.0]}", "1 weights"),
+                            ("{name: n, kind: neupl, path: run/state.pt, policy: 0, mixture: [1, 0, 0]}", "not both")):
+        (tmp_path / "t.yaml").write_text(textwrap.dedent(f"""\
+            game: rock_paper_scissors
+            players:
+              - {player}
+              - {{name: uniform, kind: uniform}}
+        """))
+        code, _, err = gamelab(capsys, "tournament", str(tmp_path / "t.yaml"), "--db", str(tmp_path / "t.sqlite"))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "t.yaml").write_text("game: kuhn_poker\nplayers:\n  - {name: n, kind: neupl, path: run/state.pt}\n"
+                                     "  - {name: uniform, kind: uniform}\n")
+    code, _, err = gamelab(capsys, "tournament", str(tmp_path / "t.yaml"), "--db", str(tmp_path / "k.sqlite"))
+    assert code == 2 and "is a NeuPL run of 'rock_paper_scissors', not of 'kuhn_poker'" in err
