@@ -60,6 +60,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.cfr
 	$(PY) -m benchmarks.psro
 	$(PY) -m benchmarks.psro_markov  # about 10 minutes: 12 MADDPG best responses on tag
+	$(PY) -m benchmarks.neupl  # about 11 minutes: two 5-minute NeuPL runs on Leduc
 	$(PY) -m benchmarks.sim
 	$(PY) -m benchmarks.tournament
 	$(PY) -m benchmarks.maddpg  # about 25 minutes: two 10-minute training runs

@@ -62,17 +62,18 @@ Games: 2-player constant-sum game trees, symmetrized by alternating seats (norma
 games through ``games.extensive_form.tree_from_normal_form``). A policy is a behavioural
 strategy over the infosets of both seats, ``(num_infosets, max_actions)``, and
 ``U[i, j] = (u_0(pi_i, pi_j) + u_1(pi_j, pi_i)) / 2``. The network reads each infoset's
-observation (OpenSpiel's information-state tensor, else a one-hot of the infoset), the
-seat, and ``sigma``, plus a learned vector per infoset (:class:`ConditionalPolicy`).
+observation (OpenSpiel's information-state tensor where the game has one), the seat, and
+``sigma``, and adds a learned vector per infoset (:class:`ConditionalPolicy`). In a
+symmetric normal-form game (rock-paper-scissors) both seats are one decision
+(:func:`symmetric_decisions`), so a policy plays them alike.
 
 The population's strength is the NashConv (OpenSpiel's) of its meta-Nash mixture: the
 meta-solver's equilibrium ``w`` of ``U``, as one policy whose realization plan on each
 seat is the ``w``-weighted sum of the members' (what OpenSpiel's ``PolicyAggregator``
 builds).
 
-NOTE: the paper's ``F^PSRO-N`` also stops adding policies while the last one still
-improves; here every row is refreshed at every update and the effective population grows
-as the Nash rows come apart.
+NOTE: every row of Sigma is refreshed at every update, so a policy whose row moves starts
+from what the network had learned for the old row.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ class SymmetricTree:
             self.decisions = torch.arange(game.num_infosets, device=game.device)
             seat = torch.nn.functional.one_hot(game.infoset_player, 2).float()
         else:
+            if tuple(decisions.shape) != (game.num_infosets,) or bool((decisions < 0).any()):
+                raise NeuPLError(f"decisions of shape {tuple(decisions.shape)}: expected one id >= 0 per infoset "
+                                 f"({game.num_infosets})")
             self.decisions = decisions.to(game.device, torch.long)
             seat = torch.zeros(game.num_infosets, 0, device=game.device)
         if observations is None:

@@ -363,3 +363,10 @@ def test_a_neupl_player_that_does_not_fit_is_refused_in_one_line(tmp_path, capsy
                                      "  - {name: uniform, kind: uniform}\n")
     code, _, err = gamelab(capsys, "tournament", str(tmp_path / "t.yaml"), "--db", str(tmp_path / "k.sqlite"))
     assert code == 2 and "is a NeuPL run of 'rock_paper_scissors', not of 'kuhn_poker'" in err
+
+
+def test_only_symmetric_normal_form_games_play_both_seats_alike():
+    for name, symmetric in (("rock_paper_scissors", True), ("matching_pennies", False)):
+        normal_form = load_game(name)
+        decisions = symmetric_decisions(tree_from_normal_form(normal_form), normal_form)
+        assert (decisions is not None) == symmetric, name
