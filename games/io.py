@@ -237,3 +237,13 @@ def read_torch_file(path: str | os.PathLike, what: str = "torch file") -> Any:
         detail = "" if "Weights only load failed" in text or not text.strip() else \
             f": {type(error).__name__} {text.strip().splitlines()[0][:160]}"
         raise GameFileError(path, None, None, f"not a readable torch {what} (corrupted or foreign){detail}") from None
+
+
+def saved_format_problem(state: Any, marker: str, version: int, what: str) -> str | None:
+    """What is wrong with a saved ``state`` whose dict should carry ``format: marker`` and ``version``
+    (``what`` names the kind of file in the message), or None when both fit."""
+    if not isinstance(state, dict) or state.get("format") != marker:
+        return f"not a gamelab {what} (no {marker!r} format marker)"
+    if state.get("version") != version:
+        return f"{what} version {state.get('version')!r}; this gamelab reads {version}"
+    return None

@@ -674,10 +674,11 @@ class NeuPL:
         def fail(message: str) -> NeuPLError:
             return NeuPLError(f"{source}: {message}")
 
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise fail(f"not a gamelab NeuPL run (no {STATE_FORMAT!r} format marker)")
-        if state.get("version") != STATE_VERSION:
-            raise fail(f"NeuPL run version {state.get('version')!r}; this gamelab reads {STATE_VERSION}")
+        from games.io import saved_format_problem
+
+        problem = saved_format_problem(state, STATE_FORMAT, STATE_VERSION, "NeuPL run")
+        if problem is not None:
+            raise fail(problem)
         recorded = config_from_record(state.get("config"), source)
         if recorded != self.config:
             changed = [f.name for f in dataclasses.fields(NeuPLConfig)

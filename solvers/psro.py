@@ -581,10 +581,11 @@ class PSRO:
         def fail(message: str) -> SolverError:
             return SolverError(f"{source}: {message}")
 
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise fail(f"not a gamelab PSRO run (no {STATE_FORMAT!r} format marker)")
-        if state.get("version") != STATE_VERSION:
-            raise fail(f"PSRO run version {state.get('version')!r}; this gamelab reads {STATE_VERSION}")
+        from games.io import saved_format_problem
+
+        problem = saved_format_problem(state, STATE_FORMAT, STATE_VERSION, "PSRO run")
+        if problem is not None:
+            raise fail(problem)
         if state.get("meta_solver") != self.meta_solver:
             raise fail(f"the run used the meta-solver {state.get('meta_solver')!r}, not {self.meta_solver!r}")
         populations, meta_game, history = state.get("populations"), state.get("meta_game"), state.get("history")

@@ -48,3 +48,29 @@ def _setting(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
+
+
+def _run_folder(args: Any, what: str) -> tuple[str | None, dict | None]:
+    """``(state_path, state)`` of a run command's ``--out`` folder: refuses a folder that is a file, a
+    non-empty folder without ``--resume``, a ``--resume`` with no run, and a run of another game;
+    ``state`` is the saved run when resuming (read with ``weights_only=True``), else None."""
+    import os
+
+    from games.io import read_torch_file
+
+    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
+    if args.resume and (state_path is None or not os.path.isfile(state_path)):
+        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no {what} run (state.pt) to continue")
+    if args.out is not None:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise GamelabError(f"--out {args.out}: exists and is not a folder")
+        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
+            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
+        _check_writable_folder(args.out, f"--out {args.out}")
+    if not args.resume:
+        return state_path, None
+    state = read_torch_file(state_path, what=f"{what} run")
+    if not isinstance(state, dict) or state.get("game") != args.game:
+        recorded = state.get("game") if isinstance(state, dict) else None
+        raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+    return state_path, state

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from games.errors import GamelabError
-from marl.commands.common import _check_output_path, _check_writable_folder
+from marl.commands.common import _check_output_path, _run_folder
 
 DEFAULT_ITERATIONS = 30
 SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
@@ -101,28 +101,14 @@ def command_neupl(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from games.io import atomic_write_bytes, atomic_write_text, read_torch_file
+    from games.io import atomic_write_bytes, atomic_write_text
     from marl.commands.common import _device
     from marl.neupl import NeuPL, load_neupl_game, run
 
     if args.iterations is not None and args.minutes is not None:
         raise GamelabError("pass --iterations or --minutes, not both")
     _check_output_path(args.plot, "--plot")
-    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
-    if args.resume and (state_path is None or not os.path.isfile(state_path)):
-        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no NeuPL run (state.pt) to continue")
-    if args.out is not None:
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise GamelabError(f"--out {args.out}: exists and is not a folder")
-        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
-            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
-        _check_writable_folder(args.out, f"--out {args.out}")
-    state = None
-    if args.resume:
-        state = read_torch_file(state_path, what="NeuPL run")
-        if not isinstance(state, dict) or state.get("game") != args.game:
-            recorded = state.get("game") if isinstance(state, dict) else None
-            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+    state_path, state = _run_folder(args, "NeuPL")
     config = _config(args, state, state_path)
     device = _device(args.device or "cpu")
     game, observations, decisions = load_neupl_game(args.game, device)

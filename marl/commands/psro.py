@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from games.errors import GamelabError
-from marl.commands.common import _check_output_path, _check_writable_folder
+from marl.commands.common import _check_output_path, _run_folder
 
 MARKOV_DEFAULTS = {"oracle_steps": 200_000, "num_envs": 64, "sims_per_entry": 64, "seed": 0, "device": "cpu"}
 MARKOV_FLAGS = ("oracle_steps", "num_envs", "sims_per_entry", "seed", "device", "set", "param", "warm_start")
@@ -124,23 +124,7 @@ def command_psro(args: argparse.Namespace) -> int:
     markov = is_markov_game(args.game)
     oracle = _check_oracle(args, markov)
     _check_output_path(args.plot, "--plot")
-    state_path = None if args.out is None else os.path.join(args.out, "state.pt")
-    if args.resume and (state_path is None or not os.path.isfile(state_path)):
-        raise GamelabError(f"--resume: {args.out or '(no --out)'} holds no PSRO run (state.pt) to continue")
-    if args.out is not None:
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise GamelabError(f"--out {args.out}: exists and is not a folder")
-        if not args.resume and os.path.isdir(args.out) and os.listdir(args.out):
-            raise GamelabError(f"--out {args.out}: the folder is not empty; choose another --out, or --resume a run")
-        _check_writable_folder(args.out, f"--out {args.out}")
-    state = None
-    if args.resume:
-        from games.io import read_torch_file
-
-        state = read_torch_file(state_path, what="PSRO run")
-        if not isinstance(state, dict) or state.get("game") != args.game:
-            recorded = state.get("game") if isinstance(state, dict) else None
-            raise GamelabError(f"--resume: {state_path} is a run of {recorded!r}, not {args.game!r}")
+    state_path, state = _run_folder(args, "PSRO")
     space = _markov_space(args, state, state_path) if markov else None
     game = space.probe if markov else load_game(args.game, dtype=torch.float64)
     tree = isinstance(game, ExtensiveFormGame)

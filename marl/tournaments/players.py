@@ -74,19 +74,27 @@ def _read_json(config: TournamentConfig, player: PlayerConfig) -> tuple[str, Any
         raise GameFileError(path, error.lineno, error.colno, f"not valid JSON: {error.msg}") from None
 
 
+def _read_run(config: TournamentConfig, player: PlayerConfig, what: str) -> tuple[str, dict]:
+    """``(path, state)``: the ``state.pt`` a player's ``path`` names (``weights_only=True``), a ``what`` run
+    of the tournament's game; raises ``GamelabError`` otherwise."""
+    from games.io import read_torch_file
+
+    path = config.resolve(player.options["path"])
+    state = read_torch_file(path, what=f"{what} run")
+    if not isinstance(state, dict) or state.get("game") != config.game:
+        recorded = state.get("game") if isinstance(state, dict) else None
+        raise GamelabError(f"{path} is a {what} run of {recorded!r}, not of {config.game!r}")
+    return path, state
+
+
 def _psro_policies(config: TournamentConfig, player: PlayerConfig, game: Any,
                    space_of: Callable[[dict, str], Any] | None = None) -> tuple[Any, list[Any]]:
     """A ``gamelab psro --out`` run (its ``state.pt``) and each player's policy in it: its sigma-mixture,
     or with ``member: K`` its K-th member. ``space_of(state, path)``: the run's policy space (Markov games)."""
-    from games.io import read_torch_file
     from solvers.psro import PSRO
 
-    path = config.resolve(player.options["path"])
     try:
-        state = read_torch_file(path, what="PSRO run")
-        if not isinstance(state, dict) or state.get("game") != config.game:
-            recorded = state.get("game") if isinstance(state, dict) else None
-            raise GamelabError(f"{path} is a PSRO run of {recorded!r}, not of {config.game!r}")
+        path, state = _read_run(config, player, "PSRO")
         space = None if space_of is None else space_of(state, path)
         run = PSRO(game, str(state.get("meta_solver")), policy_space=space)
         run.load_state_dict(state, source=path)
@@ -107,15 +115,10 @@ def _neupl_strategy(config: TournamentConfig, player: PlayerConfig, game: Any) -
     behavioural strategy ``(num_infosets, max_actions)`` of the run's tree: ``game``'s own for a game
     tree, the tree of ``games.extensive_form.tree_from_normal_form`` (a row per seat) for a normal-form game."""
     from games.extensive_form import ExtensiveFormGame
-    from games.io import read_torch_file
     from marl.neupl import NeuPL, config_from_record, load_neupl_game
 
-    path = config.resolve(player.options["path"])
     try:
-        state = read_torch_file(path, what="NeuPL run")
-        if not isinstance(state, dict) or state.get("game") != config.game:
-            recorded = state.get("game") if isinstance(state, dict) else None
-            raise GamelabError(f"{path} is a NeuPL run of {recorded!r}, not of {config.game!r}")
+        path, state = _read_run(config, player, "NeuPL")
         tree, observations, decisions = load_neupl_game(config.game)
         run = NeuPL(tree, config_from_record(state.get("config"), path), observations=observations,
                     decisions=decisions)

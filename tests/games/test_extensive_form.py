@@ -203,25 +203,26 @@ def test_a_normal_form_game_as_a_tree_keeps_its_payoffs_and_nash_conv(sizes):
 
 
 def test_information_state_tensors_are_openspiels_at_every_infoset():
+    import numpy as np
+
     from games.adapters.openspiel import information_state_tensors
 
     game = extensive_form_from_openspiel("leduc_poker")
     tensors = information_state_tensors(game, "leduc_poker")
-    assert tensors.shape == (game.num_infosets, pyspiel.load_game("leduc_poker").information_state_tensor_size())
+    spiel = pyspiel.load_game("leduc_poker")
+    assert tensors.shape == (game.num_infosets, spiel.information_state_tensor_size())
     index = {key: infoset for infoset, key in enumerate(game.infoset_keys)}
-    checked = 0
-    stack = [pyspiel.load_game("leduc_poker").new_initial_state()]
-    while stack and checked < 3000:  # every node of the first histories, deeper ones included
-        state = stack.pop()
-        if state.is_terminal():
-            continue
-        if state.is_chance_node():
-            stack.extend(state.child(action) for action, _ in state.chance_outcomes())
-            continue
-        player = state.current_player()
-        row = tensors[index[state.information_state_string(player)]]
-        assert torch.equal(row, torch.tensor(state.information_state_tensor(player), dtype=torch.float32))
-        checked += 1
-        stack.extend(state.child(action) for action in state.legal_actions())
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # random plays: every decision met is checked against OpenSpiel's own tensor
+        state = spiel.new_initial_state()
+        while not state.is_terminal():
+            if state.is_chance_node():
+                actions, probabilities = zip(*state.chance_outcomes())
+                state.apply_action(int(rng.choice(actions, p=probabilities)))
+                continue
+            player = state.current_player()
+            row = tensors[index[state.information_state_string(player)]]
+            assert torch.equal(row, torch.tensor(state.information_state_tensor(player), dtype=torch.float32))
+            state.apply_action(int(rng.choice(state.legal_actions())))
     assert information_state_tensors(extensive_form_from_openspiel("kuhn_poker"), "kuhn_poker").unique(dim=0).shape[0] \
         == 12
