@@ -20,8 +20,9 @@ network conditioned on ``sigma_i``, its opponent mixture, row i of the interacti
    - ``counterfactual`` (the default): the all-actions policy gradient on the exact
      counterfactual values ``q(I, a)`` (Srinivasan et al., NeurIPS 2018): the exact
      gradient with each infoset's own reach left out, so an infoset the learner's own
-     earlier actions have stopped reaching still learns (measured on a Kuhn best
-     response: the exact gradient stalled 1/12 short, the counterfactual one reached it);
+     earlier actions have stopped reaching still learns. Measured, the two are close:
+     Kuhn, N = 8, 30 iterations, seeds 0-2, final NashConv 0.091, 0.015, 0.125 with it
+     and 0.293, 0.031, 0.022 with ``exact``;
    - ``sampled``: REINFORCE on ``episodes`` episodes per learner, each pairing's terminal
      drawn from its distribution on the tree (the law of playing it out); its mean is
      the exact gradient.
