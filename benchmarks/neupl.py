@@ -10,10 +10,11 @@
    the value of the zero-sum game ``A[i, j]``, NeuPL's policy i against PSRO's generation j
    (its two best responses of iteration j as one policy), seats averaged; positive when
    NeuPL's population is not exploited by PSRO's.
-2) Simplex-NeuPL (``--simplex``) trained for the same time: for 100 mixtures drawn from
-   the flat Dirichlet over its unique policies, the exact value of its conditioned
-   response against the mixture, against the exact best response's, as a share of the
-   game's payoff range; and its NashConv beside plain NeuPL's.
+2) Simplex-NeuPL (``--simplex``, with the opponent-prediction head) trained for the same
+   time: for 100 mixtures drawn from the flat Dirichlet over its unique policies, the
+   exact value of its conditioned response against the mixture, against the exact best
+   response's, as a share of the game's payoff range; the head's distance from the exact
+   posterior over the opponent's identity; and its NashConv beside plain NeuPL's.
 3) ``gamelab neupl`` as a user runs it (a subprocess, Kuhn poker, 10 iterations): the
    command's wall time beside the run's own seconds.
 """
@@ -28,12 +29,13 @@ import sys
 import time
 
 
-def neupl_run(game: str, population: int, seconds: float, simplex: float = 0.0, seed: int = 0) -> tuple[dict, object]:
+def neupl_run(game: str, population: int, seconds: float, simplex: float = 0.0, seed: int = 0,
+              predict_opponent: float = 0.0) -> tuple[dict, object]:
     from marl.neupl import NeuPL, NeuPLConfig, load_neupl_game, run
 
     tree, observations, decisions = load_neupl_game(game)
-    neupl = NeuPL(tree, NeuPLConfig(population=population, simplex=simplex, seed=seed), observations=observations,
-                  decisions=decisions)
+    neupl = NeuPL(tree, NeuPLConfig(population=population, simplex=simplex, seed=seed,
+                                    predict_opponent=predict_opponent), observations=observations, decisions=decisions)
     run(neupl, seconds=seconds)
     history = [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
                 "effective_population": r.effective_population} for r in neupl.history]
@@ -91,19 +93,23 @@ def simplex_shortfalls(neupl, draws: int = 100, seed: int = 0) -> dict:
     opponents = neupl.tree.reach(strategies)
     rows = unique_rows(neupl.sigma)
     generator = torch.Generator().manual_seed(seed)
-    shortfalls = []
+    shortfalls, mixtures = [], []
     for _ in range(draws):
         gamma = -torch.log(torch.rand(len(rows), generator=generator, dtype=torch.float64))
         weights = torch.zeros(neupl.config.population, dtype=torch.float64)
         weights[rows] = gamma / gamma.sum()
+        mixtures.append(weights)
         with torch.no_grad():
             response = neupl.policies(weights[None])
             value = float((weights[None] * neupl.tree.payoffs(neupl.tree.reach(response), opponents)).sum())
         shortfalls.append(float(neupl.tree.best_response_value(strategies, weights)) - value)
     utilities = neupl.game.terminal_utilities
     payoff_range = float(utilities.max() - utilities.min())
-    return {"draws": draws, "payoff_range": payoff_range, "mean_shortfall": sum(shortfalls) / draws,
-            "max_shortfall": max(shortfalls), "mean_shortfall_share": sum(shortfalls) / draws / payoff_range}
+    row = {"draws": draws, "payoff_range": payoff_range, "mean_shortfall": sum(shortfalls) / draws,
+           "max_shortfall": max(shortfalls), "mean_shortfall_share": sum(shortfalls) / draws / payoff_range}
+    if neupl.config.predict_opponent > 0:
+        row["opponent_prediction_error"] = neupl.prediction_error(torch.stack(mixtures))
+    return row
 
 
 def command_timing(game: str = "kuhn_poker", iterations: int = 10) -> dict:
@@ -129,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=300.0, help="NeuPL's training budget, each run")
     parser.add_argument("--simplex", type=float, default=0.3, help="Simplex-NeuPL's weight (0 skips part 2)")
+    parser.add_argument("--predict-opponent", type=float, default=1.0,
+                        help="weight of Simplex-NeuPL's opponent-prediction head (0: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     results: dict = {"benchmark": "neupl", "game": args.game, "population": args.population}
@@ -151,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     results.update(psro=psro_row, neupl=neupl_row, equal_time=equal, relative_population_performance=rpp)
 
     if args.simplex > 0:
-        simplex_row, simplex = neupl_run(args.game, args.population, args.seconds, simplex=args.simplex)
+        simplex_row, simplex = neupl_run(args.game, args.population, args.seconds, simplex=args.simplex,
+                                         predict_opponent=args.predict_opponent)
         shortfalls = simplex_shortfalls(simplex)
         simplex_row["responses"] = shortfalls
         results["simplex"] = simplex_row
@@ -160,6 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"of the exact best response by {shortfalls['mean_shortfall']:.4f} on average "
               f"({100 * shortfalls['mean_shortfall_share']:.2f}% of the payoff range), "
               f"{shortfalls['max_shortfall']:.4f} at most", flush=True)
+        if "opponent_prediction_error" in shortfalls:
+            print(f"  its opponent head, against the exact posterior over those mixtures: mean total-variation "
+                  f"distance {shortfalls['opponent_prediction_error']:.4f}, reach-weighted", flush=True)
     results["command"] = command_timing()
     print(f"gamelab neupl kuhn_poker --iterations 10: {results['command']['command_wall_s']:.1f} s as a command, "
           f"{results['command']['run_s']:.1f} s of it training", flush=True)

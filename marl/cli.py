@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     neupl.add_argument("--simplex", type=_non_negative_float, default=None,
                        help="Simplex-NeuPL: weight of best responses to mixtures drawn from the simplex, in [0, 1) "
                             "(default 0: NeuPL)")
+    neupl.add_argument("--predict-opponent", type=_non_negative_float, default=None, metavar="WEIGHT",
+                       help="add a head that predicts which policy the opponent is, trained against the exact "
+                            "posterior with this weight (default 0: no head)")
     neupl.add_argument("--steps", type=_positive_int, default=None,
                        help="gradient steps between meta-graph updates (default 50)")
     neupl.add_argument("--learning-rate", type=_non_negative_float, default=None, help="Adam's (default 1e-3)")

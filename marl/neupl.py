@@ -57,7 +57,11 @@ Simplex-NeuPL (``simplex = p > 0``): each step also conditions the network on
 ``simplex_draws`` mixtures drawn from the flat Dirichlet over the population's unique
 policies, each learning a best response to its own mixture; the objective weighs the
 rows by ``1 - p`` and the draws by ``p`` (the paper's per-episode probability, in
-expectation).
+expectation). With ``predict_opponent > 0`` a second head guesses, at each infoset,
+which of the population's policies the opponent is; it is trained by cross-entropy
+against the exact Bayes posterior (:meth:`SymmetricTree.opponent_posterior`), weighted by
+the probability of reaching the infoset: the expectation of the paper's loss on the
+sampled opponent's identity.
 
 Games: 2-player constant-sum game trees, symmetrized by alternating seats (normal-form
 games through ``games.extensive_form.tree_from_normal_form``). A policy is a behavioural
@@ -262,6 +266,57 @@ class SymmetricTree:
             total = total + (packed * values[:-1]).sum(0)
         return 0.5 * total
 
+    def _node_levels(self) -> list[Tensor]:
+        """The node ids at each depth from 1 down, cached on the game."""
+        game = self.game
+        if "node_levels" not in game._cache:
+            depths = game.node_depth
+            game._cache["node_levels"] = [torch.nonzero(depths == d).flatten() for d in range(1, int(depths.max()) + 1)]
+        return game._cache["node_levels"]
+
+    def node_reach(self, strategies: Tensor, player: int) -> Tensor:
+        """``(K, num_nodes)``: each strategy's own probability of reaching each node as ``player``
+        (the product of ``player``'s action probabilities on the way), one depth at a time."""
+        game = self.game
+        reach = strategies.new_ones(strategies.shape[0], game.num_nodes)
+        for nodes in self._node_levels():
+            parents = game.node_parent[nodes]
+            mine = game.node_player[parents] == player
+            # A chance parent's outcome slot may exceed max_actions: such nodes read slot 0, then are masked.
+            step = strategies[:, game.node_infoset[parents].clamp_min(0), torch.where(mine, game.node_slot[nodes], 0)]
+            reach[:, nodes] = reach[:, parents] * torch.where(mine, step, torch.ones_like(step))
+        return reach
+
+    def opponent_posterior(self, opponents: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """The exact Bayes posterior over which opponent a learner faces, at each of its infosets.
+
+        A learner conditioned on ``targets[k]`` ``(K, M)`` meets opponent m with probability
+        ``targets[k, m]``; at an infoset I of either seat it believes
+        ``P(m | I) = targets[k, m] R_m(I) / sum_m' targets[k, m'] R_m'(I)``, where ``R_m(I)``
+        sums, over the histories in I, chance's probability times opponent m's own reach (its
+        own reach is the same at every history of I, by perfect recall, and cancels).
+
+        Shapes: ``opponents`` ``(M, I, A)``. Returns ``(posterior (K, I, M), evidence (K, I))``,
+        ``evidence`` the probability of reaching I but for the learner's own actions (a uniform
+        posterior where it is 0).
+        """
+        game = self.game
+        decision = game.node_infoset >= 0
+        infosets = game.node_infoset[decision]
+        chance = game.node_probability.new_ones(game.num_nodes)
+        for nodes in self._node_levels():  # chance's own reach of each node
+            chance[nodes] = chance[game.node_parent[nodes]] * game.node_probability[nodes]
+        mass = opponents.new_zeros(opponents.shape[0], game.num_infosets)  # (M, I): R_m(I)
+        for seat in (0, 1):
+            reach = self.node_reach(opponents, 1 - seat)[:, decision] * chance[decision]  # (M, decision nodes)
+            at_seat = game.node_player[decision] == seat
+            mass = mass.index_add(1, infosets[at_seat], reach[:, at_seat])
+        joint = targets[:, None, :] * mass.T[None]  # (K, I, M)
+        evidence = joint.sum(-1)
+        posterior = torch.where(evidence[..., None] > 0, joint / evidence.clamp_min(1e-300)[..., None],
+                                torch.full_like(joint, 1.0 / joint.shape[-1]))
+        return posterior, evidence
+
     def best_response_value(self, strategies: Tensor, weights: Tensor) -> Tensor:
         """The seat-averaged value of an exact best response to the ``weights``-mixture of ``strategies``. ``()``."""
         from solvers.sequence_form import best_response_to_reach
@@ -364,7 +419,7 @@ class ConditionalPolicy(nn.Module):
     """
 
     def __init__(self, observation_size: int, population: int, num_decisions: int, max_actions: int,
-                 hidden_sizes: tuple[int, ...] = (128, 128)) -> None:
+                 hidden_sizes: tuple[int, ...] = (128, 128), predict_opponent: bool = False) -> None:
         super().__init__()
         first, *rest = hidden_sizes
         self.first = nn.Linear(observation_size + population, first)
@@ -375,15 +430,24 @@ class ConditionalPolicy(nn.Module):
         for hidden in rest:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        layers.append(nn.Linear(width, max_actions))
-        self.body = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(*layers)
+        self.actions = nn.Linear(width, max_actions)
+        self.opponent = nn.Linear(width, population) if predict_opponent else None
 
-    def logits(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> Tensor:
+    def _hidden(self, observations: Tensor, sigmas: Tensor, decisions: Tensor) -> Tensor:
         num, infosets = sigmas.shape[0], observations.shape[0]
         inputs = torch.cat([observations.expand(num, -1, -1),
                             sigmas.to(observations.dtype)[:, None, :].expand(-1, infosets, -1)], dim=-1)
-        hidden = self.first(inputs) + self.infoset(decisions)
-        return self.body(hidden).masked_fill(~legal, -torch.inf)
+        return self.trunk(self.first(inputs) + self.infoset(decisions))
+
+    def logits(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> Tensor:
+        return self.actions(self._hidden(observations, sigmas, decisions)).masked_fill(~legal, -torch.inf)
+
+    def heads(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> tuple[Tensor, Tensor]:
+        """``(action logits (K, I, A), opponent logits (K, I, N))``: the second head predicts which policy of
+        the population the opponent is (networks built with ``predict_opponent``)."""
+        hidden = self._hidden(observations, sigmas, decisions)
+        return self.actions(hidden).masked_fill(~legal, -torch.inf), self.opponent(hidden)
 
     def forward(self, observations: Tensor, sigmas: Tensor, legal: Tensor, decisions: Tensor) -> Tensor:
         return torch.softmax(self.logits(observations, sigmas, legal, decisions), dim=-1)
@@ -406,6 +470,10 @@ class NeuPLConfig:
     """Simplex-NeuPL's weight on mixtures drawn from the simplex (0: NeuPL)."""
     simplex_draws: int = 16
     """Mixtures drawn per step when ``simplex > 0``."""
+    predict_opponent: float = 0.0
+    """Weight of the opponent-prediction head's loss (0: no head): the cross-entropy of the head's guess of
+    which policy the opponent is against the exact Bayes posterior, weighted by how often each infoset is
+    reached (what the sampled opponent's identity trains in expectation)."""
     steps_per_iteration: int = 50
     """Gradient steps between meta-graph updates."""
     learning_rate: float = 1e-3
@@ -440,6 +508,8 @@ class NeuPLConfig:
         for name in ("simplex_draws", "steps_per_iteration", "episodes"):
             if getattr(self, name) < 1:
                 raise NeuPLError(f"{name} {getattr(self, name)}: must be at least 1")
+        if not self.predict_opponent >= 0:
+            raise NeuPLError(f"predict_opponent {self.predict_opponent}: must be at least 0")
         if not self.logit_penalty >= 0:
             raise NeuPLError(f"logit_penalty {self.logit_penalty}: must be at least 0")
         if not self.learning_rate > 0:
@@ -496,8 +566,8 @@ class NeuPL:
             torch.manual_seed(config.seed)
             self.network = ConditionalPolicy(self.tree.observation_size, config.population,
                                              int(self.tree.decisions.max()) + 1,
-                                             self.game.max_actions, tuple(int(h) for h in config.hidden_sizes)
-                                             ).to(self.game.device)
+                                             self.game.max_actions, tuple(int(h) for h in config.hidden_sizes),
+                                             predict_opponent=config.predict_opponent > 0).to(self.game.device)
             with torch.no_grad():
                 first = self.network(self.tree.observations, torch.zeros(1, config.population, device=self.game.device),
                                      self.tree.legal, self.tree.decisions)[0]
@@ -526,13 +596,53 @@ class NeuPL:
 
     def _forward(self, sigmas: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits, policies)``, both ``(K, I, A)``: the network's logits, and :meth:`policies`."""
+        logits, probabilities, _ = self._heads(sigmas)
+        return logits, probabilities
+
+    def _heads(self, sigmas: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`_forward`'s pair and the opponent head's logits ``(K, I, N)`` (None without the head)."""
         sigmas = sigmas.to(self.game.device, torch.float32)
-        logits = self.network.logits(self.tree.observations, sigmas, self.tree.legal, self.tree.decisions)
+        arguments = (self.tree.observations, sigmas, self.tree.legal, self.tree.decisions)
+        guesses = None
+        if self.network.opponent is not None:
+            logits, guesses = self.network.heads(*arguments)
+        else:
+            logits = self.network.logits(*arguments)
         probabilities = torch.softmax(logits, dim=-1).to(self.game.dtype)
         untrained = sigmas.sum(1) == 0
         if bool(untrained.any()):
             probabilities = torch.where(untrained[:, None, None], self.untrained, probabilities)
-        return logits, probabilities
+        return logits, probabilities, guesses
+
+    def _own_reach(self, strategies: Tensor) -> Tensor:
+        """``(K, I)``: each strategy's own probability of its actions before each infoset (of either seat)."""
+        flat = strategies.reshape(strategies.shape[0], -1)
+        own = strategies.new_zeros(strategies.shape[0], self.game.num_infosets)
+        for form in self.tree.forms:
+            plan = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
+            own[:, form.infosets] = plan.index_select(0, form.infoset_parent).T
+        return own
+
+    def prediction_loss(self, guesses: Tensor, learners: Tensor, opponents: Tensor, targets: Tensor) -> Tensor:
+        """``(K,)``: the opponent head's cross-entropy against the exact posterior, weighted by each infoset's
+        probability of being reached (seats averaged). Shapes: ``guesses`` ``(K, I, N)``, ``learners``
+        ``(K, I, A)``, ``opponents`` ``(N, I, A)``, ``targets`` ``(K, N)``."""
+        posterior, evidence = self.tree.opponent_posterior(opponents, targets)
+        weight = self._own_reach(learners) * evidence  # (K, I)
+        cross_entropy = -(posterior * torch.log_softmax(guesses.to(posterior.dtype), -1)).sum(-1)
+        return 0.5 * (weight * cross_entropy).sum(-1)
+
+    def prediction_error(self, sigmas: Tensor) -> float:
+        """The opponent head's mean total-variation distance from the exact posterior, over the infosets of
+        policies conditioned on ``sigmas`` ``(K, N)``, weighted by how often each is reached."""
+        if self.network.opponent is None:
+            raise NeuPLError("this run's network has no opponent-prediction head (predict_opponent is 0)")
+        with torch.no_grad():
+            _, learners, guesses = self._heads(sigmas)
+            posterior, evidence = self.tree.opponent_posterior(self.strategies(), sigmas.to(self.game.dtype))
+            weight = self._own_reach(learners) * evidence
+            distance = 0.5 * (torch.softmax(guesses.to(posterior.dtype), -1) - posterior).abs().sum(-1)
+            return float((weight * distance).sum() / weight.sum())
 
     def strategies(self) -> Tensor:
         """``(N, I, A)``: the population's policies, one per row of Sigma (no gradient)."""
@@ -594,7 +704,7 @@ class NeuPL:
         config = self.config
         population = config.population
         conditions = self.sigma if mixtures is None else torch.cat([self.sigma, mixtures])
-        logits, strategies = self._forward(conditions)
+        logits, strategies, guesses = self._heads(conditions)
         opponents = [reach.detach() for reach in self.tree.reach(strategies[:population])]
         picked = torch.tensor(learners + list(range(population, conditions.shape[0])), dtype=torch.long,
                               device=conditions.device)
@@ -619,7 +729,11 @@ class NeuPL:
             utilities = self.game.terminal_utilities[terminal, seat]  # (K, E): the learner's payoff
             own = torch.where(seat == 0, reach[0].gather(1, terminal), reach[1].gather(1, terminal))
             values = (utilities * torch.log(own)).mean(1)
-        return (coefficients * (values - config.logit_penalty * penalty)).sum()
+        values = values - config.logit_penalty * penalty
+        if guesses is not None:
+            values = values - config.predict_opponent * self.prediction_loss(
+                guesses.index_select(0, picked), learning.detach(), strategies[:population].detach(), targets)
+        return (coefficients * values).sum()
 
     def train(self, steps: int) -> None:
         """``steps`` gradient steps of every learner (and simplex draw) against the current Sigma."""

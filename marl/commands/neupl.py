@@ -23,7 +23,7 @@ from marl.commands.common import _check_output_path, _run_folder
 
 DEFAULT_ITERATIONS = 30
 SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
-                 "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
+                 "predict_opponent": "predict_opponent", "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
                  "seed": "seed"}
 
 
@@ -177,6 +177,9 @@ def command_neupl(args: argparse.Namespace) -> int:
         "seconds": neupl._seconds,
         "command_seconds": time.perf_counter() - started,
     }
+    if config.predict_opponent > 0:
+        learners = neupl.learners()
+        payload["opponent_prediction_error"] = neupl.prediction_error(neupl.sigma[learners]) if learners else None
     title = f"NeuPL ({config.graph}, N={config.population}) on {args.game}"
     if args.out is not None:
         folder = args.out

@@ -370,3 +370,55 @@ def test_only_symmetric_normal_form_games_play_both_seats_alike():
         normal_form = load_game(name)
         decisions = symmetric_decisions(tree_from_normal_form(normal_form), normal_form)
         assert (decisions is not None) == symmetric, name
+
+
+# ----------------------------------------------------------------------------- opponent prediction
+
+
+def test_opponent_posterior_equals_bayes_over_openspiels_histories():
+    import pyspiel
+
+    from games.adapters.openspiel import strategy_to_tabular_policy
+
+    tree = SymmetricTree(KUHN)
+    opponents = random_strategies(KUHN, 3, seed=11)
+    targets = torch.tensor([[0.2, 0.5, 0.3], [0.0, 0.4, 0.6]], dtype=torch.float64)
+    posterior, evidence = tree.opponent_posterior(opponents, targets)
+    spiel = pyspiel.load_game("kuhn_poker")
+    policies = [strategy_to_tabular_policy(KUHN, strategy, spiel) for strategy in opponents]
+    mass: dict[tuple[int, str], list[float]] = {}
+
+    def walk(state, chance, reach):  # reach[m][p]: opponent m's own reach if it sits in seat p
+        if state.is_terminal():
+            return
+        if state.is_chance_node():
+            for action, probability in state.chance_outcomes():
+                walk(state.child(action), chance * probability, reach)
+            return
+        player = state.current_player()
+        key = state.information_state_string(player)
+        totals = mass.setdefault((player, key), [0.0] * 3)
+        for m in range(3):  # the learner sits in `player`; opponent m in the other seat
+            totals[m] += chance * reach[m][1 - player]
+        for action in state.legal_actions():
+            after = [[reach[m][p] * (policies[m].action_probabilities(state)[action] if p == player else 1.0)
+                      for p in range(2)] for m in range(3)]
+            walk(state.child(action), chance, after)
+
+    walk(spiel.new_initial_state(), 1.0, [[1.0, 1.0] for _ in range(3)])
+    for infoset, key in enumerate(KUHN.infoset_keys):
+        totals = torch.tensor(mass[(int(KUHN.infoset_player[infoset]), key)], dtype=torch.float64)
+        for k in range(2):
+            expected = targets[k] * totals / (targets[k] * totals).sum()
+            assert torch.allclose(posterior[k, infoset], expected, atol=1e-12)
+            assert float(evidence[k, infoset]) == pytest.approx(float((targets[k] * totals).sum()), abs=1e-12)
+
+
+def test_the_opponent_head_learns_the_exact_posterior():
+    neupl = kuhn_run(predict_opponent=1.0, steps_per_iteration=100)
+    run(neupl, iterations=6)
+    rows = torch.stack([neupl.sigma[row] for row in neupl.learners()])
+    untrained = kuhn_run(predict_opponent=1.0, steps_per_iteration=100)
+    untrained.sigma, untrained.payoffs = neupl.sigma, neupl.payoffs
+    trained_error, untrained_error = neupl.prediction_error(rows), untrained.prediction_error(rows)
+    assert trained_error < 0.05 and trained_error < untrained_error / 3, (trained_error, untrained_error)
