@@ -105,8 +105,6 @@ def command_neupl(args: argparse.Namespace) -> int:
     from marl.commands.common import _device
     from marl.neupl import NeuPL, load_neupl_game, run
 
-    if args.iterations is not None and args.minutes is not None:
-        raise GamelabError("pass --iterations or --minutes, not both")
     _check_output_path(args.plot, "--plot")
     state_path, state = _run_folder(args, "NeuPL")
     config = _config(args, state, state_path)
