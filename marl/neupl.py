@@ -165,12 +165,15 @@ def symmetric_meta_solver(name: str) -> Callable[[Tensor], list[Tensor]]:
     return psro.meta_solver(name)
 
 
-def unique_rows(graph: Tensor, decimals: int = 9) -> list[int]:
-    """The first index of each distinct row of ``graph`` ``(N, N)`` (rows equal to ``decimals`` places)."""
+def unique_rows(graph: Tensor, decimals: int = 9, inverse: bool = False) -> Any:
+    """The first index of each distinct row of ``graph`` ``(N, N)`` (rows equal to ``decimals`` places), in
+    order; with ``inverse``, also ``(N,)``: each row's position in that list."""
     seen: dict[tuple, int] = {}
-    for index, row in enumerate(torch.round(graph, decimals=decimals).tolist()):
-        seen.setdefault(tuple(row), index)
-    return sorted(seen.values())
+    positions = []
+    for row in torch.round(graph, decimals=decimals).tolist():
+        positions.append(seen.setdefault(tuple(row), len(seen)))
+    first = [positions.index(k) for k in range(len(seen))]
+    return (first, torch.tensor(positions, dtype=torch.long)) if inverse else first
 
 
 # --------------------------------------------------------------------------------------
@@ -702,13 +705,17 @@ class NeuPL:
         expectation). The logit penalty is subtracted from every learner's term.
         """
         config = self.config
-        population = config.population
-        conditions = self.sigma if mixtures is None else torch.cat([self.sigma, mixtures])
+        # The network runs once per distinct row of Sigma (equal rows are one policy), then per mixture.
+        distinct, inverse = unique_rows(self.sigma, inverse=True)
+        device = self.sigma.device
+        inverse = inverse.to(device)
+        conditions = self.sigma[distinct] if mixtures is None else torch.cat([self.sigma[distinct], mixtures])
         logits, strategies, guesses = self._heads(conditions)
-        opponents = [reach.detach() for reach in self.tree.reach(strategies[:population])]
-        picked = torch.tensor(learners + list(range(population, conditions.shape[0])), dtype=torch.long,
-                              device=conditions.device)
-        targets = conditions.index_select(0, picked)
+        opponents = [reach.detach().index_select(0, inverse) for reach in self.tree.reach(strategies[:len(distinct)])]
+        draws = 0 if mixtures is None else mixtures.shape[0]
+        picked = torch.cat([inverse[torch.tensor(learners, dtype=torch.long, device=device)],
+                            torch.arange(len(distinct), len(distinct) + draws, device=device)])
+        targets = self.sigma[learners] if mixtures is None else torch.cat([self.sigma[learners], mixtures])
         learning = strategies.index_select(0, picked)
         reach = self.tree.reach(learning)
         share = 1.0 - config.simplex if mixtures is not None else 1.0
@@ -732,7 +739,8 @@ class NeuPL:
         values = values - config.logit_penalty * penalty
         if guesses is not None:
             values = values - config.predict_opponent * self.prediction_loss(
-                guesses.index_select(0, picked), learning.detach(), strategies[:population].detach(), targets)
+                guesses.index_select(0, picked), learning.detach(),
+                strategies[:len(distinct)].detach().index_select(0, inverse), targets)
         return (coefficients * values).sum()
 
     def train(self, steps: int) -> None:

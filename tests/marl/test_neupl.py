@@ -422,3 +422,16 @@ def test_the_opponent_head_learns_the_exact_posterior():
     untrained.sigma, untrained.payoffs = neupl.sigma, neupl.payoffs
     trained_error, untrained_error = neupl.prediction_error(rows), untrained.prediction_error(rows)
     assert trained_error < 0.05 and trained_error < untrained_error / 3, (trained_error, untrained_error)
+
+
+def test_the_objective_runs_equal_rows_once_and_equals_every_row_scored_alone():
+    neupl = kuhn_run(gradient="exact", logit_penalty=0.0, population=5)
+    neupl.sigma = torch.tensor([[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0.5, 0.5, 0, 0, 0],
+                                [0.5, 0.5, 0, 0, 0]], dtype=torch.float64)
+    assert unique_rows(neupl.sigma) == [0, 1, 3] and neupl.learners() == [1, 3]
+    with torch.no_grad():
+        strategies = neupl.policies(neupl.sigma)  # every row, duplicates included
+        opponents = neupl.tree.reach(strategies)
+        alone = [float((neupl.sigma[k] * neupl.tree.payoffs(neupl.tree.reach(strategies[k:k + 1]), opponents)[0]).sum())
+                 for k in (1, 3)]
+        assert float(neupl.objective([1, 3])) == pytest.approx(sum(alone) / 2, abs=1e-12)
