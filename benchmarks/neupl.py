@@ -84,21 +84,14 @@ def relative_population_performance(neupl, run) -> float:
     return float(result.strategies[0] @ table @ result.strategies[1])
 
 
-def simplex_shortfalls(neupl, draws: int = 100, seed: int = 0) -> dict:
+def simplex_shortfalls(neupl, draws: int = 100) -> dict:
     import torch
-
-    from marl.neupl import unique_rows
 
     strategies = neupl.strategies()
     opponents = neupl.tree.reach(strategies)
-    rows = unique_rows(neupl.sigma)
-    generator = torch.Generator().manual_seed(seed)
-    shortfalls, mixtures = [], []
-    for _ in range(draws):
-        gamma = -torch.log(torch.rand(len(rows), generator=generator, dtype=torch.float64))
-        weights = torch.zeros(neupl.config.population, dtype=torch.float64)
-        weights[rows] = gamma / gamma.sum()
-        mixtures.append(weights)
+    mixtures = neupl.simplex_mixtures(draws)  # the flat Dirichlet over its unique policies, from the run's generator
+    shortfalls = []
+    for weights in mixtures:
         with torch.no_grad():
             response = neupl.policies(weights[None])
             value = float((weights[None] * neupl.tree.payoffs(neupl.tree.reach(response), opponents)).sum())
@@ -108,7 +101,7 @@ def simplex_shortfalls(neupl, draws: int = 100, seed: int = 0) -> dict:
     row = {"draws": draws, "payoff_range": payoff_range, "mean_shortfall": sum(shortfalls) / draws,
            "max_shortfall": max(shortfalls), "mean_shortfall_share": sum(shortfalls) / draws / payoff_range}
     if neupl.config.predict_opponent > 0:
-        row["opponent_prediction_error"] = neupl.prediction_error(torch.stack(mixtures))
+        row["opponent_prediction_error"] = neupl.prediction_error(mixtures)
     return row
 
 

@@ -225,14 +225,26 @@ class SymmetricTree:
     def observation_size(self) -> int:
         return int(self.observations.shape[1])
 
+    def packed(self, strategies: Tensor) -> list[Tensor]:
+        """Each seat's sequences of ``strategies`` ``(K, I, A)``: 2 tensors ``(size_seat, K)``."""
+        flat = strategies.reshape(strategies.shape[0], -1)
+        return [flat.index_select(1, form.sequence_index).T for form in self.forms]
+
+    def plans(self, strategies: Tensor) -> list[Tensor]:
+        """Each seat's realization plans of ``strategies`` ``(K, I, A)``: 2 tensors ``(size_seat + 1, K)``,
+        differentiable."""
+        return [form.realization_plan(packed) for form, packed in zip(self.forms, self.packed(strategies))]
+
     def reach(self, strategies: Tensor) -> list[Tensor]:
         """Each seat's own reach of each terminal: 2 tensors ``(K, T)``, differentiable in ``strategies``."""
-        flat = strategies.reshape(strategies.shape[0], -1)
-        reach = []
-        for form in self.forms:
-            plan = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
-            reach.append(plan.index_select(0, form.terminal_last).T)
-        return reach
+        return [plan.index_select(0, form.terminal_last).T for form, plan in zip(self.forms, self.plans(strategies))]
+
+    def own_reach(self, strategies: Tensor) -> Tensor:
+        """``(K, I)``: each strategy's own probability of its actions before each infoset (of either seat)."""
+        own = strategies.new_zeros(strategies.shape[0], self.game.num_infosets)
+        for form, plan in zip(self.forms, self.plans(strategies)):
+            own[:, form.infosets] = plan.index_select(0, form.infoset_parent).T
+        return own
 
     def payoffs(self, reach: list[Tensor], opponents: list[Tensor]) -> Tensor:
         """``(K, M)``: policy k's payoff against opponent m, seats averaged:
@@ -245,10 +257,8 @@ class SymmetricTree:
         members' ``strategies`` ``(K, I, A)`` (OpenSpiel's ``PolicyAggregator``)."""
         from solvers.sequence_form import behaviour_from_plan
 
-        flat = strategies.reshape(strategies.shape[0], -1)
         mixed = strategies[0].detach().clone()
-        for player, form in enumerate(self.forms):
-            plans = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
+        for player, plans in enumerate(self.plans(strategies)):
             mixed = behaviour_from_plan(self.game, player, plans @ weights.to(plans.dtype), mixed)
         return mixed
 
@@ -259,10 +269,8 @@ class SymmetricTree:
 
         Shapes: ``strategies`` ``(K, I, A)``; ``opponents`` a pair ``(M, T)``; ``targets`` ``(K, M)``.
         """
-        flat = strategies.reshape(strategies.shape[0], -1)
         total = strategies.new_zeros(strategies.shape[0])
-        for seat, form in enumerate(self.forms):
-            packed = flat.index_select(1, form.sequence_index).T  # (size, K)
+        for seat, (form, packed) in enumerate(zip(self.forms, self.packed(strategies))):
             weights = (targets @ opponents[1 - seat] * self.weights[:, seat]).T  # (T, K): chance, opponents, payoff
             with torch.no_grad():
                 values, _ = form.fold(form.terminal_sums(weights), packed.detach())
@@ -276,6 +284,16 @@ class SymmetricTree:
             depths = game.node_depth
             game._cache["node_levels"] = [torch.nonzero(depths == d).flatten() for d in range(1, int(depths.max()) + 1)]
         return game._cache["node_levels"]
+
+    def _chance_reach(self) -> Tensor:
+        """``(num_nodes,)``: chance's own probability of reaching each node, cached on the game."""
+        game = self.game
+        if "chance_reach" not in game._cache:
+            chance = game.node_probability.new_ones(game.num_nodes)
+            for nodes in self._node_levels():
+                chance[nodes] = chance[game.node_parent[nodes]] * game.node_probability[nodes]
+            game._cache["chance_reach"] = chance
+        return game._cache["chance_reach"]
 
     def node_reach(self, strategies: Tensor, player: int) -> Tensor:
         """``(K, num_nodes)``: each strategy's own probability of reaching each node as ``player``
@@ -306,9 +324,7 @@ class SymmetricTree:
         game = self.game
         decision = game.node_infoset >= 0
         infosets = game.node_infoset[decision]
-        chance = game.node_probability.new_ones(game.num_nodes)
-        for nodes in self._node_levels():  # chance's own reach of each node
-            chance[nodes] = chance[game.node_parent[nodes]] * game.node_probability[nodes]
+        chance = self._chance_reach()
         mass = opponents.new_zeros(opponents.shape[0], game.num_infosets)  # (M, I): R_m(I)
         for seat in (0, 1):
             reach = self.node_reach(opponents, 1 - seat)[:, decision] * chance[decision]  # (M, decision nodes)
@@ -374,11 +390,13 @@ def symmetric_decisions(game: ExtensiveFormGame, normal_form: Any = None) -> Ten
     return torch.zeros(game.num_infosets, dtype=torch.long, device=game.device)
 
 
-def load_neupl_game(spec: str, device: Any = None) -> tuple[ExtensiveFormGame, Tensor | None, Tensor | None]:
+def load_neupl_game(spec: str, device: Any = None, game: Any = None) -> tuple[ExtensiveFormGame, Tensor | None,
+                                                                            Tensor | None]:
     """``(tree, observations, decisions)`` for NeuPL: the game ``spec`` as a tree, OpenSpiel's
     information-state tensors where it has them, and the seats of a symmetric normal-form game
-    as one decision. Raises :class:`NeuPLError` for a Markov game or a normal-form game that is not
-    2-player (and :class:`NeuPL` for one that is not zero-sum)."""
+    as one decision. ``game``: ``spec`` already loaded (``games.loading.load_game``, float64), so
+    it is not compiled again. Raises :class:`NeuPLError` for a Markov game or a normal-form game
+    that is not 2-player (and :class:`NeuPL` for one that is not zero-sum)."""
     import os
 
     from games.extensive_form import tree_from_normal_form
@@ -388,7 +406,8 @@ def load_neupl_game(spec: str, device: Any = None) -> tuple[ExtensiveFormGame, T
     if is_markov_game(spec):
         raise NeuPLError(f"{spec} is a Markov game; gamelab neupl plays game trees and normal-form games "
                          "(NeuPL with the MADDPG learner on Markov games is not built yet)")
-    game = load_game(spec, dtype=torch.float64, device=device)
+    if game is None:
+        game = load_game(spec, dtype=torch.float64, device=device)
     if isinstance(game, ExtensiveFormGame):
         observations = None
         if not os.path.exists(spec) and not spec.endswith(".efg"):
@@ -617,21 +636,12 @@ class NeuPL:
             probabilities = torch.where(untrained[:, None, None], self.untrained, probabilities)
         return logits, probabilities, guesses
 
-    def _own_reach(self, strategies: Tensor) -> Tensor:
-        """``(K, I)``: each strategy's own probability of its actions before each infoset (of either seat)."""
-        flat = strategies.reshape(strategies.shape[0], -1)
-        own = strategies.new_zeros(strategies.shape[0], self.game.num_infosets)
-        for form in self.tree.forms:
-            plan = form.realization_plan(flat.index_select(1, form.sequence_index).T)  # (size + 1, K)
-            own[:, form.infosets] = plan.index_select(0, form.infoset_parent).T
-        return own
-
     def prediction_loss(self, guesses: Tensor, learners: Tensor, opponents: Tensor, targets: Tensor) -> Tensor:
         """``(K,)``: the opponent head's cross-entropy against the exact posterior, weighted by each infoset's
         probability of being reached (seats averaged). Shapes: ``guesses`` ``(K, I, N)``, ``learners``
         ``(K, I, A)``, ``opponents`` ``(N, I, A)``, ``targets`` ``(K, N)``."""
         posterior, evidence = self.tree.opponent_posterior(opponents, targets)
-        weight = self._own_reach(learners) * evidence  # (K, I)
+        weight = self.tree.own_reach(learners) * evidence  # (K, I)
         cross_entropy = -(posterior * torch.log_softmax(guesses.to(posterior.dtype), -1)).sum(-1)
         return 0.5 * (weight * cross_entropy).sum(-1)
 
@@ -643,7 +653,7 @@ class NeuPL:
         with torch.no_grad():
             _, learners, guesses = self._heads(sigmas)
             posterior, evidence = self.tree.opponent_posterior(self.strategies(), sigmas.to(self.game.dtype))
-            weight = self._own_reach(learners) * evidence
+            weight = self.tree.own_reach(learners) * evidence
             distance = 0.5 * (torch.softmax(guesses.to(posterior.dtype), -1) - posterior).abs().sum(-1)
             return float((weight * distance).sum() / weight.sum())
 
@@ -717,7 +727,6 @@ class NeuPL:
                             torch.arange(len(distinct), len(distinct) + draws, device=device)])
         targets = self.sigma[learners] if mixtures is None else torch.cat([self.sigma[learners], mixtures])
         learning = strategies.index_select(0, picked)
-        reach = self.tree.reach(learning)
         share = 1.0 - config.simplex if mixtures is not None else 1.0
         coefficients = torch.cat([torch.full((len(learners),), share / max(len(learners), 1)),
                                   torch.full((len(picked) - len(learners),), config.simplex / max(
@@ -728,10 +737,11 @@ class NeuPL:
         penalty = (centred ** 2).sum(-1).mean(-1).to(self.game.dtype)  # (K,)
         mode = gradient or config.gradient
         if mode == "exact":
-            values = (targets * self.tree.payoffs(reach, opponents)).sum(1)
+            values = (targets * self.tree.payoffs(self.tree.reach(learning), opponents)).sum(1)
         elif mode == "counterfactual":
             values = self.tree.counterfactual_surrogate(learning, opponents, targets)
         else:
+            reach = self.tree.reach(learning)
             seat, _, terminal = self.tree.sample(reach, opponents, targets, config.episodes, self.generator)
             utilities = self.game.terminal_utilities[terminal, seat]  # (K, E): the learner's payoff
             own = torch.where(seat == 0, reach[0].gather(1, terminal), reach[1].gather(1, terminal))
@@ -761,8 +771,12 @@ class NeuPL:
         started = time.perf_counter()
         effective = self.effective_population()
         self.train(self.config.steps_per_iteration)
-        self.sigma = interaction_graph(self.config.graph, self.evaluate(), self.config.meta_solver)
-        self.payoffs = self.evaluate()
+        trained = self.evaluate()
+        graph = interaction_graph(self.config.graph, trained, self.config.meta_solver)
+        self.payoffs = trained if torch.equal(graph, self.sigma) else None
+        self.sigma = graph
+        if self.payoffs is None:  # new rows: the population changed with them
+            self.payoffs = self.evaluate()
         weights = self.meta_nash()
         nash_conv = self.nash_conv(weights)
         self._seconds += time.perf_counter() - started

@@ -80,3 +80,24 @@ def write_learning_curves(
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     write_png(path, figure)
+
+
+def write_nash_conv_curve(path: str | os.PathLike, history: Sequence[Any], *, title: str,
+                          label: str = "NashConv") -> None:
+    """Writes a PNG with two panels, ``label`` (log scale) against iterations and against seconds, atomically.
+
+    ``history``: records with ``iteration``, ``seconds`` and ``nash_conv`` (a PSRO, XDO or NeuPL run's).
+    """
+    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
+    values = [max(record.nash_conv, 1e-16) for record in history]
+    marker = "o" if len(values) < 30 else None
+    by_iteration.plot([record.iteration for record in history], values, marker=marker)
+    by_time.plot([record.seconds for record in history], values, marker=marker)
+    by_iteration.set_yscale("log")
+    by_iteration.set_ylabel(label)
+    for axes, axis_label in ((by_iteration, "iteration"), (by_time, "seconds")):
+        axes.set_xlabel(axis_label)
+        axes.grid(True, which="both", alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    write_png(path, figure)

@@ -8,6 +8,11 @@ from typing import Any
 from games.errors import GamelabError
 
 
+def _flag(name: str) -> str:
+    """The command-line flag of a setting's name: ``oracle_steps`` -> ``--oracle-steps``."""
+    return "--" + name.replace("_", "-")
+
+
 def _device(name: str) -> Any:
     from games.devices import parse_device
 

@@ -19,16 +19,12 @@ import os
 from typing import Any
 
 from games.errors import GamelabError
-from marl.commands.common import _check_output_path, _run_folder
+from marl.commands.common import _check_output_path, _flag, _run_folder
 
 DEFAULT_ITERATIONS = 30
 SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
                  "predict_opponent": "predict_opponent", "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
                  "seed": "seed"}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _graph_plot(path: str, sigma: Any, title: str) -> None:
@@ -54,24 +50,6 @@ def _graph_plot(path: str, sigma: Any, title: str) -> None:
                            connectionstyle="arc3,rad=0.08", arrowsize=12)
     axes.set_title(title)
     axes.set_axis_off()
-    figure.tight_layout()
-    write_png(path, figure)
-
-
-def _nash_conv_plot(path: str, history: list[Any], title: str) -> None:
-    from marl.plots import pyplot, write_png
-
-    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
-    values = [max(record.nash_conv, 1e-16) for record in history]
-    marker = "o" if len(values) < 30 else None
-    by_iteration.plot([record.iteration for record in history], values, marker=marker)
-    by_time.plot([record.seconds for record in history], values, marker=marker)
-    by_iteration.set_yscale("log")
-    by_iteration.set_ylabel("NashConv of the meta-Nash mixture")
-    for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
-        axes.set_xlabel(label)
-        axes.grid(True, which="both", alpha=0.3)
-    figure.suptitle(title)
     figure.tight_layout()
     write_png(path, figure)
 
@@ -104,6 +82,7 @@ def command_neupl(args: argparse.Namespace) -> int:
     from games.io import atomic_write_bytes, atomic_write_text
     from marl.commands.common import _device
     from marl.neupl import NeuPL, load_neupl_game, run
+    from marl.plots import write_nash_conv_curve
 
     _check_output_path(args.plot, "--plot")
     state_path, state = _run_folder(args, "NeuPL")
@@ -179,6 +158,7 @@ def command_neupl(args: argparse.Namespace) -> int:
         learners = neupl.learners()
         payload["opponent_prediction_error"] = neupl.prediction_error(neupl.sigma[learners]) if learners else None
     title = f"NeuPL ({config.graph}, N={config.population}) on {args.game}"
+    label = "NashConv of the meta-Nash mixture"
     if args.out is not None:
         folder = args.out
         atomic_write_text(os.path.join(folder, "graphs.json"), json.dumps(
@@ -187,9 +167,9 @@ def command_neupl(args: argparse.Namespace) -> int:
         atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
         _graph_plot(os.path.join(folder, "interaction_graph.png"), neupl.sigma.cpu(), f"{title}: Sigma")
         if history:
-            _nash_conv_plot(os.path.join(folder, "nash_conv.png"), history, title)
+            write_nash_conv_curve(os.path.join(folder, "nash_conv.png"), history, title=title, label=label)
     if args.plot and history:
-        _nash_conv_plot(args.plot, history, title)
+        write_nash_conv_curve(args.plot, history, title=title, label=label)
     if args.json:
         print(json.dumps(payload))
         return 0

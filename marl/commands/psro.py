@@ -8,14 +8,10 @@ import json
 from typing import Any
 
 from games.errors import GamelabError
-from marl.commands.common import _check_output_path, _run_folder
+from marl.commands.common import _check_output_path, _flag, _run_folder
 
 MARKOV_DEFAULTS = {"oracle_steps": 200_000, "num_envs": 64, "sims_per_entry": 64, "seed": 0, "device": "cpu"}
 MARKOV_FLAGS = ("oracle_steps", "num_envs", "sims_per_entry", "seed", "device", "set", "param", "warm_start")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
@@ -88,20 +84,9 @@ def _check_oracle(args: argparse.Namespace, markov: bool) -> str:
 
 def _psro_plot(path: str, spec: str, meta_solver: str, history: list[Any],
                label: str = "NashConv of the mixtures") -> None:
-    from marl.plots import pyplot, write_png
+    from marl.plots import write_nash_conv_curve
 
-    figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
-    values = [max(record.nash_conv, 1e-16) for record in history]
-    by_iteration.plot([record.iteration for record in history], values, marker="o" if len(values) < 30 else None)
-    by_time.plot([record.seconds for record in history], values, marker="o" if len(values) < 30 else None)
-    by_iteration.set_yscale("log")
-    by_iteration.set_ylabel(label)
-    for axes, label in ((by_iteration, "iteration"), (by_time, "seconds")):
-        axes.set_xlabel(label)
-        axes.grid(True, which="both", alpha=0.3)
-    figure.suptitle(f"PSRO ({meta_solver}) on {spec}")
-    figure.tight_layout()
-    write_png(path, figure)
+    write_nash_conv_curve(path, history, title=f"PSRO ({meta_solver}) on {spec}", label=label)
 
 
 def command_psro(args: argparse.Namespace) -> int:

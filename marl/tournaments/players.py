@@ -112,14 +112,13 @@ def _psro_policies(config: TournamentConfig, player: PlayerConfig, game: Any,
 
 def _neupl_strategy(config: TournamentConfig, player: PlayerConfig, game: Any) -> Tensor:
     """A ``gamelab neupl --out`` run's player (its meta-Nash mixture, ``policy: K`` or ``mixture:``) as one
-    behavioural strategy ``(num_infosets, max_actions)`` of the run's tree: ``game``'s own for a game
+    behavioural strategy ``(num_infosets, max_actions)`` of the run's tree: ``game`` itself for a game
     tree, the tree of ``games.extensive_form.tree_from_normal_form`` (a row per seat) for a normal-form game."""
-    from games.extensive_form import ExtensiveFormGame
     from marl.neupl import NeuPL, config_from_record, load_neupl_game
 
     try:
         path, state = _read_run(config, player, "NeuPL")
-        tree, observations, decisions = load_neupl_game(config.game)
+        tree, observations, decisions = load_neupl_game(config.game, game=game)
         run = NeuPL(tree, config_from_record(state.get("config"), path), observations=observations,
                     decisions=decisions)
         run.load_state_dict(state, source=path)
@@ -136,8 +135,6 @@ def _neupl_strategy(config: TournamentConfig, player: PlayerConfig, game: Any) -
         strategy = run.mixture_strategy(torch.tensor(player.options["mixture"], dtype=run.game.dtype))
     else:
         strategy = run.mixture_strategy(run.meta_nash())
-    if isinstance(game, ExtensiveFormGame) and list(game.infoset_keys) != list(tree.infoset_keys):
-        raise _fail(player, f"{path}: the run's game tree does not match the tournament's")
     return strategy
 
 

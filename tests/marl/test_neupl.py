@@ -182,18 +182,13 @@ def test_batched_payoffs_and_gradients_equal_one_pairing_at_a_time(seed):
 def test_simplex_neupl_responds_to_mixtures_almost_as_well_as_the_exact_best_response():
     neupl = run(kuhn_run(simplex=0.5, steps_per_iteration=100, population=4), iterations=8)
     strategies = neupl.strategies()
-    rows = unique_rows(neupl.sigma)
-    generator = torch.Generator().manual_seed(0)
     shortfalls = []
-    for _ in range(20):
-        weights = torch.zeros(4, dtype=torch.float64)
-        weights[rows] = torch.distributions.Dirichlet(torch.ones(len(rows), dtype=torch.float64)).sample()
+    for weights in neupl.simplex_mixtures(20):  # the flat Dirichlet over the unique policies
         with torch.no_grad():
             response = neupl.policies(weights[None])
             value = float((weights[None] * neupl.tree.payoffs(neupl.tree.reach(response),
                                                               neupl.tree.reach(strategies))).sum())
         shortfalls.append(float(neupl.tree.best_response_value(strategies, weights)) - value)
-    del generator
     payoff_range = float(KUHN.terminal_utilities.max() - KUHN.terminal_utilities.min())
     assert min(shortfalls) > -1e-9  # nothing beats the exact best response
     assert sum(shortfalls) / len(shortfalls) <= 0.05 * payoff_range
