@@ -62,7 +62,8 @@ def random_policy(seed: int = 0) -> Policy:
 
 def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[str]], *,
                  options: dict[str, Any] | None = None,
-                 after_step: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+                 after_step: Callable[[torch.Tensor], None] | None = None,
+                 on_step: Callable[[torch.Tensor, dict[str, Any]], None] | None = None) -> torch.Tensor:
     """Plays the first episode of every copy of ``game`` from ``reset(seed, options)``.
 
     Args:
@@ -73,6 +74,8 @@ def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[
         options: passed to ``game.reset`` (``{"streams": ...}`` picks the copies' random streams).
         after_step: called after every step with the ``(B,)`` bool mask of copies whose first
             episode is still running (a tournament uses it to ignore actions in finished copies).
+        on_step: called after every step with that mask and the step's ``infos`` (a scenario's
+            per-episode figures, such as ``scenarios.navigation.episode_metrics``, read them).
 
     Returns:
         ``(len(teams), B)`` float64 on the game's device: each team's return per agent, the
@@ -83,7 +86,7 @@ def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[
     totals = torch.zeros(len(teams), game.num_envs, dtype=torch.float64, device=game.device)
     running = torch.ones(game.num_envs, dtype=torch.bool, device=game.device)
     while bool(running.any()):
-        observations, rewards, terminated, truncated, _ = game.step(policy(game, observations))
+        observations, rewards, terminated, truncated, infos = game.step(policy(game, observations))
         for index, team in enumerate(teams):
             reward = torch.stack([rewards[agent] for agent in team]).to(torch.float64).mean(0)
             totals[index] += torch.where(running, reward, torch.zeros_like(reward))
@@ -91,6 +94,8 @@ def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[
             running &= ~(terminated[agent] | truncated[agent])
         if after_step is not None:
             after_step(running)
+        if on_step is not None:
+            on_step(running, infos)
     return totals
 
 

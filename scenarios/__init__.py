@@ -75,6 +75,9 @@ def config_class(name: str) -> type:
 def configure(name: str, settings: dict[str, Any]) -> Any:
     """The config dataclass of scenario ``name`` built from ``{field: value}``.
 
+    A scenario with presets (``navigation``'s ``preset=informarl``) starts from the named
+    preset's values; the other settings given override them.
+
     Raises:
         GameError: for an unknown name; ``ConfigError`` for an unknown field or a bad value.
     """
@@ -85,6 +88,12 @@ def configure(name: str, settings: dict[str, Any]) -> Any:
         raise ConfigError(
             f"{name} has no setting {unknown[0]!r}; its settings are {', '.join(sorted(fields))}"
         )
+    presets = getattr(config_class, "presets", None)
+    if presets is not None and "preset" in settings:
+        preset = settings["preset"]
+        if not isinstance(preset, str) or preset not in presets:
+            raise ConfigError(f"{name} has no preset {preset!r}; its presets are {', '.join(presets)}")
+        settings = {**presets[preset], **settings}
     return config_class(**settings)
 
 

@@ -12,13 +12,28 @@ Observation of agent ``i`` (``6 + 3 K + 3 K_o`` numbers, ``K = max_neighbours``,
 agents within ``sensing_radius``, ``[p_j - p_i, 1]`` (zeros where fewer are in range),
 then the same for the ``K_o`` nearest obstacles.
 
-Reward of agent ``i`` at each step: its progress towards its goal (the drop in distance)
-minus ``collision_penalty`` for each agent or obstacle it overlaps. An episode terminates
-when every agent is within ``goal_radius`` of its goal, or is truncated at ``max_cycles``.
+Reward of agent ``i`` at each step, ``reward="progress"`` (the default): its progress
+towards its goal (the drop in distance) minus ``collision_penalty`` for each agent or
+obstacle it overlaps. ``reward="goal"`` (InforMARL's): ``goal_reward`` while within
+``goal_radius`` of its goal, minus its distance otherwise, minus ``collision_penalty`` per
+overlap. With ``shared_reward`` every agent receives the sum of all agents' rewards. An
+episode terminates when every agent is within ``goal_radius`` of its goal (unless
+``terminate_on_goals`` is off), or is truncated at ``max_cycles``.
+
+Presets: ``preset="informarl"`` is the task of Nayak et al., "Scalable Multi-Agent
+Reinforcement Learning through Intelligent Information Aggregation" (ICML 2023): 3 agents
+each with its own goal, 3 obstacles, the world ``[-1, 1]^2``, every entity of radius 0.05,
+sensing radius 1, 5 discrete actions, 25-step episodes, the shared ``goal`` reward with
+``goal_reward = collision_penalty = 5``, and InforMARL's ``max_speed = 2`` with mpe's
+acceleration 5. ``scenarios.configure`` (and so ``scenarios.make`` and every ``--set``)
+applies a preset's values first and the other settings given over them, so
+``preset=informarl, num_agents=7`` is InforMARL's task with 7 agents.
 
 Collisions are counted: ``infos[agent]["collisions"]`` is ``(B,)`` overlaps of that agent
 at this step, and ``infos[agent]["episode_collisions"]`` is ``(B,)`` the episode's total
 so far of overlapping pairs (agent-agent pairs counted once, plus agent-obstacle pairs).
+``infos[agent]["reached"]`` is ``(B,)`` bool: within ``goal_radius`` of its goal after
+this step. :func:`episode_metrics` turns these into InforMARL's and GCBF+'s figures.
 
 Memory: observations and rewards build ``(B, N, N)`` distances; with the engine's contact
 step (see ``games/particle.py``) a step holds about ``10 B N (N + O)`` numbers.
@@ -33,6 +48,19 @@ import torch
 
 from games.markov import ConfigError, require_bool, require_float, require_int
 from games.particle import ParticleGame, ParticleWorld, steer
+from games.policy import Policy, team_returns
+
+REWARDS = ("progress", "goal")
+
+PRESETS: dict[str, dict[str, object]] = {
+    "default": {},
+    "informarl": {
+        "num_agents": 3, "num_obstacles": 3, "agent_size": 0.05, "obstacle_size": 0.05, "arena_size": 1.0,
+        "sensing_radius": 1.0, "goal_radius": 0.05, "collision_penalty": 5.0, "acceleration": 5.0, "max_speed": 2.0,
+        "max_cycles": 25, "continuous_actions": False, "reward": "goal", "goal_reward": 5.0, "shared_reward": True,
+        "terminate_on_goals": False,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,22 @@ class NavigationConfig:
     """Episode length in steps."""
     continuous_actions: bool = True
     """``Box(0, 1, (5,))`` actions (the default here) instead of ``Discrete(5)``."""
+    reward: str = "progress"
+    """``progress`` (the drop in goal distance) or ``goal`` (InforMARL's); see the module docstring."""
+    goal_reward: float = 5.0
+    """``reward="goal"``: reward per step while within ``goal_radius`` of the goal."""
+    shared_reward: bool = False
+    """Every agent receives the sum of all agents' rewards."""
+    terminate_on_goals: bool = True
+    """End an episode early once every agent is within ``goal_radius`` of its goal."""
+    clear_starts: bool = True
+    """Draw again (up to 16 rounds) any agent that starts overlapping an agent or obstacle (with a gap of
+    ``agent_size``), and any goal where its agent, at rest, would overlap an obstacle or another agent at its
+    goal; without it every safe policy fails the episodes whose goal lies inside an obstacle."""
+    preset: str = "default"
+    """The preset these settings start from (``default`` or ``informarl``), applied by ``scenarios.configure``."""
+
+    presets = PRESETS
 
     def __post_init__(self) -> None:
         require_int("num_agents", self.num_agents, 1)
@@ -82,6 +126,14 @@ class NavigationConfig:
         require_float("max_speed", self.max_speed, 0.0, open_minimum=True)
         require_int("max_cycles", self.max_cycles, 1)
         require_bool("continuous_actions", self.continuous_actions)
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        require_float("goal_reward", self.goal_reward)
+        require_bool("shared_reward", self.shared_reward)
+        require_bool("terminate_on_goals", self.terminate_on_goals)
+        require_bool("clear_starts", self.clear_starts)
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.arena_size is not None and self.arena_size <= self.goal_radius:
             raise ConfigError(f"arena_size ({self.arena_size}) must exceed goal_radius ({self.goal_radius})")
 
@@ -119,6 +171,7 @@ class Navigation(ParticleGame):
         self._goal_distance = torch.zeros(count, self.num_envs, dtype=self.dtype, device=self.device)
         self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._step_collisions = torch.zeros(count, self.num_envs, dtype=torch.long, device=self.device)
+        self._reached = torch.zeros(count, self.num_envs, dtype=torch.bool, device=self.device)
         self._eye = torch.eye(count, dtype=torch.bool, device=self.device)[:, :, None]
 
     # Entity blocks: agents, obstacles, goals.
@@ -144,13 +197,37 @@ class Navigation(ParticleGame):
 
     def _reset_copies(self, mask: torch.Tensor) -> None:
         count, obstacles = self.config.num_agents, self.config.num_obstacles
+        entities = 2 * count + obstacles
         half = self.config.half_width
-        draws = (self._uniform(2 * (2 * count + obstacles)) * 2.0 - 1.0).view(self.num_envs, 2 * count + obstacles, 2)
-        scale = torch.full((2 * count + obstacles, 1), half, dtype=self.dtype, device=self.device)
+        scale = torch.full((entities, 1), half, dtype=self.dtype, device=self.device)
         scale[count : count + obstacles] *= 0.8  # obstacles in the inner 80%
-        self.world.reset_entities(mask, (draws * scale).permute(1, 2, 0))
+        rounds = 16 if self.config.clear_starts else 1
+        draws = (self._uniform(2 * entities * rounds) * 2.0 - 1.0).view(self.num_envs, rounds, entities, 2)
+        position = draws[:, 0] * scale  # (B, E, 2): agents, obstacles, goals
+        if rounds > 1:
+            limit = self._start_gaps()  # (E, E)
+            for draw in range(1, rounds):
+                close = (position[:, :, None] - position[:, None]).square().sum(-1) < limit  # (B, E, E)
+                again = close.tril(-1).any(-1)  # the later entity of a close pair is drawn again
+                if not bool(again.any()):
+                    break
+                position = torch.where(again[..., None], draws[:, draw] * scale, position)
+        self.world.reset_entities(mask, position.permute(1, 2, 0))
         self._goal_distance = torch.where(mask, self.goal_distance_bl(), self._goal_distance)
         self.episode_collisions = self.episode_collisions.masked_fill(mask, 0)
+
+    def _start_gaps(self) -> torch.Tensor:
+        """``(E, E)`` squared distances entities must start apart (0: no rule); see ``clear_starts``."""
+        count, obstacles = self.config.num_agents, self.config.num_obstacles
+        agent, obstacle = self.config.agent_size, self.config.obstacle_size
+        kind = torch.tensor([0] * count + [1] * obstacles + [2] * count, device=self.device)  # agent, obstacle, goal
+        size = torch.where(kind == 1, obstacle, agent).to(self.dtype)
+        gap = size[:, None] + size[None, :] + agent
+        # Rules: agent-agent, agent-obstacle, goal-goal and goal-obstacle; an agent may start anywhere near a goal.
+        pair = kind[:, None] + kind[None, :] * 3  # a code per (kind, kind)
+        free = (pair == 0 + 2 * 3) | (pair == 2 + 0 * 3) | (pair == 1 + 1 * 3)  # agent-goal, obstacle-obstacle
+        ruled = ~free
+        return torch.where(ruled, gap.square(), 0.0)
 
     def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
         """``(N, 3 slots, B)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.
@@ -193,18 +270,43 @@ class Navigation(ParticleGame):
         per_agent = pairs.sum(dim=1) + blocked.sum(dim=1)  # (N, B)
         self._step_collisions = per_agent
         self.episode_collisions = self.episode_collisions + pairs.sum(dim=(0, 1)) // 2 + blocked.sum(dim=(0, 1))
+        config = self.config
         distance = self.goal_distance_bl()
-        progress = self._goal_distance - distance
+        self._reached = distance <= config.goal_radius
+        if config.reward == "goal":
+            reward = torch.where(self._reached, config.goal_reward, -distance)
+        else:
+            reward = self._goal_distance - distance
         self._goal_distance = distance
-        return progress - self.config.collision_penalty * per_agent.to(self.dtype)
+        reward = reward - config.collision_penalty * per_agent.to(self.dtype)
+        if config.shared_reward:
+            reward = reward.sum(0, keepdim=True).expand_as(reward)
+        return reward
 
     def _terminated(self) -> torch.Tensor:
+        if not self.config.terminate_on_goals:
+            return torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         return (self._goal_distance <= self.config.goal_radius).all(dim=0)
+
+    def entities(self) -> dict[str, torch.Tensor]:
+        """The world as decentralized controllers and safety filters read it, batch-first.
+
+        Returns:
+            ``agent_position``, ``agent_velocity``, ``goal_position``: ``(B, N, 2)``;
+            ``obstacle_position``: ``(B, O, 2)``.
+        """
+        position, velocity = self.world.position, self.world.velocity  # (B, E, 2) views
+        return {
+            "agent_position": position[:, self._agents()],
+            "agent_velocity": velocity[:, self._agents()],
+            "goal_position": position[:, self._goals()],
+            "obstacle_position": position[:, self._obstacles()],
+        }
 
     def _extra_infos(self) -> dict[str, dict[str, torch.Tensor]]:
         total = self.episode_collisions
         return {
-            agent: {"collisions": self._step_collisions[i], "episode_collisions": total}
+            agent: {"collisions": self._step_collisions[i], "episode_collisions": total, "reached": self._reached[i]}
             for i, agent in enumerate(self.possible_agents)
         }
 
@@ -217,3 +319,53 @@ def goal_seeking_policy(game: Navigation, observations: dict[str, torch.Tensor])
     seen = torch.stack([observations[agent] for agent in game.possible_agents], dim=1)  # (B, N, D)
     actions = steer(seen[..., 4:6], seen[..., 0:2], game.world, game.continuous)
     return {agent: actions[:, i] for i, agent in enumerate(game.possible_agents)}
+
+
+def episode_metrics(policy: Policy, game: Navigation, seed: int) -> dict[str, float]:
+    """Plays the first episode of every copy of ``game`` and measures it as InforMARL and GCBF+ do.
+
+    Figures, means over the ``B`` episodes (and over agents where per agent):
+
+    - ``time_to_goal`` (InforMARL's T): the step an agent first is within ``goal_radius`` of
+      its goal, over the episode length ``max_cycles``; 1 for an agent that never is;
+    - ``collisions_per_agent`` (InforMARL's): every step an agent overlaps another agent or
+      an obstacle counts once per overlap for that agent, so an agent-agent overlap counts
+      for both;
+    - ``success_rate`` (InforMARL's S%, 0-100): the percentage of episodes in which every
+      agent reached its goal;
+    - ``safe_rate``, ``finish_rate``, ``agent_success_rate`` (GCBF+'s, fractions in [0, 1]):
+      agents that never collided, that reached their goal, and both;
+    - ``mean_episode_return``: the return per agent, ``episodes``: ``B``.
+
+    Steps after a copy's episode ended (all agents home with ``terminate_on_goals``) do not
+    count; its agents have all reached their goals.
+    """
+    count, copies, length = game.config.num_agents, game.num_envs, game.config.max_cycles
+    first = torch.full((count, copies), float("inf"), dtype=torch.float64, device=game.device)
+    collisions = torch.zeros(count, copies, dtype=torch.float64, device=game.device)
+    counted = torch.ones(copies, dtype=torch.bool, device=game.device)  # copies whose episode this step is in
+    step = 0
+
+    def record(running: torch.Tensor, infos: dict) -> None:
+        nonlocal step, counted
+        step += 1
+        reached = torch.stack([infos[agent]["reached"] for agent in game.possible_agents]) & counted
+        hits = torch.stack([infos[agent]["collisions"] for agent in game.possible_agents])
+        first.copy_(torch.where(reached & first.isinf(), float(step), first))
+        collisions.add_(torch.where(counted, hits.to(torch.float64), 0.0))
+        counted = running.clone()
+
+    returns = team_returns(policy, game, seed, [list(game.possible_agents)], on_step=record)[0]
+    finished = first.isfinite()
+    first = torch.where(finished, first, float(length))
+    safe = collisions == 0
+    return {
+        "time_to_goal": float((first / length).mean()),
+        "collisions_per_agent": float(collisions.mean()),
+        "success_rate": 100.0 * float(finished.all(0).to(torch.float64).mean()),
+        "safe_rate": float(safe.to(torch.float64).mean()),
+        "finish_rate": float(finished.to(torch.float64).mean()),
+        "agent_success_rate": float((safe & finished).to(torch.float64).mean()),
+        "mean_episode_return": float(returns.mean()),
+        "episodes": copies,
+    }

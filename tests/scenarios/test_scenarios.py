@@ -147,3 +147,88 @@ def test_navigation_scales_to_hundreds_of_agents_and_goal_seeking_gets_home():
     for _ in range(60):  # top speed 1 for 6 time units: enough for most, in an arena of half-width sqrt(32)
         observations, *_ = game.step(goal_seeking_policy(game, observations))
     assert float(game.goal_distance().mean()) < 0.35 * float(start)
+
+
+def test_navigation_informarl_preset_is_informarls_task_and_settings_override_it():
+    """InforMARL's navigation (Nayak et al., ICML 2023): 3 agents, 3 obstacles, [-1, 1]^2, radius 0.05,
+    5 discrete actions, 25 steps, goal reward and collision penalty 5, shared reward."""
+    config = scenarios.configure("navigation", {"preset": "informarl"})
+    assert (config.num_agents, config.num_obstacles, config.max_cycles, config.half_width) == (3, 3, 25, 1.0)
+    assert (config.agent_size, config.obstacle_size, config.goal_radius) == (0.05, 0.05, 0.05)
+    assert (config.reward, config.goal_reward, config.collision_penalty, config.shared_reward) == ("goal", 5.0, 5.0, True)
+    assert not config.continuous_actions and not config.terminate_on_goals and config.sensing_radius == 1.0
+    assert scenarios.configure("navigation", {"preset": "informarl", "num_agents": 7}).num_agents == 7
+    assert scenarios.configure("navigation", {}).num_agents == 8  # the default stays the default
+    with pytest.raises(scenarios.ConfigError, match="no preset 'informal'"):
+        scenarios.configure("navigation", {"preset": "informal"})
+
+
+def test_navigation_goal_reward_is_shared_and_counts_goals_distances_and_collisions():
+    game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, preset="informarl", num_obstacles=1)
+    game.reset()
+    # agent 0 on its goal, agents 1 and 2 overlapping each other away from their goals, the obstacle far away.
+    agents = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.55, 0.5]], dtype=torch.float64)
+    goals = torch.tensor([[0.0, 0.0], [-0.5, 0.5], [0.55, -0.5]], dtype=torch.float64)
+    game.world.position = torch.cat([agents, torch.tensor([[-0.9, -0.9]], dtype=torch.float64), goals])[None].clone()
+    game.world.velocity = torch.zeros_like(game.world.position)
+    _, rewards, terminated, _, infos = game.step({a: torch.zeros(1, dtype=torch.long) for a in game.possible_agents})
+    position = game.world.position[0]  # each agent's reward (contacts moved agents 1 and 2), summed and shared
+    expected = 5.0 - float((position[5] - position[1]).norm()) - float((position[6] - position[2]).norm()) - 10.0
+    for agent in game.possible_agents:
+        assert float(rewards[agent][0]) == pytest.approx(expected)
+    assert [bool(infos[a]["reached"][0]) for a in game.possible_agents] == [True, False, False]
+    assert not terminated["agent_0"].any()
+
+
+def test_navigation_starts_clear_of_overlaps():
+    game = scenarios.make("navigation", num_envs=64, seed=3, num_agents=16, num_obstacles=6, dtype=torch.float64)
+    game.reset()
+    position, count, obstacles = game.world.position, 16, 6
+    agents, blocks, goals = position[:, :count], position[:, count:count + obstacles], position[:, count + obstacles:]
+    eye = torch.eye(count, dtype=torch.bool)
+    assert ((agents[:, :, None] - agents[:, None]).norm(dim=-1).masked_fill(eye, 9) >= 0.15 - 1e-9).float().mean() > 0.999
+    assert ((agents[:, :, None] - blocks[:, None]).norm(dim=-1) >= 0.2 - 1e-9).float().mean() > 0.999
+    assert ((goals[:, :, None] - blocks[:, None]).norm(dim=-1) >= 0.2 - 1e-9).float().mean() > 0.999
+
+
+def test_navigation_episode_metrics_equal_a_step_by_step_count():
+    """InforMARL's T, collisions per agent and S%, and GCBF+'s safe, finish and success rates, against
+    a count made here from the world's positions one step at a time."""
+    from scenarios.navigation import episode_metrics
+
+    settings = dict(num_agents=6, num_obstacles=3, agent_size=0.12, arena_size=0.8, max_cycles=30)
+    game = scenarios.make("navigation", num_envs=8, seed=2, dtype=torch.float64, **settings)
+    metrics = episode_metrics(goal_seeking_policy, game, seed=4)
+
+    game = scenarios.make("navigation", num_envs=8, seed=2, dtype=torch.float64, **settings)
+    observations, _ = game.reset(seed=4)
+    first = torch.full((8, 6), math.inf, dtype=torch.float64)
+    hits = torch.zeros(8, 6, dtype=torch.float64)
+    running = torch.ones(8, dtype=torch.bool)
+    for step in range(1, 31):
+        observations, _, terminated, truncated, _ = game.step(goal_seeking_policy(game, observations))
+        position, sizes = game.world.position, game.world.sizes  # copies that ended were reset: use final state
+        done = terminated["agent_0"] | truncated["agent_0"]
+        if step == 1:
+            assert not done.any()
+        for copy in range(8):
+            if not running[copy]:
+                continue
+            if done[copy] and terminated["agent_0"][copy]:  # every agent home: all reached this step
+                first[copy] = torch.where(first[copy].isinf(), float(step), first[copy])
+                continue
+            for i in range(6):
+                if float((position[copy, 6 + 3 + i] - position[copy, i]).norm()) <= 0.05 and math.isinf(first[copy, i]):
+                    first[copy, i] = step
+                for j in range(9):
+                    if j != i and float((position[copy, i] - position[copy, j]).norm()) < float(sizes[i] + sizes[j]):
+                        hits[copy, i] += 1
+        running &= ~done
+    finished = first.isfinite()
+    assert metrics["time_to_goal"] == pytest.approx(float(torch.where(finished, first, 30.0).mean() / 30))
+    assert metrics["collisions_per_agent"] == pytest.approx(float(hits.mean()))
+    assert metrics["success_rate"] == pytest.approx(100 * float(finished.all(1).double().mean()))
+    assert metrics["safe_rate"] == pytest.approx(float((hits == 0).double().mean()))
+    assert metrics["finish_rate"] == pytest.approx(float(finished.double().mean()))
+    assert metrics["agent_success_rate"] == pytest.approx(float(((hits == 0) & finished).double().mean()))
+    assert 0 < metrics["safe_rate"] < 1 and metrics["episodes"] == 8
