@@ -1,0 +1,330 @@
+"""Decentralized control-barrier-function safety filters, batched, with gains set online.
+
+Ames, Xu, Grizzle and Tabuada, "Control Barrier Function Based Quadratic Programs for Safety
+Critical Systems" (IEEE TAC 2017), decentralized as in Wang, Ames and Egerstedt, "Safety
+Barrier Certificates for Collisions-Free Multirobot Systems" (IEEE T-RO 2017), and tuned
+online as in Gao, Yang and Prorok, "Online Control Barrier Functions for Decentralized
+Multi-Agent Navigation" (MRS 2023, arXiv 2303.04313).
+
+For agent ``i`` and each of its ``k`` nearest neighbours or obstacles ``j`` (within the
+sensing radius), with ``dp = p_i - p_j``, ``dv = v_i - v_j`` and the barrier
+``h = |dp|^2 - (r_i + r_j + margin)^2``, the filter keeps the command ``u_i`` closest to
+the nominal one subject to, with responsibility ``rho`` (1/2 between agents, 1 for
+obstacles):
+
+- single integrator (``u`` a velocity): ``dh/dt + alpha h >= 0``, decentralized as
+  ``2 dp . u_i >= -rho alpha h``;
+- double integrator (``u`` an acceleration, the particle engine's ``v' = u - c v`` with
+  ``c = damping / dt``): the high-order CBF ``psi_2 = h'' + 2 alpha h' + alpha^2 h >= 0``
+  (``psi_1 = h' + alpha h``, both with gain ``alpha``), decentralized as
+  ``2 dp . u_i >= -rho (2 |dv|^2 - 2 c dp . dv + 4 alpha dp . dv + alpha^2 h)``, assuming
+  the neighbour's own command carries its share and an obstacle stands still.
+
+One QP per agent, all agents of all copies at once (:func:`solve_qp`):
+``min_u,d |u - u_nom|^2 / 2 + w d^2 / 2`` s.t. ``A u + d >= b``, ``d >= 0``,
+``low <= u <= high``, with one slack ``d`` per agent penalized by ``w`` and used only
+where the constraints cannot all be met. A single constraint whose solution lies in the
+box is solved in closed form; otherwise the QP, a projection in 2 (or, with the slack, 3)
+dimensions, is solved exactly by trying every face of its polygon at once (see
+:func:`solve_qp`). Everything is whole-batch tensor work on the device, with no iteration
+count to tune and no tolerance to trade against speed.
+
+Gains: a fixed ``alpha`` (the seed paper's baseline), or ``alpha_i(t)`` per agent and step
+from a policy (:class:`OnlineCBF`, trained by ``marl.mappo`` with ``filter=online-cbf``).
+
+Shapes: ``S`` problems (agents of all copies), ``K`` constraints each: ``A (S, K, 2)``,
+``b (S, K)``, nominal ``(S, 2)``; the filters work on ``(B, N, 2)`` commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+
+from marl.errors import TrainingError
+
+DYNAMICS = ("single", "double")
+# Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
+ALPHA_RANGE = (0.1, 50.0)
+
+
+def _subsets(rows: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every set of 1 to ``size`` of ``rows`` constraints: ``(C, size)`` indices, ``(C, size)`` bool (slot used)."""
+    chosen = [combination for count in range(1, size + 1) for combination in itertools.combinations(range(rows), count)]
+    index = torch.tensor([list(c) + [0] * (size - len(c)) for c in chosen], dtype=torch.long, device=device)
+    used = torch.tensor([[slot < len(c) for slot in range(size)] for c in chosen], dtype=torch.bool, device=device)
+    return index, used
+
+
+def _project(rows: torch.Tensor, limits: torch.Tensor, valid: torch.Tensor, origin: torch.Tensor,
+             tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean projections of points onto polyhedra ``{x : r_m . x >= l_m}``, by trying every face.
+
+    The projection of ``x_0`` is its projection onto the affine hull of the face it lies in, which
+    ``D`` or fewer of the constraints cut out in ``R^D``, and every other feasible point is farther
+    from ``x_0``; so each set of at most ``D`` constraints gives a candidate
+    ``x = x_0 + R_s^T (R_s R_s^T)^{-1} (l_s - R_s x_0)``, and the closest feasible one is the answer.
+
+    Args:
+        rows: ``(T, M, D)``; limits: ``(T, M)``; valid: ``(T, M)`` bool (absent rows are ignored).
+        origin: ``(T, D)`` the points to project.
+        tolerance: feasibility tolerance, relative to each row's scale.
+
+    Returns:
+        ``(points (T, D), found (T,))``: ``found`` is False where the polyhedron is empty.
+    """
+    problems, count, dimension = rows.shape
+    scale = rows.norm(dim=-1).clamp_min(1e-12) * (1 + torch.where(valid, limits, 0.0).abs())
+
+    def feasible(points: torch.Tensor) -> torch.Tensor:  # (T, C, D) -> (T, C)
+        residual = torch.einsum("tmd,tcd->tcm", rows, points) - limits[:, None]
+        return ((residual >= -tolerance * scale[:, None]) | ~valid[:, None]).all(-1)
+
+    index, used = _subsets(count, dimension, rows.device)  # (C, D)
+    picked = rows[:, index] * used[..., None]  # (T, C, D, D): unused slots are zero rows
+    gram = picked @ picked.transpose(-1, -2) + torch.diag_embed((~used).to(rows.dtype))
+    finite = torch.where(valid, limits, 0.0)  # unused slots point at row 0, which may be absent
+    target = (finite[:, index] - torch.einsum("tcjd,td->tcj", picked, origin)) * used
+    multipliers, info = torch.linalg.solve_ex(gram, target[..., None])
+    points = origin[:, None] + (picked.transpose(-1, -2) @ multipliers)[..., 0]  # (T, C, D)
+    usable = valid[:, index].where(used, True).all(-1) & (info == 0) & torch.isfinite(points).all(-1)
+    usable = usable & feasible(points)
+    distance = torch.where(usable, (points - origin[:, None]).square().sum(-1), math.inf)
+    best = points[torch.arange(problems, device=rows.device), distance.argmin(1)]
+    inside = feasible(origin[:, None])[:, 0]
+    return torch.where(inside[:, None], origin, best), inside | usable.any(1)
+
+
+def solve_qp(nominal: torch.Tensor, matrix: torch.Tensor, bound: torch.Tensor, low: float, high: float,
+             slack_weight: float = 1e3, tolerance: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The filter's QP for ``S`` agents at once, solved exactly (module docstring).
+
+    1. Agents whose nominal command meets every constraint keep it.
+    2. The others get the closest command in the box that meets every constraint, when one
+       exists: the projection of ``u_nom`` onto a polygon (``_project`` in 2 dimensions).
+    3. Where none exists, the slack enters: with ``e = sqrt(w) d`` the QP is the projection of
+       ``(u_nom, 0)`` onto ``{A u + e / sqrt(w) >= b, box, e >= 0}`` in 3 dimensions.
+
+    So a command that can meet every constraint does, exactly, and the slack is used only
+    where the constraints cannot all be met (then it is the quadratic-penalty QP's). One
+    constraint with its solution inside the box has the closed form ``u = u_nom + lambda a``,
+    ``lambda = max(0, b - a . u_nom) / |a|^2``.
+
+    Cost per unsafe agent: ``sum_{j <= D} binom(M, j)`` candidates, ``M = K + 4`` rows in step 2
+    (78 for ``K = 8``) and ``K + 5`` in step 3 (378), each a ``D x D`` solve.
+
+    Args:
+        nominal: ``(S, 2)`` the nominal commands.
+        matrix: ``(S, K, 2)`` constraint rows ``A``; a row with ``bound = -inf`` is absent.
+        bound: ``(S, K)`` right-hand sides ``b``.
+        low, high: the box on each component of ``u``.
+        slack_weight: ``w``, the penalty of the slack.
+        tolerance: feasibility tolerance, relative to each constraint's scale.
+
+    Returns:
+        ``(u, d)``: ``(S, 2)`` the filtered commands (inside the box) and ``(S,)`` the slack.
+    """
+    if not low < high:
+        raise TrainingError(f"the command box [{low}, {high}] is empty")
+    problems, count, _ = matrix.shape
+    given, device, dtype = nominal.dtype, nominal.device, torch.float64  # float64 inside: faces are tried exactly
+    nominal, matrix, bound = nominal.to(dtype), matrix.to(dtype), bound.to(dtype)
+    present = torch.isfinite(bound)
+    matrix = matrix * present[..., None]
+    if count == 1:
+        a = matrix[:, 0]
+        gap = torch.where(present[:, 0], bound[:, 0] - (a * nominal).sum(-1), 0.0).clamp_min(0.0)
+        u = nominal + (gap / a.square().sum(-1).clamp_min(1e-300))[:, None] * a
+        if bool(((u >= low) & (u <= high)).all()):
+            return u.to(given), torch.zeros(problems, dtype=given, device=device)
+    box = torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0]], dtype=dtype, device=device).expand(problems, 4, 2)
+    box_limits = torch.tensor([low, low, -high, -high], dtype=dtype, device=device).expand(problems, 4)
+    rows = torch.cat([matrix, box], 1)  # (S, K + 4, 2)
+    limits = torch.cat([bound, box_limits], 1)
+    valid = torch.cat([present, torch.ones(problems, 4, dtype=torch.bool, device=device)], 1)
+    command, found = _project(rows, limits, valid, nominal, tolerance)
+    slack = torch.zeros(problems, dtype=dtype, device=device)
+    stuck = (~found).nonzero()[:, 0]
+    if stuck.numel():
+        root = math.sqrt(slack_weight)
+        lifted = torch.cat([torch.cat([rows[stuck], torch.zeros_like(rows[stuck][..., :1])], -1),
+                            torch.tensor([[0.0, 0.0, 1.0]], dtype=dtype, device=device).expand(stuck.numel(), 1, 3)], 1)
+        lifted[:, :count, 2] = 1.0 / root  # A u + e / sqrt(w) >= b; then the box; then e >= 0
+        lifted_limits = torch.cat([limits[stuck], torch.zeros(stuck.numel(), 1, dtype=dtype, device=device)], 1)
+        lifted_valid = torch.cat([valid[stuck], torch.ones(stuck.numel(), 1, dtype=torch.bool, device=device)], 1)
+        start = torch.cat([nominal[stuck], torch.zeros(stuck.numel(), 1, dtype=dtype, device=device)], 1)
+        point, solved = _project(lifted, lifted_limits, lifted_valid, start, tolerance)
+        if not bool(solved.all()):
+            raise TrainingError("the CBF QP found no command; the slack makes every instance feasible, so this is a bug")
+        command[stuck] = point[:, :2]
+        slack[stuck] = point[:, 2].clamp_min(0.0) / root
+    return command.clamp(low, high).to(given), slack.to(given)
+
+
+def barrier_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: torch.Tensor,
+                 responsibility: torch.Tensor, alpha: torch.Tensor, dynamics: str,
+                 damping_rate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Constraint rows ``A u >= b`` of every agent against its neighbours (module docstring).
+
+    Args:
+        offset: ``(..., K, 2)`` ``dp = p_i - p_j``; relative_velocity: ``(..., K, 2)`` ``dv``.
+        reach: ``(..., K)`` ``r_i + r_j + margin``; responsibility: ``(..., K)`` ``rho``.
+        alpha: ``(...)`` or a number, the class-K gain.
+        dynamics: ``single`` or ``double``; damping_rate: ``c`` of the double integrator.
+
+    Returns:
+        ``(A (..., K, 2), b (..., K))``.
+    """
+    alpha = torch.as_tensor(alpha, dtype=offset.dtype, device=offset.device)
+    if alpha.dim():
+        alpha = alpha[..., None]
+    barrier = offset.square().sum(-1) - reach.square()
+    if dynamics == "single":
+        return 2 * offset, -responsibility * alpha * barrier
+    closing = (offset * relative_velocity).sum(-1)
+    rest = (2 * relative_velocity.square().sum(-1) - 2 * damping_rate * closing + 4 * alpha * closing
+            + alpha.square() * barrier)
+    return 2 * offset, -responsibility * rest
+
+
+class CBFFilter:
+    """The decentralized CBF filter of a navigation world (module docstring).
+
+    Args:
+        alpha: the fixed gain (used when ``commands`` is given none).
+        margin: added to the sum of radii; must be >= 0.
+        neighbours: ``k``, the nearest agents and obstacles each agent keeps; >= 1.
+        dynamics: ``double`` (the particle engine's; commands are forces) or ``single``.
+        slack_weight: see :func:`solve_qp`.
+    """
+
+    def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
+                 slack_weight: float = 1e3) -> None:
+        for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TrainingError(f"CBF {name} must be a finite number, got {value!r}")
+        if alpha <= 0:
+            raise TrainingError(f"CBF alpha must be > 0, got {alpha}")
+        if margin < 0:
+            raise TrainingError(f"CBF margin must be >= 0, got {margin}")
+        if slack_weight <= 0:
+            raise TrainingError(f"CBF slack_weight must be > 0, got {slack_weight}")
+        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or not 1 <= neighbours <= 16:
+            raise TrainingError(f"CBF neighbours (k) must be an integer in 1..16, got {neighbours!r}")
+        if dynamics not in DYNAMICS:
+            raise TrainingError(f"CBF dynamics must be one of {', '.join(DYNAMICS)}, got {dynamics!r}")
+        self.alpha, self.margin, self.neighbours = float(alpha), float(margin), neighbours
+        self.dynamics, self.slack_weight = dynamics, float(slack_weight)
+
+    def constraints(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A (B, N, k, 2), b (B, N, k))`` of every agent of a navigation game against its ``k``
+        nearest agents and obstacles within the sensing radius (absent rows: ``b = -inf``)."""
+        config, world = game.config, game.world
+        count, obstacles = config.num_agents, config.num_obstacles
+        entities = game.entities()
+        position = torch.cat([entities["agent_position"], entities["obstacle_position"]], 1)  # (B, N + O, 2)
+        velocity = torch.cat([entities["agent_velocity"], torch.zeros_like(entities["obstacle_position"])], 1)
+        offset = entities["agent_position"][:, :, None] - position[:, None]  # (B, N, N + O, 2)
+        distance = offset.norm(dim=-1)
+        distance[:, torch.arange(count), torch.arange(count)] = math.inf  # not one's own neighbour
+        taken = min(self.neighbours, count - 1 + obstacles)
+        if taken == 0:
+            shape = (*distance.shape[:2], 1)
+            return offset.new_zeros(*shape, 2), offset.new_full(shape, -math.inf)
+        nearest, index = distance.topk(taken, dim=-1, largest=False)  # (B, N, k)
+        pick = index[..., None].expand(-1, -1, -1, 2)
+        near_offset = offset.gather(2, pick)
+        near_velocity = entities["agent_velocity"][:, :, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
+        radii = torch.cat([world.sizes[:count], world.sizes[count:count + obstacles]])
+        reach = world.sizes[:count][None, :, None] + radii[index] + self.margin
+        responsibility = torch.where(index < count, 0.5, 1.0).to(offset.dtype)
+        damping_rate = world.damping / world.dt
+        matrix, bound = barrier_rows(near_offset, near_velocity, reach, responsibility, alpha, self.dynamics,
+                                     damping_rate)
+        bound = torch.where(nearest <= config.sensing_radius, bound, -math.inf)
+        return matrix, bound
+
+    def commands(self, game: Any, nominal: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Filtered commands ``(B, N, 2)`` for nominal ones ``(B, N, 2)``: forces per unit mass
+        (``double``, boxed by the agents' acceleration) or velocities (``single``, boxed by ``max_speed``)."""
+        alpha = self.alpha if alpha is None else alpha
+        matrix, bound = self.constraints(game, alpha)
+        copies, count = nominal.shape[:2]
+        limit = game.config.acceleration if self.dynamics == "double" else game.config.max_speed
+        filtered, _ = solve_qp(nominal.reshape(-1, 2), matrix.reshape(copies * count, -1, 2),
+                               bound.reshape(copies * count, -1), -limit, limit, self.slack_weight)
+        return filtered.view(copies, count, 2)
+
+    def filter_actions(self, game: Any, actions: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``(B, N, 5)`` continuous MPE actions -> the filtered ``(B, N, 5)`` (double integrator)."""
+        limit = game.config.acceleration
+        force = torch.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]], -1) * limit
+        return force_to_actions(self.commands(game, force, alpha), limit)
+
+    def __call__(self, policy: Any) -> Any:
+        """``policy`` (continuous navigation actions) with its commands filtered at the fixed gain."""
+        if self.dynamics != "double":
+            raise TrainingError("a policy's forces are filtered with dynamics=double")
+
+        def filtered(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            chosen = policy(game, observations)
+            stacked = torch.stack([chosen[agent] for agent in game.possible_agents], 1).to(game.dtype)
+            if stacked.dim() != 3:
+                raise TrainingError("--filter cbf filters continuous commands: set continuous_actions=true")
+            safe = self.filter_actions(game, stacked)
+            return {agent: safe[:, index] for index, agent in enumerate(game.possible_agents)}
+
+        return filtered
+
+
+def force_to_actions(force: torch.Tensor, limit: float) -> torch.Tensor:
+    """``(..., 2)`` forces in ``[-limit, limit]`` -> ``(..., 5)`` continuous MPE actions that apply them."""
+    push = (force / limit).clamp(-1.0, 1.0)
+    zero = torch.zeros_like(push[..., 0])
+    return torch.stack([zero, (-push[..., 0]).clamp_min(0), push[..., 0].clamp_min(0),
+                        (-push[..., 1]).clamp_min(0), push[..., 1].clamp_min(0)], -1)
+
+
+def nominal_forces(game: Any) -> torch.Tensor:
+    """``(B, N, 2)`` the goal-seeking forces of ``scenarios.navigation.goal_seeking_policy``."""
+    from games.particle import steer
+
+    entities = game.entities()
+    actions = steer(entities["goal_position"] - entities["agent_position"], entities["agent_velocity"], game.world,
+                    True)
+    limit = game.config.acceleration
+    return torch.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]], -1) * limit
+
+
+class OnlineCBF:
+    """Online gains (Gao, Yang and Prorok 2023): a policy's action per agent is ``log alpha_i(t)``.
+
+    ``controller(game, actions (B, N, 1)) -> (B, N, 5)``: the goal-seeking force, filtered
+    with each agent's gain ``alpha = exp(clamp(action, log 0.1, log 50))``.
+    """
+
+    def __init__(self, cbf: CBFFilter) -> None:
+        self.cbf = cbf
+
+    def __call__(self, game: Any, actions: torch.Tensor) -> torch.Tensor:
+        low, high = (math.log(value) for value in ALPHA_RANGE)
+        alpha = actions[..., 0].to(game.dtype).clamp(low, high).exp()
+        force = self.cbf.commands(game, nominal_forces(game), alpha)
+        return force_to_actions(force, game.config.acceleration)
+
+
+def scripted_cbf_policy(cbf: CBFFilter) -> Any:
+    """The goal-seeking policy filtered at ``cbf``'s fixed gain (the seed paper's baseline)."""
+
+    def policy(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        safe = force_to_actions(cbf.commands(game, nominal_forces(game)), game.config.acceleration)
+        return {agent: safe[:, index] for index, agent in enumerate(game.possible_agents)}
+
+    return policy
+
+
+__all__ = ["ALPHA_RANGE", "CBFFilter", "OnlineCBF", "barrier_rows", "force_to_actions", "nominal_forces",
+           "scripted_cbf_policy", "solve_qp"]
