@@ -300,10 +300,11 @@ def nominal_forces(game: Any) -> torch.Tensor:
 
 
 class OnlineCBF:
-    """Online gains (Gao, Yang and Prorok 2023): a policy's action per agent is ``log alpha_i(t)``.
+    """Online gains (Gao, Yang and Prorok 2023): a policy's action per agent sets ``log alpha_i(t)``.
 
     ``controller(game, actions (B, N, 1)) -> (B, N, 5)``: the goal-seeking force, filtered
-    with each agent's gain ``alpha = exp(clamp(action, log 0.1, log 50))``.
+    with each agent's gain ``alpha = clamp(cbf.alpha exp(action), 0.1, 50)``, so a zero action
+    is the fixed gain ``cbf.alpha``.
     """
 
     def __init__(self, cbf: CBFFilter) -> None:
@@ -311,7 +312,7 @@ class OnlineCBF:
 
     def __call__(self, game: Any, actions: torch.Tensor) -> torch.Tensor:
         low, high = (math.log(value) for value in ALPHA_RANGE)
-        alpha = actions[..., 0].to(game.dtype).clamp(low, high).exp()
+        alpha = (actions[..., 0].to(game.dtype) + math.log(self.cbf.alpha)).clamp(low, high).exp()
         force = self.cbf.commands(game, nominal_forces(game), alpha)
         return force_to_actions(force, game.config.acceleration)
 

@@ -10,7 +10,10 @@
     gamelab render SCENARIO --out FILE.gif [--policy P]
     gamelab train maddpg --scenario NAME [--env-steps N] [--num-envs B] [--seed S]
                        [--device D] [--out DIR] [--resume] [--json]
-    gamelab evaluate CHECKPOINT [--scenario NAME] [--episodes N] [--gif FILE] [--json]
+    gamelab train mappo --scenario NAME [--model mlp|gnn] [--filter none|online-cbf] [--ippo]
+                       [--env-steps N] [--minutes M] [--out DIR] [--resume] [--json]
+    gamelab evaluate [CHECKPOINT | --policy scripted|random] [--scenario NAME] [--set KEY=VALUE]
+                       [--filter cbf|online-cbf] [--param alpha=A] [--episodes N] [--gif FILE] [--json]
     gamelab tournament CONFIG.yaml [--db FILE] [--backend local|ray] [--ray-address ADDR]
                        [--report DIR] [--allow-code] [--json]
     gamelab bench NAME [options]
@@ -62,6 +65,27 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _run_options(parser: argparse.ArgumentParser, trainer: str, config: str, steps: str, copies: int,
+                 param_example: str, set_example: str) -> None:
+    """The options every `gamelab train ALGORITHM` takes: budget, copies, seed, device, run folder, settings."""
+    parser.add_argument("--env-steps", type=_positive_int, default=None, help=steps)
+    parser.add_argument("--num-envs", type=_positive_int, default=None, help=f"copies stepped together (default {copies})")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device of the networks (default cpu)")
+    parser.add_argument("--out", default=None, help=f"run folder (default runs/{trainer}-SCENARIO-seedS)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--minutes", type=_non_negative_float, default=None,
+                        help="stop training after this many minutes (resumable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"a scenario setting, e.g. {set_example} (repeatable)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"a trainer setting of {config}, e.g. {param_example} (repeatable)")
+    parser.add_argument("--no-gif", action="store_true", help="skip the GIF of the trained agents")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
 def _version() -> str:
@@ -180,33 +204,46 @@ def build_parser() -> argparse.ArgumentParser:
     maddpg.add_argument("--scenario", required=True,
                         help="scenario name (see `gamelab scenarios`) or pettingzoo:MODULE, "
                              "e.g. pettingzoo:mpe2.simple_spread_v3")
-    maddpg.add_argument("--env-steps", type=_positive_int, default=None,
-                        help="transitions to collect, summed over copies (default 1,500,000)")
-    maddpg.add_argument("--num-envs", type=_positive_int, default=None, help="copies stepped together (default 64)")
-    maddpg.add_argument("--seed", type=int, default=None, help="seed (default 0)")
-    maddpg.add_argument("--device", default="cpu", help="torch device of the networks and the buffer (default cpu)")
-    maddpg.add_argument("--out", default=None, help="run folder (default runs/maddpg-SCENARIO-seedS)")
-    maddpg.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _run_options(maddpg, "maddpg", "MADDPGConfig", "transitions to collect, summed over copies (default 1,500,000)",
+                 64, "--param batch_size=512", "--set num_agents=5")
     maddpg.add_argument("--independent", action="store_true",
                         help="independent DDPG: critics see only their own agent (centralized_critic=false)")
-    maddpg.add_argument("--minutes", type=_non_negative_float, default=None,
-                        help="stop training after this many minutes (resumable)")
-    maddpg.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a scenario setting, e.g. --set num_agents=5 (repeatable)")
-    maddpg.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a trainer setting of MADDPGConfig, e.g. --param batch_size=512 (repeatable)")
-    maddpg.add_argument("--no-gif", action="store_true", help="skip the GIF of the trained agents")
-    maddpg.add_argument("--max-memory", default=None, metavar="SIZE",
-                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
-    maddpg.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
-    evaluate = commands.add_parser("evaluate", help="replay a trained policy and report its mean return")
-    evaluate.add_argument("checkpoint", help="checkpoint.pt or policy.pt written by `gamelab train`")
+    mappo = algorithms.add_parser(
+        "mappo", help="MAPPO (Yu et al. 2022), or IPPO with --ippo; MLP or GNN (InforMARL) models",
+        description="Trains MAPPO on a scenario with parameter sharing, then evaluates the trained agents over "
+                    "100 episodes and draws one as a GIF. --model gnn reads graph observations (navigation) and "
+                    "runs with any number of agents; --filter online-cbf learns each agent's CBF gain on top of "
+                    "goal seeking. checkpoint.pt is written every 5 minutes, at the end and on Ctrl-C or SIGTERM.",
+    )
+    mappo.add_argument("--scenario", required=True, help="scenario name (see `gamelab scenarios`)")
+    mappo.add_argument("--model", choices=["mlp", "gnn"], default=None, help="the actor-critic (default mlp)")
+    mappo.add_argument("--filter", choices=["none", "online-cbf"], default=None,
+                       help="online-cbf: the policy sets each agent's CBF gain (default none)")
+    mappo.add_argument("--ippo", action="store_true", help="IPPO: the critic sees only its own agent")
+    _run_options(mappo, "mappo", "MAPPOConfig", "copy-steps to collect, summed over copies (default 2,000,000)",
+                 128, "--param epochs=5", "--set preset=informarl")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="replay a trained policy and report its mean return",
+        description="Plays a checkpoint (or a scripted or random policy) and reports its mean return; on "
+                    "navigation also InforMARL's T, collisions per agent and S%% and GCBF+'s safe, finish and "
+                    "success rates. A gnn checkpoint runs with any --set num_agents=M.")
+    evaluate.add_argument("checkpoint", nargs="?", default=None,
+                          help="checkpoint.pt or policy.pt written by `gamelab train`")
+    evaluate.add_argument("--policy", choices=["scripted", "random"], default=None,
+                          help="play the scenario's scripted policy or uniform random actions instead of a checkpoint")
     evaluate.add_argument("--scenario", default=None,
                           help="the scenario (or pettingzoo:MODULE) it was trained on (default: the one the "
                                "checkpoint records)")
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="the scenario settings it was trained with (repeatable; default: the recorded ones)")
+                          help="scenario settings (repeatable), over the ones the checkpoint records")
+    evaluate.add_argument("--filter", choices=["none", "cbf", "online-cbf"], default=None,
+                          help="cbf: pass the policy's commands through the CBF safety filter at a fixed gain; "
+                               "online-cbf: the gains of a checkpoint trained with it (default: what the checkpoint "
+                               "records)")
+    evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8)")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")

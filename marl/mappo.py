@@ -111,6 +111,8 @@ class MAPPOConfig:
     """Normalize value targets by running statistics (MAPPO's ValueNorm)."""
     initial_log_std: float = -0.5
     """Continuous actions: the initial log standard deviation."""
+    cbf_alpha: float = 5.0
+    """``online-cbf``: the gain at a zero action, ``alpha = cbf_alpha exp(action)``."""
     cbf_margin: float = 0.05
     """``online-cbf``: distance added to the sum of radii in the barrier."""
     cbf_neighbours: int = 8
@@ -139,14 +141,14 @@ class MAPPOConfig:
                 raise TrainingError(f"{name} must be true or false, got {getattr(self, name)!r}")
         bounded = {"gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip": (0.0, 1.0)}
         for name in ("learning_rate", "clip", "gamma", "gae_lambda", "entropy_coef", "value_coef", "huber_delta",
-                     "max_grad_norm", "initial_log_std", "cbf_margin", "checkpoint_minutes"):
+                     "max_grad_norm", "initial_log_std", "cbf_alpha", "cbf_margin", "checkpoint_minutes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TrainingError(f"{name} must be a finite number, got {value!r}")
             low, high = bounded.get(name, (-math.inf if name == "initial_log_std" else 0.0, math.inf))
             if not low <= value <= high:
                 raise TrainingError(f"{name} must be in [{low}, {high}], got {value}")
-        for name in ("learning_rate", "clip", "huber_delta", "max_grad_norm"):
+        for name in ("learning_rate", "clip", "huber_delta", "max_grad_norm", "cbf_alpha"):
             if getattr(self, name) <= 0:
                 raise TrainingError(f"{name} must be > 0, got {getattr(self, name)}")
         hidden = tuple(self.hidden_sizes) if isinstance(self.hidden_sizes, (list, tuple)) else None
@@ -426,10 +428,10 @@ class MAPPO:
                 nn.utils.clip_grad_norm_(self._actor_parameters(), config.max_grad_norm)
                 nn.utils.clip_grad_norm_(self._critic_parameters(), config.max_grad_norm)
                 self.optimizer.step()
-                totals["policy_loss"] += float(policy_loss)
-                totals["value_loss"] += float(value_loss)
-                totals["entropy"] += float(entropy)
-                totals["clip_fraction"] += float(((ratio - 1).abs() > config.clip).float().mean())
+                totals["policy_loss"] += float(policy_loss.detach())
+                totals["value_loss"] += float(value_loss.detach())
+                totals["entropy"] += float(entropy.detach())
+                totals["clip_fraction"] += float(((ratio.detach() - 1).abs() > config.clip).float().mean())
                 count += 1
         self.updates += 1
         return {name: value / max(count, 1) for name, value in totals.items()}

@@ -334,11 +334,21 @@ def load_policy(path: str | os.PathLike, game: Any | None = None, game_name: str
                 saved: dict[str, Any] | None = None):
     """A ``TrainedPolicy`` on ``device`` from a checkpoint or policy file, checked against the game when given.
 
+    A MAPPO file (``marl.mappo_train``) gives a ``MAPPOPolicy``: it is checked against the game's
+    observation layout rather than its settings, since a ``gnn`` policy plays any number of agents.
+
     ``saved``: the file's payload when the caller has read it already (``checkpoint.load``).
     """
     from marl.maddpg import TrainedPolicy
 
     saved = checkpoint.load(path) if saved is None else saved
+    if saved.get("algorithm") == "mappo":  # MAPPO's policies (marl.mappo_train) play wherever MADDPG's do
+        from marl.envs import make_game
+        from marl.mappo_train import load_policy as load_mappo_policy
+
+        if game is None and game_name is not None:
+            game = make_game(game_name, 1, device=device, settings=dict(game_settings or {}))
+        return load_mappo_policy(saved, path, game, device)
     if game_name is not None:
         checkpoint.check_game(saved, path, game_name, dict(game_settings or {}))
     try:

@@ -335,7 +335,8 @@ def episode_metrics(policy: Policy, game: Navigation, seed: int) -> dict[str, fl
       agent reached its goal;
     - ``safe_rate``, ``finish_rate``, ``agent_success_rate`` (GCBF+'s, fractions in [0, 1]):
       agents that never collided, that reached their goal, and both;
-    - ``mean_episode_return``: the return per agent, ``episodes``: ``B``.
+    - ``mean_episode_return``: the return per agent, ``episode_return_std`` its standard deviation
+      over episodes, ``episode_returns`` the ``(B,)`` float64 returns, ``episodes``: ``B``.
 
     Steps after a copy's episode ended (all agents home with ``terminate_on_goals``) do not
     count; its agents have all reached their goals.
@@ -367,5 +368,7 @@ def episode_metrics(policy: Policy, game: Navigation, seed: int) -> dict[str, fl
         "finish_rate": float(finished.to(torch.float64).mean()),
         "agent_success_rate": float((safe & finished).to(torch.float64).mean()),
         "mean_episode_return": float(returns.mean()),
+        "episode_return_std": float(returns.std()) if copies > 1 else 0.0,
+        "episode_returns": returns,
         "episodes": copies,
     }

@@ -63,7 +63,7 @@ def _run_folder(args: argparse.Namespace) -> str:
     import os
     import re
 
-    folder = args.out or os.path.join("runs", f"maddpg-{re.sub(r'[^A-Za-z0-9_.-]+', '-', args.scenario)}-"
+    folder = args.out or os.path.join("runs", f"{args.algorithm}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', args.scenario)}-"
                                               f"seed{0 if args.seed is None else args.seed}")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise GamelabError(f"--out {folder}: exists and is not a folder")
@@ -115,7 +115,8 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[st
 def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes: int, seed: int, device: Any,
                      gif: str | None) -> dict[str, Any]:
     """Mean return per agent of ``policy`` and of uniform random play over the same episodes, overall and
-    per team (role): in a competitive game (``tag``) the overall mean averages predators and prey."""
+    per team (role): in a competitive game (``tag``) the overall mean averages predators and prey. On
+    navigation, also ``scenarios.navigation.episode_metrics`` of ``policy`` (from the same episodes)."""
     from games.markov import teams
     from games.policy import random_policy, team_returns
     from games.render import record_gif
@@ -124,7 +125,15 @@ def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes:
     game = make_game(name, episodes, device=device, seed=seed, settings=settings)
     groups = teams(game.possible_agents)
     everyone = [list(game.possible_agents), *groups.values()]
-    trained = team_returns(policy, game, seed, everyone).cpu()
+    measured: dict[str, Any] = {}
+    if name == "navigation":
+        from scenarios.navigation import episode_metrics
+
+        measured = episode_metrics(policy, game, seed)
+        per_episode = measured.pop("episode_returns")
+        trained = per_episode[None].expand(len(everyone), -1).cpu()  # navigation has one team
+    else:
+        trained = team_returns(policy, game, seed, everyone).cpu()
     random = team_returns(random_policy(seed), game, seed, everyone).cpu()
     out = {
         "mean_episode_return": float(trained[0].mean()),
@@ -133,6 +142,8 @@ def _evaluate_policy(policy: Any, name: str, settings: dict[str, Any], episodes:
         "team_returns": {role: float(trained[1 + index].mean()) for index, role in enumerate(groups)},
         "random_team_returns": {role: float(random[1 + index].mean()) for index, role in enumerate(groups)},
         "eval_episodes": episodes,
+        "episodes": episodes,
+        **measured,
         "gif": None,
     }
     if gif is not None:
@@ -165,6 +176,11 @@ def _greedy_evaluation(name: str, settings: dict[str, Any], config: Any, device:
 def command_train(args: argparse.Namespace) -> int:
     import os
 
+    if args.algorithm == "mappo":
+        from marl.commands.mappo import command_train_mappo
+
+        return command_train_mappo(args)
+
     from rich.console import Console
 
     from marl.envs import make_game
@@ -193,7 +209,6 @@ def command_train(args: argparse.Namespace) -> int:
 def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, saved: Any, device: Any,
               settings: dict[str, Any], game: Any) -> int:
     """The training run of ``command_train`` in its (existing) run folder."""
-    import dataclasses
     import os
 
     from rich.progress import (
@@ -204,7 +219,6 @@ def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, 
         TimeRemainingColumn,
     )
 
-    from games.io import atomic_write_text
     from marl.maddpg import TrainedPolicy
     from marl.plots import write_learning_curves
     from marl.train import POLICY_FILE, save_policy, train
@@ -246,65 +260,128 @@ def _train_in(args: argparse.Namespace, console: Any, folder: str, config: Any, 
         write_learning_curves(os.path.join(folder, "learning_curve.png"), {"MADDPG": result.curve},
                               title=f"MADDPG on {args.scenario}",
                               references={"uniform random": evaluation["random_return"]})
+    algorithm = "maddpg" if config.centralized_critic else "independent-ddpg"
+    write_run_result(args, console, folder, {"algorithm": algorithm}, evaluation, result, config,
+                     f"[bold]{algorithm}[/bold] on {args.scenario}")
+    return 0
+
+
+def _evaluated_policy(args: argparse.Namespace, device: Any) -> tuple[Any, str, dict[str, Any], str]:
+    """``(policy, scenario, settings, filter)`` that ``gamelab evaluate`` plays."""
+    from marl import checkpoint
+
+    settings = dict(_setting(text) for text in args.set)
+    if (args.checkpoint is None) == (args.policy is None):
+        raise GamelabError("give a CHECKPOINT or --policy scripted|random (one of the two)")
+    if args.checkpoint is None:
+        if args.scenario is None:
+            raise GamelabError(f"--policy {args.policy}: name the game with --scenario")
+        return _load_policy(args.policy, args.scenario, settings), args.scenario, settings, "none"
+    saved = checkpoint.load(args.checkpoint)  # its header is checked there
+    recorded = saved["game"]
+    scenario = args.scenario or recorded["name"]
+    if scenario == recorded["name"]:
+        settings = {**dict(recorded.get("settings", {})), **settings}
+    if saved.get("algorithm") == "mappo":
+        from marl.envs import make_game
+        from marl.mappo_train import load_policy as load_mappo
+
+        game = make_game(scenario, 1, device=device, seed=args.seed, settings=settings)
+        policy = load_mappo(saved, args.checkpoint, game, device)
+        trained_with = policy.learner.config.filter
+        if trained_with == "online-cbf" and args.filter not in (None, "online-cbf"):
+            raise GamelabError(f"{args.checkpoint} sets CBF gains (trained with --filter online-cbf); it plays only "
+                               "through its filter")
+        if args.filter == "online-cbf" and trained_with != "online-cbf":
+            raise GamelabError(f"--filter online-cbf: {args.checkpoint} was not trained with --filter online-cbf")
+        return policy, scenario, settings, trained_with
+    from marl.train import load_policy
+
+    if args.filter == "online-cbf":
+        raise GamelabError(f"--filter online-cbf: {args.checkpoint} was not trained with --filter online-cbf")
+    policy = load_policy(args.checkpoint, game_name=scenario, game_settings=settings, device=device, saved=saved)
+    return policy, scenario, settings, "none"
+
+
+def _cbf_filter(args: argparse.Namespace) -> Any:
+    """The fixed-gain filter of ``--filter cbf --param alpha=A``; ``--param`` refused without it."""
+    from marl.cbf import CBFFilter
+
+    params = dict(_setting(text) for text in args.param)
+    if args.filter != "cbf":
+        if params:
+            raise GamelabError(f"--param {next(iter(params))}: filter settings need --filter cbf")
+        return None
+    unknown = sorted(set(params) - {"alpha", "margin", "neighbours"})
+    if unknown:
+        raise GamelabError(f"--param {unknown[0]}: the cbf filter's settings are alpha, margin and neighbours")
+    return CBFFilter(**params)
+
+
+def write_run_result(args: argparse.Namespace, console: Any, folder: str, head: dict[str, Any],
+                     evaluation: dict[str, Any], result: Any, config: Any, heading: str) -> None:
+    """Writes a training run's ``result.json`` and prints it (``--json``) or its summary."""
+    import dataclasses
+    import os
+
+    from games.io import atomic_write_text
+    from marl.train import POLICY_FILE
+
     payload = {
-        "scenario": args.scenario,
-        "settings": settings,
-        "algorithm": "maddpg" if config.centralized_critic else "independent-ddpg",
-        **evaluation,
-        "env_steps": result.env_steps,
-        "updates": result.updates,
-        "seconds": result.seconds,
-        "run_dir": folder,
-        "checkpoint": os.path.join(folder, "checkpoint.pt"),
-        "policy": os.path.join(folder, POLICY_FILE),
+        "scenario": args.scenario, "settings": dict(_setting(text) for text in args.set), **head, **evaluation,
+        "env_steps": result.env_steps, "updates": result.updates, "seconds": result.seconds, "run_dir": folder,
+        "checkpoint": os.path.join(folder, "checkpoint.pt"), "policy": os.path.join(folder, POLICY_FILE),
         "config": dataclasses.asdict(config),
     }
     atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
     if args.json:
         print(json.dumps(payload))
-    else:
-        console.print(
-            f"[bold]{payload['algorithm']}[/bold] on {args.scenario}: {result.env_steps:,} env steps, "
-            f"{result.updates:,} updates, {result.seconds:.1f} s"
-        )
-        console.print(
-            f"mean return per agent over {evaluation['eval_episodes']} episodes: "
-            f"{evaluation['mean_episode_return']:+.2f} (uniform random {evaluation['random_return']:+.2f})"
-        )
-        if _team_lines(evaluation):
-            console.print(f"per team: {_team_lines(evaluation)}")
-        console.print(f"run folder {folder}: checkpoint.pt, policy.pt, result.json, TensorBoard logs"
-                      + (", trained.gif" if evaluation["gif"] else ""))
-    return 0
+        return
+    console.print(f"{heading}: {result.env_steps:,} env steps, {result.updates:,} updates, {result.seconds:.1f} s")
+    console.print(f"mean return per agent over {evaluation['eval_episodes']} episodes: "
+                  f"{evaluation['mean_episode_return']:+.2f} (uniform random {evaluation['random_return']:+.2f})")
+    if "time_to_goal" in evaluation:
+        console.print(f"T {evaluation['time_to_goal']:.3f}, collisions per agent {evaluation['collisions_per_agent']:.3f}, "
+                      f"S% {evaluation['success_rate']:.1f}; safe rate {evaluation['safe_rate']:.3f}, success rate "
+                      f"{evaluation['agent_success_rate']:.3f}")
+    if _team_lines(evaluation):
+        console.print(f"per team: {_team_lines(evaluation)}")
+    console.print(f"run folder {folder}: checkpoint.pt, policy.pt, result.json, TensorBoard logs"
+                  + (", trained.gif" if evaluation["gif"] else ""))
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    from marl.train import load_policy
-
     if args.gif is not None:
         _check_output_path(args.gif, "--gif")
         if not args.gif.lower().endswith(".gif"):
             raise GamelabError(f"--gif {args.gif!r}: the name must end in .gif")
-    from marl import checkpoint
-
-    settings = dict(_setting(text) for text in args.set)
     device = _device(args.device)
-    saved = checkpoint.load(args.checkpoint)  # its header is checked there
-    scenario = args.scenario
-    if scenario is None:
-        recorded = saved["game"]
-        scenario = recorded["name"]
-        if not args.set:
-            settings = dict(recorded.get("settings", {}))
-    policy = load_policy(args.checkpoint, game_name=scenario, game_settings=settings, device=device, saved=saved)
+    cbf = _cbf_filter(args)
+    policy, scenario, settings, applied = _evaluated_policy(args, device)
+    if cbf is not None:
+        if scenario != "navigation":
+            raise GamelabError("--filter cbf: the safety filter runs on the navigation scenario")
+        if args.policy == "scripted":
+            from marl.cbf import scripted_cbf_policy
+
+            policy = scripted_cbf_policy(cbf)
+        else:
+            policy = cbf(policy)
+        applied = "cbf"
     evaluation = _evaluate_policy(policy, scenario, settings, args.episodes, args.seed, device, args.gif)
-    payload = {"checkpoint": args.checkpoint, "scenario": scenario, "settings": settings, **evaluation}
+    source = args.checkpoint or args.policy
+    payload = {"checkpoint": args.checkpoint, "policy": args.policy, "scenario": scenario, "settings": settings,
+               "filter": applied, **evaluation}
     if args.json:
         print(json.dumps(payload))
     else:
-        print(f"{args.checkpoint} on {scenario}: mean return per agent over {args.episodes} episodes "
+        print(f"{source} on {scenario}: mean return per agent over {args.episodes} episodes "
               f"{evaluation['mean_episode_return']:+.2f} (std {evaluation['episode_return_std']:.2f}; "
               f"uniform random {evaluation['random_return']:+.2f})")
+        if "time_to_goal" in evaluation:
+            print(f"T {evaluation['time_to_goal']:.3f}, collisions per agent {evaluation['collisions_per_agent']:.3f}, "
+                  f"S% {evaluation['success_rate']:.1f}; safe rate {evaluation['safe_rate']:.3f}, finish rate "
+                  f"{evaluation['finish_rate']:.3f}, success rate {evaluation['agent_success_rate']:.3f}")
         if _team_lines(evaluation):
             print(f"per team: {_team_lines(evaluation)}")
         if evaluation["gif"]:

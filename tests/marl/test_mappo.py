@@ -1,0 +1,162 @@
+"""MAPPO (marl/mappo.py, marl/mappo_train.py) and `gamelab train mappo` / `gamelab evaluate`:
+GAE against the formula worked by hand, batched against one copy at a time, the clipped objective,
+learning on navigation, resume equal to an uninterrupted run, and the command line's contract."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+import scenarios
+from marl.cli import main
+from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae
+from marl.mappo_train import train
+
+
+def test_gae_equals_the_formula_worked_by_hand():
+    """rewards 1, 1, 1, values 0, gamma 0.5, lambda 1: A = 1.75, 1.5, 1 without an end; with the
+    episode ending at step 1, A_0 = 1 + 0.5 = 1.5 and nothing flows back from step 2."""
+    rewards = torch.ones(3, 1, 1)
+    values = torch.zeros(3, 1, 1)
+    running = torch.zeros(3, 1, dtype=torch.bool)
+    torch.testing.assert_close(gae(rewards, values, torch.zeros(1, 1), running, 0.5, 1.0)[:, 0, 0],
+                               torch.tensor([1.75, 1.5, 1.0]))
+    ended = running.clone()
+    ended[1] = True
+    torch.testing.assert_close(gae(rewards, values, torch.zeros(1, 1), ended, 0.5, 1.0)[:, 0, 0],
+                               torch.tensor([1.5, 1.0, 1.0]))
+    # lambda = 0 is the one-step TD error r + gamma V(s') - V(s).
+    values = torch.tensor([0.2, -0.1, 0.4])[:, None, None]
+    last = torch.tensor([[0.3]])
+    expected = torch.tensor([1 + 0.5 * -0.1 - 0.2, 1 + 0.5 * 0.4 + 0.1, 1 + 0.5 * 0.3 - 0.4])
+    torch.testing.assert_close(gae(rewards, values, last, running, 0.5, 0.0)[:, 0, 0], expected)
+
+
+def test_gae_of_a_batch_equals_each_copy_alone():
+    generator = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(7, 5, 3, generator=generator), torch.randn(7, 5, 3, generator=generator)
+    last, done = torch.randn(5, 3, generator=generator), torch.rand(7, 5, generator=generator) < 0.2
+    together = gae(rewards, values, last, done, 0.99, 0.95)
+    for copy in range(5):
+        alone = gae(rewards[:, copy:copy + 1], values[:, copy:copy + 1], last[copy:copy + 1], done[:, copy:copy + 1],
+                    0.99, 0.95)
+        torch.testing.assert_close(alone[:, 0], together[:, copy])
+
+
+def test_the_policy_plays_every_copy_as_it_plays_one_alone():
+    config = MAPPOConfig(model="gnn")
+    game = scenarios.make("navigation", num_envs=4, seed=0, preset="informarl")
+    policy = MAPPOPolicy(MAPPO(PolicySpec.of(game, config), config))
+    observations, _ = game.reset(seed=0)
+    together = policy(game, observations)
+    for copy in range(4):
+        single = scenarios.make("navigation", num_envs=1, seed=0, preset="informarl")
+        single.reset(seed=0)
+        single.world.position = game.world.position[copy:copy + 1].clone()
+        alone = policy(single, {agent: value[copy:copy + 1] for agent, value in observations.items()})
+        for agent in game.possible_agents:
+            assert int(alone[agent][0]) == int(together[agent][copy])
+
+
+def test_mappo_learns_to_reach_goals():
+    """One agent, no obstacles, InforMARL's reward: uniform random play returns about -90 per episode;
+    after 96,000 copy-steps of MAPPO the agent reaches its goal in most episodes."""
+    from scenarios.navigation import episode_metrics
+
+    settings = {"preset": "informarl", "num_agents": 1, "num_obstacles": 0}
+    config = MAPPOConfig(num_envs=64, env_steps=96_000, log_every=10**9)
+    result = train(scenarios.make("navigation", num_envs=64, seed=0, **settings), config)
+    measured = episode_metrics(MAPPOPolicy(result.learner), scenarios.make("navigation", num_envs=100, seed=3,
+                                                                           **settings), 1)
+    assert measured["finish_rate"] > 0.8
+    assert measured["mean_episode_return"] > 0.0
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    settings = {"preset": "informarl", "num_obstacles": 1}
+    config = MAPPOConfig(model="gnn", num_envs=8, rollout_length=10, epochs=2, env_steps=240, log_every=10**9)
+    straight = train(scenarios.make("navigation", num_envs=8, seed=0, **settings), config, game_name="navigation",
+                     game_settings=settings).learner
+    first = MAPPOConfig.from_dict({**config.__dict__, "env_steps": 160})
+    train(scenarios.make("navigation", num_envs=8, seed=0, **settings), first, run_dir=tmp_path,
+          game_name="navigation", game_settings=settings)
+    resumed = train(scenarios.make("navigation", num_envs=8, seed=0, **settings), config, run_dir=tmp_path,
+                    game_name="navigation", game_settings=settings, resume=True).learner
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert straight.updates == resumed.updates == 3
+
+
+def _train_cli(folder, *extra):
+    return main(["train", "mappo", "--scenario", "navigation", "--env-steps", "320", "--num-envs", "16",
+                 "--param", "rollout_length=10", "--param", "epochs=1", "--param", "eval_episodes=4", "--no-gif",
+                 "--out", str(folder), "--json", *extra])
+
+
+def test_train_mappo_gnn_then_evaluate_it_with_more_agents(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert _train_cli(folder, "--model", "gnn", "--set", "preset=informarl") == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("mean_episode_return", "time_to_goal", "collisions_per_agent", "success_rate", "safe_rate",
+                "finish_rate", "agent_success_rate", "episodes", "env_steps", "checkpoint", "policy"):
+        assert key in payload
+    assert payload["algorithm"] == "mappo" and payload["model"] == "gnn" and payload["env_steps"] == 320
+    assert {"checkpoint.pt", "policy.pt", "result.json"} <= set(os.listdir(folder))
+    assert main(["evaluate", str(folder / "policy.pt"), "--set", "num_agents=9", "--episodes", "3", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["settings"] == {"preset": "informarl", "num_agents": 9} and evaluated["episodes"] == 3
+    assert 0.0 <= evaluated["safe_rate"] <= 1.0
+
+
+def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert _train_cli(folder, "--model", "gnn", "--filter", "online-cbf", "--set", "num_agents=4") == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(folder / "policy.pt"), "--set", "num_agents=12", "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["filter"] == "online-cbf"
+    assert main(["evaluate", str(folder / "policy.pt"), "--filter", "cbf"]) == 2
+    assert "plays only through its filter" in capsys.readouterr().err
+
+
+def test_scripted_policy_with_a_fixed_gain_filter(capsys):
+    assert main(["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+                 "alpha=10", "--episodes", "4", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert payload["filter"] == "cbf" and payload["policy"] == "scripted"
+
+
+def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert _train_cli(folder, "--set", "preset=informarl", "--set", "num_agents=2") == 0
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder) if (folder / name).is_file()}
+    capsys.readouterr()
+    cases = [
+        (["train", "mappo", "--scenario", "navigation", "--model", "transformer", "--out", str(folder)], "invalid choice"),
+        (["train", "mappo", "--scenario", "spread", "--model", "gnn", "--out", str(tmp_path / "other")],
+         "need a world with graph observations"),
+        (["train", "mappo", "--scenario", "navigation", "--out", str(folder)], "already holds a run"),
+        (["evaluate", str(folder / "policy.pt"), "--set", "num_agents=5"], "runs with the 2 agents"),
+        (["evaluate", str(folder / "policy.pt"), "--set", "max_neighbours=2"], "another observation layout"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+          "neighbours=0"], "neighbours (k) must be an integer"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+          "margin=-0.1"], "margin must be >= 0"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "sieve"], "invalid choice"),
+    ]
+    for args, message in cases:
+        assert _exit_code(args) == 2, args
+        captured = capsys.readouterr().err
+        assert message in captured, (args, captured)
+        assert len(captured.strip().splitlines()) == 1, captured
+    assert not (tmp_path / "other").exists()
+    assert {name: (folder / name).read_bytes() for name in before} == before
+
+
+def _exit_code(args) -> int:
+    """``main``'s exit code, also where argparse exits (a mistake on the command line)."""
+    try:
+        return main(args)
+    except SystemExit as stop:
+        return int(stop.code)
