@@ -1,0 +1,201 @@
+"""Decentralized GNN controllers and online CBFs on navigation: transfer, safety and scale.
+
+    python -m benchmarks.navigation [transfer] [safety] [scale] [--minutes 20] [--safety-minutes 10]
+                                    [--device cpu] [--json]
+    gamelab bench navigation [...]
+
+Measured, each part on its own when named (all three by default):
+
+1. **transfer** (InforMARL's table; Nayak et al., ICML 2023): MAPPO with the GNN model
+   trained on ``preset=informarl`` with N = 3 for ``--minutes`` of training, then evaluated
+   with N = 3, 7, 10, 15 over 100 episodes each. The baseline is MAPPO with the MLP model
+   on navigation's fixed K-nearest observation (4 agents, 2 obstacles), trained for
+   ``--mlp-minutes``. InforMARL reports S% = 100 at every N and collisions per agent of
+   0.40, 0.74, 0.95 and 1.28 (its Table 2). The goal: S% >= 99 at every N and fewer
+   collisions, in at most 20 minutes of training on 2 CPU cores.
+2. **safety** (Gao, Yang and Prorok, MRS 2023; GCBF+'s rates): on navigation's default
+   settings (continuous commands, an arena that keeps the density of 8 agents in
+   [-1, 1]^2), the online CBF (a GNN sets each agent's gain; ``filter=online-cbf``)
+   trained with N = 8 for ``--safety-minutes``, against the best fixed gain of a grid
+   (chosen by success rate at N = 8) and the unfiltered goal-seeking policy, at
+   N = 8, 16, 64, 256. The goal: safe rate 1 and success rate >= 0.95 at every N, and the
+   online gains above the best fixed gain in success rate and T.
+3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
+   the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
+
+Results go to ``benchmarks/results/navigation.json`` (each part's entry replaced when run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+import scenarios
+from marl.cbf import CBFFilter, scripted_cbf_policy
+from marl.mappo import MAPPOConfig, MAPPOPolicy
+from marl.mappo_train import controller_of, train
+from scenarios.navigation import episode_metrics, goal_seeking_policy
+
+INFORMARL_COLLISIONS = {3: 0.40, 7: 0.74, 10: 0.95, 15: 1.28}  # Nayak et al. 2023, Table 2 (S% = 100 at each)
+TRANSFER_SIZES = (3, 7, 10, 15)
+SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
+ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "navigation.json")
+
+
+def _metrics(policy, settings: dict, episodes: int, device: torch.device) -> dict:
+    game = scenarios.make("navigation", num_envs=episodes, seed=7, device=device, **settings)
+    start = time.perf_counter()
+    measured = episode_metrics(policy, game, 11)
+    measured.pop("episode_returns")
+    measured["seconds"] = time.perf_counter() - start
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in measured.items()}
+
+
+def _train(config: MAPPOConfig, settings: dict, minutes: float, device: torch.device, label: str, log: bool):
+    game = scenarios.make("navigation", num_envs=config.num_envs, seed=config.seed, device=device, **settings)
+
+    def show(stats: dict, _) -> None:
+        if log:
+            print(f"  {label}: {stats['env_steps']:>10,.0f} steps {stats['seconds']:7.1f} s "
+                  f"return {stats['episode_return']:+.2f}", file=sys.stderr, flush=True)
+
+    result = train(game, config, device=device, time_limit=60 * minutes, callback=show)
+    return result, {"env_steps": result.env_steps, "updates": result.updates, "seconds": round(result.seconds, 1),
+                    "curve": result.curve}
+
+
+def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool) -> dict:
+    preset = {"preset": "informarl"}
+    out = {"informarl_collisions_per_agent": INFORMARL_COLLISIONS}
+    for model, budget in (("gnn", minutes), ("mlp", mlp_minutes)):
+        # NOTE: 5 PPO epochs (MAPPO's MPE runs: 10): on a wall-clock budget, fresh samples help more.
+        config = MAPPOConfig(model=model, env_steps=10**12, num_envs=128, epochs=5, log_every=128 * 25 * 8)
+        result, run = _train(config, preset, budget, device, f"MAPPO {model}", log)
+        run["config"] = {"epochs": config.epochs, "num_envs": config.num_envs, "model": model}
+        policy = MAPPOPolicy(result.learner)
+        run["evaluation"] = {count: _metrics(policy, {**preset, "num_agents": count}, 100, device)
+                             for count in TRANSFER_SIZES}
+        out[model] = run
+        if log:
+            for count, row in run["evaluation"].items():
+                print(f"{model} N={count:>2}: S% {row['success_rate']:5.1f}  collisions/agent "
+                      f"{row['collisions_per_agent']:.3f} (InforMARL {INFORMARL_COLLISIONS[count]:.2f})  "
+                      f"T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+    return out
+
+
+def safety(minutes: float, device: torch.device, log: bool) -> dict:
+    out: dict = {}
+    grid = {alpha: _metrics(scripted_cbf_policy(CBFFilter(alpha=alpha)), {"num_agents": 8}, 100, device)
+            for alpha in ALPHA_GRID}
+    best = max(ALPHA_GRID, key=lambda alpha: (grid[alpha]["agent_success_rate"], -grid[alpha]["time_to_goal"]))
+    out["fixed_gain_grid_n8"] = grid
+    out["best_fixed_alpha"] = best
+    config = MAPPOConfig(model="gnn", filter="online-cbf", env_steps=10**12, num_envs=64, rollout_length=50,
+                         log_every=64 * 50 * 4)
+    result, run = _train(config, {"num_agents": 8}, minutes, device, "online CBF", log)
+    online = MAPPOPolicy(result.learner, controller_of(config))
+    out["online_training"] = run
+    rows = {}
+    for count, episodes in SAFETY_SIZES.items():
+        settings = {"num_agents": count}
+        rows[count] = {
+            "online_cbf": _metrics(online, settings, episodes, device),
+            "fixed_cbf": _metrics(scripted_cbf_policy(CBFFilter(alpha=best)), settings, episodes, device),
+            "unfiltered": _metrics(goal_seeking_policy, settings, episodes, device),
+        }
+        if log:
+            for name, row in rows[count].items():
+                print(f"N={count:>3} {name:>10}: safe {row['safe_rate']:.3f} success {row['agent_success_rate']:.3f} "
+                      f"finish {row['finish_rate']:.3f} T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+    out["evaluation"] = rows
+    return out
+
+
+def scale(device: torch.device, repeats: int = 5) -> dict:
+    from marl.gnn import navigation_graph
+    from marl.mappo import MAPPO, PolicySpec
+
+    config = MAPPOConfig(model="gnn", filter="online-cbf")
+    game = scenarios.make("navigation", num_envs=1, seed=0, device=device, num_agents=1024, num_obstacles=16)
+    learner = MAPPO(PolicySpec.of(game, config), config, device)
+    policy = MAPPOPolicy(learner, controller_of(config))
+    observations, _ = game.reset(seed=0)
+    radius = game.config.sensing_radius
+
+    def timed(work) -> float:
+        work()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / repeats
+
+    snapshot = learner.model.observe(game, observations)
+    with torch.no_grad():
+        graph = timed(lambda: navigation_graph(game.entities(), radius))
+        actor = timed(lambda: learner.model.act(snapshot))
+        cbf = CBFFilter()
+        nominal = torch.zeros(1, 1024, 2, device=device, dtype=game.dtype)
+        filtering = timed(lambda: cbf.commands(game, nominal, 5.0))
+
+        def decentralized_step() -> None:
+            game.step(policy(game, game._observed))
+
+        whole = timed(decentralized_step)
+    return {"agents": 1024, "device": str(device), "graph_seconds": graph, "gnn_actor_seconds": actor,
+            "cbf_filter_seconds": filtering, "policy_and_world_step_seconds": whole,
+            "steps_per_second": 1.0 / whole, "edges": int(navigation_graph(game.entities(), radius).edge_index.shape[1])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gamelab bench navigation", description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="*", default=[], help="transfer, safety, scale (default: all three)")
+    parser.add_argument("--minutes", type=float, default=20.0, help="GNN training budget of the transfer part")
+    parser.add_argument("--mlp-minutes", type=float, default=5.0, help="MLP baseline's training budget")
+    parser.add_argument("--safety-minutes", type=float, default=10.0, help="online-CBF training budget")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.parts) - {"transfer", "safety", "scale"})
+    if unknown:
+        parser.error(f"unknown part {unknown[0]!r}; the parts are transfer, safety and scale")
+    parts = args.parts or ["transfer", "safety", "scale"]
+    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+    device = torch.device(args.device)
+    results = {}
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as handle:
+            results = json.load(handle)
+    for part in parts:
+        started = time.perf_counter()
+        if part == "transfer":
+            results["transfer"] = transfer(args.minutes, args.mlp_minutes, device, not args.json)
+        elif part == "safety":
+            results["safety"] = safety(args.safety_minutes, device, not args.json)
+        else:
+            results[f"scale_{device.type}"] = scale(device)
+            if not args.json:
+                print(json.dumps(results[f"scale_{device.type}"]), file=sys.stderr)
+        results.setdefault("wall_seconds", {})[part] = round(time.perf_counter() - started, 1)
+    results["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
+    from games.io import atomic_write_text
+
+    atomic_write_text(RESULTS, json.dumps(results, indent=1, default=str) + "\n")
+    if args.json:
+        print(json.dumps(results, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
