@@ -64,6 +64,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.sim
 	$(PY) -m benchmarks.tournament
 	$(PY) -m benchmarks.maddpg  # about 25 minutes: two 10-minute training runs
+	$(PY) -m benchmarks.navigation  # about 60 minutes: GNN and MLP MAPPO, the online CBF, 1,024 agents
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,6 +1,6 @@
 """Decentralized GNN controllers and online CBFs on navigation: transfer, safety and scale.
 
-    python -m benchmarks.navigation [transfer] [safety] [scale] [--minutes 20] [--safety-minutes 10]
+    python -m benchmarks.navigation [transfer] [safety] [unfiltered] [scale] [--minutes 20] [--safety-minutes 10]
                                     [--device cpu] [--json]
     gamelab bench navigation [...]
 
@@ -19,7 +19,8 @@ Measured, each part on its own when named (all three by default):
    trained with N = 8 for ``--safety-minutes``, against the best fixed gain of a grid
    (chosen by success rate at N = 8) and the unfiltered goal-seeking policy, at
    N = 8, 16, 64, 256. The goal: safe rate 1 and success rate >= 0.95 at every N, and the
-   online gains above the best fixed gain in success rate and T.
+   online gains above the best fixed gain in success rate and T. Part **unfiltered** trains
+   the other baseline, the GNN policy with no filter, on the same task and budget.
 3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
 
@@ -46,6 +47,7 @@ INFORMARL_COLLISIONS = {3: 0.40, 7: 0.74, 10: 0.95, 15: 1.28}  # Nayak et al. 20
 TRANSFER_SIZES = (3, 7, 10, 15)
 SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
+PARTS = ("transfer", "safety", "unfiltered", "scale")
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "navigation.json")
 
 
@@ -119,6 +121,20 @@ def safety(minutes: float, device: torch.device, log: bool) -> dict:
     return out
 
 
+def unfiltered(minutes: float, device: torch.device, log: bool) -> dict:
+    """The safety part's other baseline: the GNN policy trained on the same task with no filter."""
+    config = MAPPOConfig(model="gnn", env_steps=10**12, num_envs=64, rollout_length=50, log_every=64 * 50 * 4)
+    result, run = _train(config, {"num_agents": 8}, minutes, device, "unfiltered GNN", log)
+    policy = MAPPOPolicy(result.learner)
+    run["evaluation"] = {count: _metrics(policy, {"num_agents": count}, episodes, device)
+                         for count, episodes in SAFETY_SIZES.items()}
+    if log:
+        for count, row in run["evaluation"].items():
+            print(f"N={count:>3} unfiltered GNN: safe {row['safe_rate']:.3f} success {row['agent_success_rate']:.3f} "
+                  f"finish {row['finish_rate']:.3f} T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+    return run
+
+
 def scale(device: torch.device, repeats: int = 5) -> dict:
     from marl.gnn import navigation_graph
     from marl.mappo import MAPPO, PolicySpec
@@ -160,17 +176,17 @@ def scale(device: torch.device, repeats: int = 5) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gamelab bench navigation", description=__doc__.split("\n")[0])
-    parser.add_argument("parts", nargs="*", default=[], help="transfer, safety, scale (default: all three)")
+    parser.add_argument("parts", nargs="*", default=[], help=f"{', '.join(PARTS)} (default: all)")
     parser.add_argument("--minutes", type=float, default=20.0, help="GNN training budget of the transfer part")
     parser.add_argument("--mlp-minutes", type=float, default=5.0, help="MLP baseline's training budget")
     parser.add_argument("--safety-minutes", type=float, default=10.0, help="online-CBF training budget")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.parts) - {"transfer", "safety", "scale"})
+    unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
-        parser.error(f"unknown part {unknown[0]!r}; the parts are transfer, safety and scale")
-    parts = args.parts or ["transfer", "safety", "scale"]
+        parser.error(f"unknown part {unknown[0]!r}; the parts are {', '.join(PARTS)}")
+    parts = args.parts or list(PARTS)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     device = torch.device(args.device)
     results = {}
@@ -183,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             results["transfer"] = transfer(args.minutes, args.mlp_minutes, device, not args.json)
         elif part == "safety":
             results["safety"] = safety(args.safety_minutes, device, not args.json)
+        elif part == "unfiltered":
+            results["safety_unfiltered_gnn"] = unfiltered(args.safety_minutes, device, not args.json)
         else:
             results[f"scale_{device.type}"] = scale(device)
             if not args.json:

@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
     bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro",
-                                                 "psro_markov", "neupl"], help="which benchmark")
+                                                 "psro_markov", "neupl", "navigation"], help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 
