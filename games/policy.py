@@ -62,8 +62,7 @@ def random_policy(seed: int = 0) -> Policy:
 
 def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[str]], *,
                  options: dict[str, Any] | None = None,
-                 after_step: Callable[[torch.Tensor], None] | None = None,
-                 on_step: Callable[[torch.Tensor, dict[str, Any]], None] | None = None) -> torch.Tensor:
+                 after_step: Callable[[torch.Tensor, dict[str, Any]], None] | None = None) -> torch.Tensor:
     """Plays the first episode of every copy of ``game`` from ``reset(seed, options)``.
 
     Args:
@@ -73,9 +72,8 @@ def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[
         teams: groups of agent names; each group's reward per step is the mean reward of its agents.
         options: passed to ``game.reset`` (``{"streams": ...}`` picks the copies' random streams).
         after_step: called after every step with the ``(B,)`` bool mask of copies whose first
-            episode is still running (a tournament uses it to ignore actions in finished copies).
-        on_step: called after every step with that mask and the step's ``infos`` (a scenario's
-            per-episode figures, such as ``scenarios.navigation.episode_metrics``, read them).
+            episode is still running and the step's ``infos`` (a tournament uses the mask to ignore
+            actions in finished copies; ``scenarios.navigation.episode_metrics`` reads the infos).
 
     Returns:
         ``(len(teams), B)`` float64 on the game's device: each team's return per agent, the
@@ -93,9 +91,7 @@ def team_returns(policy: Policy, game: Any, seed: int, teams: Sequence[Sequence[
         for agent in game.possible_agents:
             running &= ~(terminated[agent] | truncated[agent])
         if after_step is not None:
-            after_step(running)
-        if on_step is not None:
-            on_step(running, infos)
+            after_step(running, infos)
     return totals
 
 

@@ -205,7 +205,7 @@ class Navigation(ParticleGame):
         draws = (self._uniform(2 * entities * rounds) * 2.0 - 1.0).view(self.num_envs, rounds, entities, 2)
         position = draws[:, 0] * scale  # (B, E, 2): agents, obstacles, goals
         if rounds > 1:
-            limit = self._start_gaps()  # (E, E)
+            limit = self._start_gaps()  # (E, E), as cheap as one round's distances (and kept out of state_dict)
             for draw in range(1, rounds):
                 close = (position[:, :, None] - position[:, None]).square().sum(-1) < limit  # (B, E, E)
                 again = close.tril(-1).any(-1)  # the later entity of a close pair is drawn again
@@ -223,11 +223,11 @@ class Navigation(ParticleGame):
         kind = torch.tensor([0] * count + [1] * obstacles + [2] * count, device=self.device)  # agent, obstacle, goal
         size = torch.where(kind == 1, obstacle, agent).to(self.dtype)
         gap = size[:, None] + size[None, :] + agent
-        # Rules: agent-agent, agent-obstacle, goal-goal and goal-obstacle; an agent may start anywhere near a goal.
-        pair = kind[:, None] + kind[None, :] * 3  # a code per (kind, kind)
-        free = (pair == 0 + 2 * 3) | (pair == 2 + 0 * 3) | (pair == 1 + 1 * 3)  # agent-goal, obstacle-obstacle
-        ruled = ~free
-        return torch.where(ruled, gap.square(), 0.0)
+        # Rules: agent-agent, agent-obstacle, goal-goal and goal-obstacle; no rule for agent-goal (an agent may
+        # start near any goal) or obstacle-obstacle pairs.
+        row, column = kind[:, None], kind[None, :]
+        free = ((row == 0) & (column == 2)) | ((row == 2) & (column == 0)) | ((row == 1) & (column == 1))
+        return torch.where(free, 0.0, gap.square())
 
     def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
         """``(N, 3 slots, B)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.
@@ -356,7 +356,7 @@ def episode_metrics(policy: Policy, game: Navigation, seed: int) -> dict[str, fl
         collisions.add_(torch.where(counted, hits.to(torch.float64), 0.0))
         counted = running.clone()
 
-    returns = team_returns(policy, game, seed, [list(game.possible_agents)], on_step=record)[0]
+    returns = team_returns(policy, game, seed, [list(game.possible_agents)], after_step=record)[0]
     finished = first.isfinite()
     first = torch.where(finished, first, float(length))
     safe = collisions == 0

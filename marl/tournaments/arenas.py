@@ -370,7 +370,7 @@ class _Match:
             if self.errors[forfeiting] is None:
                 self.errors[forfeiting] = f"{self.names[forfeiting]}: {message}"
 
-    def after_step(self, running: Tensor) -> None:
+    def after_step(self, running: Tensor, infos: dict[str, Any]) -> None:
         self.running = running
 
     def __call__(self, game: Any, observations: dict[str, Tensor]) -> dict[str, Tensor]:
