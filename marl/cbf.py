@@ -224,12 +224,13 @@ class CBFFilter:
         nearest agents and obstacles within the sensing radius (absent rows: ``b = -inf``)."""
         config, world = game.config, game.world
         count, obstacles = config.num_agents, config.num_obstacles
-        entities = game.entities()
-        position = torch.cat([entities["agent_position"], entities["obstacle_position"]], 1)  # (B, N + O, 2)
-        velocity = torch.cat([entities["agent_velocity"], torch.zeros_like(entities["obstacle_position"])], 1)
-        offset = entities["agent_position"][:, :, None] - position[:, None]  # (B, N, N + O, 2)
-        distance = offset.norm(dim=-1)
-        distance[:, torch.arange(count), torch.arange(count)] = math.inf  # not one's own neighbour
+        others = count + obstacles  # entities are stored agents, obstacles, goals
+        # The world's offsets of this state (cached, shared with the observations, rewards and contacts).
+        offsets, distances = world.agent_offsets_bl()  # (N, E, 2, B): p_e - p_a
+        offset = -offsets[:, :others].permute(3, 0, 1, 2)  # (B, N, N + O, 2): p_i - p_j
+        eye = torch.eye(count, others, dtype=torch.bool, device=offset.device)
+        distance = distances[:, :others].permute(2, 0, 1).masked_fill(eye, math.inf)  # not one's own neighbour
+        velocity = world.velocity[:, :others]  # (B, N + O, 2); obstacles stand still
         taken = min(self.neighbours, count - 1 + obstacles)
         if taken == 0:
             shape = (*distance.shape[:2], 1)
@@ -237,9 +238,8 @@ class CBFFilter:
         nearest, index = distance.topk(taken, dim=-1, largest=False)  # (B, N, k)
         pick = index[..., None].expand(-1, -1, -1, 2)
         near_offset = offset.gather(2, pick)
-        near_velocity = entities["agent_velocity"][:, :, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
-        radii = torch.cat([world.sizes[:count], world.sizes[count:count + obstacles]])
-        reach = world.sizes[:count][None, :, None] + radii[index] + self.margin
+        near_velocity = velocity[:, :count, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
+        reach = world.sizes[:count][None, :, None] + world.sizes[:others][index] + self.margin
         responsibility = torch.where(index < count, 0.5, 1.0).to(offset.dtype)
         damping_rate = world.damping / world.dt
         matrix, bound = barrier_rows(near_offset, near_velocity, reach, responsibility, alpha, self.dynamics,
