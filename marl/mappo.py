@@ -199,12 +199,11 @@ class PolicySpec:
         if (config.model == "gnn" or config.filter != "none") and not hasattr(game, "entities"):
             raise TrainingError(f"--model gnn and --filter {config.filter} need a world with graph observations "
                                 "(the navigation scenario)")
+        size = 0 if config.model == "gnn" else int(observed.pop()[0])
         if config.filter == "online-cbf":
             if isinstance(space, spaces.Discrete):
                 raise TrainingError("--filter online-cbf filters continuous commands: set continuous_actions=true")
-            return cls(0 if config.model == "gnn" else int(observed.pop()[0]), 1, True, -math.inf, math.inf,
-                       len(agents), sensing)
-        size = 0 if config.model == "gnn" else int(observed.pop()[0])
+            return cls(size, 1, True, -math.inf, math.inf, len(agents), sensing)
         if isinstance(space, spaces.Discrete):
             return cls(size, int(space.n), False, 0.0, 0.0, len(agents), sensing)
         if isinstance(space, spaces.Box) and len(space.shape) == 1:
@@ -256,6 +255,10 @@ class MLPActorCritic(nn.Module):
             inputs = torch.cat([observation, observation.reshape(copies, 1, -1).expand(-1, count, -1)], dim=-1)
         return self.critic(inputs)[..., 0]
 
+    def act_and_value(self, snapshot: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(act(snapshot), value(snapshot))``."""
+        return self.act(snapshot), self.value(snapshot)
+
 
 class GraphActorCritic(nn.Module):
     """The ``gnn`` model (module docstring). Snapshot: ``Navigation.entities()`` tensors ``(S, ...)``."""
@@ -282,16 +285,25 @@ class GraphActorCritic(nn.Module):
         return navigation_graph(dict(snapshot), self.radius)
 
     def act(self, snapshot: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self._act(self._graph(snapshot))
+
+    def value(self, snapshot: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self._value(self._graph(snapshot))
+
+    def act_and_value(self, snapshot: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(act(snapshot), value(snapshot))`` from one graph."""
         graph = self._graph(snapshot)
+        return self._act(graph), self._value(graph)
+
+    def _act(self, graph: Any) -> torch.Tensor:
         embedding = self.actor_encoder(graph)[graph.agent_nodes]  # (S N, W)
         own = graph.node_features[graph.agent_nodes]  # (S N, 4): [v, g - p]
         out = self.actor_head(torch.cat([embedding, own], dim=-1))
         return out.view(graph.num_copies, graph.num_agents, -1)
 
-    def value(self, snapshot: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _value(self, graph: Any) -> torch.Tensor:
         from marl.gnn import copy_mean
 
-        graph = self._graph(snapshot)
         nodes = self.critic_encoder(graph)
         embedding = nodes[graph.agent_nodes].view(graph.num_copies, graph.num_agents, -1)
         if self.centralized:
@@ -409,14 +421,14 @@ class MAPPO:
             for start in range(0, steps - size + 1, size):
                 rows = order[start:start + size]
                 batch = {key: value[rows] for key, value in snapshots.items()}
-                distribution = self.distribution(self.model.act(batch))
+                outputs, value = self.model.act_and_value(batch)
+                distribution = self.distribution(outputs)
                 new_log_probs = distribution.log_prob(actions[rows])
                 ratio = (new_log_probs - log_probs[rows]).exp()
                 advantage = advantages[rows]
                 surrogate = torch.min(ratio * advantage, ratio.clamp(1 - config.clip, 1 + config.clip) * advantage)
                 entropy = distribution.entropy().mean()
                 policy_loss = -surrogate.mean()
-                value = self.model.value(batch)
                 clipped = values[rows] + (value - values[rows]).clamp(-config.clip, config.clip)
                 huber = nn.functional.huber_loss
                 target = targets[rows]

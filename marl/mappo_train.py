@@ -134,7 +134,9 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
                     "game_state": game.state_dict(), "returns": returns.cpu()},
         })
 
-    finished_sum, finished_count = 0.0, 0
+    # Returns of the episodes that finished since the last log, summed on the device (no sync per step).
+    finished_sum = torch.zeros((), dtype=torch.float64, device=device)
+    finished_count = torch.zeros((), dtype=torch.float64, device=device)
     next_log = (env_steps // config.log_every + 1) * config.log_every
     last_written = 0.0
     losses: dict[str, float] = {}
@@ -151,14 +153,13 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
             for step in range(length):
                 snapshot = {key: value.to(device) for key, value in learner.model.observe(game, observations).items()}
                 with torch.no_grad():
-                    outputs = learner.model.act(snapshot)
-                    value = learner.model.value(snapshot)
+                    outputs, value = learner.model.act_and_value(snapshot)
                     chosen = learner.sample(outputs)
                     log_probs.append(learner.distribution(outputs).log_prob(chosen))
                 for key, tensor in snapshot.items():
                     snapshots.setdefault(key, []).append(tensor)
                 actions.append(chosen)
-                values.append(learner.value_norm.denormalize(value) if config.value_normalization else value)
+                values.append(value)  # the critic's output: normalized when value_normalization is on
                 played = learner.played(chosen)
                 if controller is not None:
                     played = controller(game, played)
@@ -169,8 +170,8 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
                 ended = (terminated[agents[0]] | truncated[agents[0]]).to(device)
                 done[step] = ended
                 returns += rewards[step].to(torch.float64).mean(1)
-                finished_sum += float(returns[ended].sum())
-                finished_count += int(ended.sum())
+                finished_sum += torch.where(ended, returns, 0.0).sum()
+                finished_count += ended.sum()
                 returns.masked_fill_(ended, 0.0)
             # 2. Advantages and returns.
             with torch.no_grad():
@@ -178,23 +179,26 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
                 last_value = learner.model.value(last)
                 if config.value_normalization:
                     last_value = learner.value_norm.denormalize(last_value)
-            stacked_values = torch.stack(values)  # (T, B, N)
+            critic_values = torch.stack(values)  # (T, B, N), as the critic gives them
+            stacked_values = (learner.value_norm.denormalize(critic_values) if config.value_normalization
+                              else critic_values)
             advantages = gae(rewards, stacked_values, last_value, done, config.gamma, config.gae_lambda)
             targets = advantages + stacked_values
-            normalized_values = (learner.value_norm.normalize(stacked_values) if config.value_normalization
-                                 else stacked_values)
             # 3. PPO epochs over the T B copy-steps.
             flat = {key: torch.cat(value) for key, value in snapshots.items()}
-            losses = learner.update(flat, torch.cat(actions), torch.cat(log_probs), normalized_values.flatten(0, 1),
+            losses = learner.update(flat, torch.cat(actions), torch.cat(log_probs), critic_values.flatten(0, 1),
                                     advantages.flatten(0, 1), targets.flatten(0, 1))
             env_steps += length * copies
 
             # 4. Logs.
             if env_steps >= next_log or env_steps >= config.env_steps:
                 next_log = (env_steps // config.log_every + 1) * config.log_every
+                count_finished = float(finished_count)
                 stats = {"env_steps": float(env_steps), "seconds": seconds_before + elapsed(),
-                         "episode_return": finished_sum / finished_count if finished_count else math.nan, **losses}
-                finished_sum, finished_count = 0.0, 0
+                         "episode_return": float(finished_sum) / count_finished if count_finished else math.nan,
+                         **losses}
+                finished_sum.zero_()
+                finished_count.zero_()
                 if not math.isnan(stats["episode_return"]):
                     curve.append({key: stats[key] for key in ("env_steps", "seconds", "episode_return")})
                 if writer is not None:
