@@ -6,38 +6,8 @@ import argparse
 import math
 from typing import Any
 
-from games.errors import GamelabError
 from marl.commands.common import _device, _setting
-from marl.commands.markov import _evaluate_policy, _run_folder, write_run_result
-
-
-def _config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[str, Any] | None]:
-    """The run's ``MAPPOConfig``, and on ``--resume`` the checkpoint it was read from."""
-    import os
-
-    from marl import checkpoint
-    from marl.mappo import MAPPOConfig
-
-    overrides = dict(_setting(text) for text in args.param)
-    named = {"num_envs": args.num_envs, "seed": args.seed, "model": args.model, "filter": args.filter,
-             "centralized_critic": False if args.ippo else None}
-    overrides.update({key: value for key, value in named.items() if value is not None})
-    if not args.resume:
-        if args.env_steps is not None:
-            overrides["env_steps"] = args.env_steps
-        return MAPPOConfig.from_dict(overrides), None
-    path = os.path.join(folder, "checkpoint.pt")
-    saved = checkpoint.load(path)
-    if saved.get("algorithm") != "mappo":
-        raise GamelabError(f"--resume: {path} is not a MAPPO run")
-    values = dict(saved["config"])
-    for key, value in overrides.items():
-        if values.get(key) != (list(value) if isinstance(value, tuple) else value):
-            raise GamelabError(f"--resume: {path} was trained with {key}={values.get(key)!r}; a resumed run keeps its "
-                               "settings (only --env-steps can change)")
-    if args.env_steps is not None:
-        values["env_steps"] = args.env_steps
-    return MAPPOConfig.from_dict(values), saved
+from marl.commands.markov import _evaluate_policy, _run_folder, _trainer_config, write_run_result
 
 
 def command_train_mappo(args: argparse.Namespace) -> int:
@@ -48,13 +18,15 @@ def command_train_mappo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from marl.envs import make_game
-    from marl.mappo import MAPPOPolicy, PolicySpec
+    from marl.mappo import MAPPOConfig, MAPPOPolicy, PolicySpec
     from marl.mappo_train import POLICY_FILE, controller_of, save_policy, train
     from marl.plots import write_learning_curves
 
     console = Console(stderr=args.json)
     folder = _run_folder(args)
-    config, saved = _config(args, folder)
+    named = {"num_envs": args.num_envs, "seed": args.seed, "model": args.model, "filter": args.filter,
+             "centralized_critic": False if args.ippo else None}
+    config, saved = _trainer_config(args, folder, MAPPOConfig, named, "mappo")
     device = _device(args.device)
     settings = dict(_setting(text) for text in args.set)
     game = make_game(args.scenario, config.num_envs, device=device, seed=config.seed, settings=settings)

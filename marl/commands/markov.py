@@ -76,27 +76,32 @@ def _run_folder(args: argparse.Namespace) -> str:
     return folder
 
 
-def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[str, Any] | None]:
-    """The run's ``MADDPGConfig``, and on ``--resume`` the checkpoint it was read from (read once)."""
+def _trainer_config(args: argparse.Namespace, folder: str, config_class: type, named: dict[str, Any],
+                    algorithm: str) -> tuple[Any, dict[str, Any] | None]:
+    """The run's config (``MADDPGConfig``, ``MAPPOConfig``) from ``--param`` and the ``named`` flags (None:
+    not given), and on ``--resume`` the checkpoint it was read from (read once): a resumed run keeps the
+    settings it was trained with, and only ``--env-steps`` may change."""
     import dataclasses
     import os
 
     from marl import checkpoint
-    from marl.maddpg import MADDPGConfig
 
     overrides = dict(_setting(text) for text in args.param)
     if "hidden_sizes" in overrides and isinstance(overrides["hidden_sizes"], list):
         overrides["hidden_sizes"] = tuple(overrides["hidden_sizes"])
-    named = {"num_envs": args.num_envs, "seed": args.seed, "centralized_critic": False if args.independent else None}
     overrides.update({key: value for key, value in named.items() if value is not None})
     if not args.resume:
         if args.env_steps is not None:
             overrides["env_steps"] = args.env_steps
-        return MADDPGConfig.from_dict(overrides), None
+        return config_class.from_dict(overrides), None
     path = os.path.join(folder, "checkpoint.pt")
     saved = checkpoint.load(path)
+    recorded = saved.get("algorithm", "maddpg")  # MADDPG checkpoints predate the marker
+    if recorded != algorithm:
+        raise GamelabError(f"--resume: {path} is a {recorded} run, not a {algorithm} one")
     values = dict(saved["config"])
-    values["hidden_sizes"] = tuple(values["hidden_sizes"])
+    if "hidden_sizes" in values:
+        values["hidden_sizes"] = tuple(values["hidden_sizes"])
     for key, value in overrides.items():
         if values.get(key) != value:
             raise GamelabError(
@@ -105,7 +110,7 @@ def _trainer_config(args: argparse.Namespace, folder: str) -> tuple[Any, dict[st
             )
     if args.env_steps is not None:
         values["env_steps"] = args.env_steps
-    config = MADDPGConfig.from_dict(values)
+    config = config_class.from_dict(values)
     # Settings added since the checkpoint was written take their defaults.
     if {key: value for key, value in dataclasses.asdict(config).items() if key in values} != values:
         raise GamelabError(f"--resume: {path} holds settings this gamelab does not read")
@@ -188,7 +193,10 @@ def command_train(args: argparse.Namespace) -> int:
 
     console = Console(stderr=args.json)
     folder = _run_folder(args)
-    config, saved = _trainer_config(args, folder)
+    from marl.maddpg import MADDPGConfig
+
+    named = {"num_envs": args.num_envs, "seed": args.seed, "centralized_critic": False if args.independent else None}
+    config, saved = _trainer_config(args, folder, MADDPGConfig, named, "maddpg")
     explicit = {_setting(text)[0] for text in args.param} | (set(saved["config"]) if saved is not None else set())
     config, adjusted = reachable_budget(config, explicit)
     if adjusted:
