@@ -168,8 +168,10 @@ def scale(device: torch.device, repeats: int = 5) -> dict:
         nominal = torch.zeros(1, 1024, 2, device=device, dtype=game.dtype)
         filtering = timed(lambda: cbf.commands(game, nominal, 5.0))
 
+        current = [observations]
+
         def decentralized_step() -> None:
-            game.step(policy(game, game._observed))
+            current[0] = game.step(policy(game, current[0]))[0]
 
         whole = timed(decentralized_step)
     return {"agents": 1024, "device": str(device), "graph_seconds": graph, "gnn_actor_seconds": actor,
