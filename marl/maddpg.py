@@ -23,6 +23,11 @@ Critic inputs put the agent's own observation and action first, then the other a
 in game order: ``[o_i, a_i, o_others, a_others]``. One critic can then serve every agent
 of a role when ``share_parameters=True``.
 
+Rows of a batch that record who acted (``Batch.controllers``, NeuPL's pairings in
+``marl.neupl_markov``) train only the agents the learner played: each agent's losses are
+means over the rows where it learned, and in rows where an agent played uniformly at random
+its next action in step 1 is a uniform random one, as its policy would have acted.
+
 Policy ensembles (section 4.3 of the paper): with ``ensemble_size=K`` every agent has K
 actors and critics; each copy of the game draws one member per agent per episode, and
 each member learns from the transitions it generated (the paper's per-member buffers,
@@ -321,6 +326,25 @@ class MADDPG:
             actions = (actions + self.config.exploration_noise * (high - low) * noise).clamp(low, high)
         return actions
 
+    def uniform_actions(self, rows: int) -> torch.Tensor:
+        """``(rows, joint_actions)`` uniform random action vectors: one-hot draws or points of the box."""
+        if not self.spec.continuous:
+            joint = torch.zeros(rows, self.joint_action_size, device=self.device)
+            start = 0
+            for size in self.spec.action_sizes:
+                chosen = torch.randint(size, (rows, 1), generator=self.generator, device=self.device)
+                joint[:, start:start + size].scatter_(1, chosen, 1.0)
+                start += size
+            return joint
+        low, high = self.spec.action_low, self.spec.action_high
+        draw = torch.rand(rows, self.joint_action_size, generator=self.generator, device=self.device)
+        return low + (high - low) * draw
+
+    def agent_columns(self, flags: torch.Tensor) -> torch.Tensor:
+        """``(M, N)`` per-agent flags -> ``(M, joint_actions)``, each agent's flag over its action columns."""
+        sizes = torch.tensor(self.spec.action_sizes, device=flags.device)
+        return flags.repeat_interleave(sizes, dim=1)
+
     def _joint(self, per_group: list[torch.Tensor]) -> torch.Tensor:
         """Group action vectors ``(G, M, n)`` -> the ``(M, joint_actions)`` joint vector."""
         first = per_group[0]
@@ -367,6 +391,12 @@ class MADDPG:
             raw_next = self._actor_outputs(self.target_actors, batch.next_observations, batch.members)
             next_actions = self._joint([self._to_actions(outputs, explore=False, straight_through=True)
                                         for outputs in raw_next])
+            learning = None
+            if batch.controllers is not None:
+                learning = (batch.controllers == 1).to(next_actions.dtype)  # (M, N)
+                uniform = self.agent_columns(batch.controllers == -1)
+                if bool(uniform.any()):
+                    next_actions = torch.where(uniform, self.uniform_actions(next_actions.shape[0]), next_actions)
             targets = []
             for group, critic in zip(self.groups, self.target_critics):
                 members = batch.members[:, group.indices].T
@@ -379,7 +409,7 @@ class MADDPG:
         for group, critic, target in zip(self.groups, self.critics, targets):
             members = batch.members[:, group.indices].T
             q = self._q(critic, self._critic_inputs(group, batch.observations, batch.actions), members)
-            critic_loss = critic_loss + (q - target).square().mean(1).sum()
+            critic_loss = critic_loss + _mean((q - target).square(), learning, group)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         for critic in self.critics:
@@ -395,8 +425,8 @@ class MADDPG:
             start = group.observation_size
             inputs = torch.cat([inputs[..., :start], chosen, inputs[..., start + group.action_size:]], dim=-1)
             q = self._q(critic, inputs, members)
-            penalty = raw.square().mean(-1).mean(1)
-            actor_loss = actor_loss + (-q.mean(1) + config.actor_regularization * penalty).sum()
+            penalty = raw.square().mean(-1)
+            actor_loss = actor_loss + _mean(-q + config.actor_regularization * penalty, learning, group)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward(inputs=list(self.actors.parameters()))  # no gradients for the critics' weights
         for actor in self.actors:
@@ -433,6 +463,15 @@ class MADDPG:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.generator.set_state(state["generator"])
         self.updates = int(state["updates"])
+
+
+def _mean(values: torch.Tensor, learning: torch.Tensor | None, group: AgentGroup) -> torch.Tensor:
+    """``(G, M)`` per-row losses -> the sum over the group's agents of each agent's mean loss, over
+    the rows where it learned when ``learning`` ``(M, N)`` says (an agent that learned in no row adds 0)."""
+    if learning is None:
+        return values.mean(1).sum()
+    weights = learning[:, group.indices].T  # (G, M)
+    return ((values * weights).sum(1) / weights.sum(1).clamp(min=1.0)).sum()
 
 
 def _copy(modules: torch.nn.ModuleList) -> torch.nn.ModuleList:

@@ -13,7 +13,11 @@ Fields of one row (``N`` agents, flat joint vectors in the game's agent order):
       ended in (before any automatic reset);
     - ``terminated``: ``(N,)``, 1.0 where the episode ended for that agent (truncation
       by a time limit is not termination: its values are bootstrapped);
-    - ``members``: ``(N,)`` int, the ensemble member each agent acted with.
+    - ``members``: ``(N,)`` int, the ensemble member each agent acted with;
+    - ``controllers`` (only in a buffer made with ``controllers=True``): ``(N,)`` int, who
+      acted for each agent: 1 the learner, 0 a fixed policy the learner does not train
+      (an opponent of the same network), -1 uniform random play. NeuPL on Markov games
+      (``marl.neupl_markov``) keeps it; ``MADDPG.update`` then trains on the learner's rows only.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Batch:
     next_observations: torch.Tensor
     terminated: torch.Tensor
     members: torch.Tensor
+    controllers: torch.Tensor | None = None
 
 
 class ReplayBuffer:
@@ -46,6 +51,7 @@ class ReplayBuffer:
         action_size: joint action width.
         num_agents: ``N``.
         device, dtype: where and how rows are stored.
+        controllers: also keep who acted for each agent (the ``controllers`` field).
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class ReplayBuffer:
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
+        controllers: bool = False,
     ) -> None:
         from games import memory
 
@@ -69,13 +76,15 @@ class ReplayBuffer:
             "next_observations": observation_size,
             "terminated": num_agents,
         }
-        row = sum(widths.values()) * torch.finfo(dtype).bits // 8 + num_agents * 8
+        row = sum(widths.values()) * torch.finfo(dtype).bits // 8 + num_agents * (9 if controllers else 8)
         memory.check(f"a replay buffer of {self.capacity:,} transitions ({row:,} bytes each)", self.capacity * row,
                      "use a smaller buffer_size", self.device)
         self.storage = {
             name: torch.zeros(self.capacity, width, dtype=dtype, device=self.device) for name, width in widths.items()
         }
         self.storage["members"] = torch.zeros(self.capacity, num_agents, dtype=torch.int64, device=self.device)
+        if controllers:
+            self.storage["controllers"] = torch.zeros(self.capacity, num_agents, dtype=torch.int8, device=self.device)
         self.size = 0
         self.position = 0
 
@@ -88,7 +97,9 @@ class ReplayBuffer:
         if count > self.capacity:
             raise ValueError(f"cannot add {count} rows to a buffer of capacity {self.capacity}")
         index = (self.position + torch.arange(count, device=self.device)) % self.capacity
-        for name in FIELDS:
+        for name in self.storage:
+            if name not in rows:
+                raise ValueError(f"the buffer keeps {name!r}; it is missing from the rows added")
             self.storage[name][index] = rows[name].to(self.storage[name].dtype)
         self.position = (self.position + count) % self.capacity
         self.size = min(self.size + count, self.capacity)

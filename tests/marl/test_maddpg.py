@@ -100,16 +100,17 @@ def _rows(start: int, count: int, agents: int = 2) -> dict[str, torch.Tensor]:
     values = torch.arange(start, start + count, dtype=torch.float32)[:, None]
     return {"observations": values.expand(-1, 3), "actions": values.expand(-1, 2),
             "rewards": values.expand(-1, agents), "next_observations": values.expand(-1, 3) + 1,
-            "terminated": torch.zeros(count, agents), "members": torch.zeros(count, agents, dtype=torch.int64)}
+            "terminated": torch.zeros(count, agents), "members": torch.zeros(count, agents, dtype=torch.int64),
+            "controllers": (values.long() % 3 - 1).expand(-1, agents)}
 
 
 def test_replay_ring_keeps_the_newest_rows_and_restores_exactly():
-    buffer = ReplayBuffer(10, 3, 2, 2, device=torch.device("cpu"))
+    buffer = ReplayBuffer(10, 3, 2, 2, device=torch.device("cpu"), controllers=True)
     for start in range(0, 24, 4):
         buffer.add(**_rows(start, 4))
     assert len(buffer) == 10
     assert sorted(buffer.storage["observations"][:, 0].tolist()) == list(range(14, 24))
-    copy = ReplayBuffer(10, 3, 2, 2, device=torch.device("cpu"))
+    copy = ReplayBuffer(10, 3, 2, 2, device=torch.device("cpu"), controllers=True)
     copy.load_state_dict(buffer.state_dict())
     first = buffer.sample(32, torch.Generator().manual_seed(1))
     second = copy.sample(32, torch.Generator().manual_seed(1))
