@@ -277,9 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="NeuPL (Liu et al. 2022): one network conditioned on each policy's opponent mixture, a row of "
                     "the interaction graph Sigma, represents a population; every row trains at once and Sigma is "
                     "re-solved from the exact payoff table. 2-player zero-sum game trees and normal-form games, "
-                    "policies playing both seats.")
+                    "policies playing both seats; on two-team Markov games (tag) the network is MADDPG's actors "
+                    "and critics and the payoff table is measured from batched episodes.")
     neupl.add_argument("game", help="as for `gamelab solve`: kuhn_poker, leduc_poker, rock_paper_scissors, "
-                                    "an .efg/.nfg path, ... (2-player zero-sum)")
+                                    "an .efg/.nfg path, ... (2-player zero-sum); or a two-team scenario (tag)")
     neupl.add_argument("--graph", default=None, help="meta-graph solver: psro-n (default), fictitious-play, "
                                                      "self-play or cycle")
     neupl.add_argument("--meta-solver", default=None,
@@ -292,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="add a head that predicts which policy the opponent is, trained against the exact "
                             "posterior with this weight (default 0: no head)")
     neupl.add_argument("--steps", type=_positive_int, default=None,
-                       help="gradient steps between meta-graph updates (default 50)")
+                       help="between meta-graph updates: gradient steps on a tree (default 50), transitions on a "
+                            "Markov game (default 50000)")
     neupl.add_argument("--learning-rate", type=_non_negative_float, default=None, help="Adam's (default 1e-3)")
     neupl.add_argument("--gradient", default=None,
                        help="counterfactual (default), exact (through the sequence form) or sampled (REINFORCE)")
@@ -309,11 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     neupl.add_argument("--plot", default=None, help="write NashConv against iterations and seconds as a PNG")
     neupl.add_argument("--max-memory", default=None, metavar="SIZE",
                        help="memory gamelab may use, e.g. 8GB (default: 80%% of what is available)")
+    markov = neupl.add_argument_group("Markov games")
+    markov.add_argument("--num-envs", type=_positive_int, default=None, help="copies trained together (default 64)")
+    markov.add_argument("--sims-per-entry", type=_positive_int, default=None,
+                        help="episodes per pair of policies when U is measured (default 16)")
+    markov.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a scenario setting (repeatable)")
+    markov.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a MADDPG setting of the learner, e.g. batch_size=512 (repeatable)")
     neupl.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     bench = commands.add_parser("bench", help="run a benchmark against its anchors (from a source checkout)")
     bench.add_argument("target", choices=["sim", "matrix", "cfr", "maddpg", "tournament", "nfg", "psro",
-                                                 "psro_markov", "neupl", "navigation"], help="which benchmark")
+                                                 "psro_markov", "neupl", "neupl_markov", "navigation"],
+                       help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options passed to the benchmark, e.g. --json")
     return parser
 

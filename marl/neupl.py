@@ -404,8 +404,8 @@ def load_neupl_game(spec: str, device: Any = None, game: Any = None) -> tuple[Ex
     from marl.envs import is_markov_game
 
     if is_markov_game(spec):
-        raise NeuPLError(f"{spec} is a Markov game; gamelab neupl plays game trees and normal-form games "
-                         "(NeuPL with the MADDPG learner on Markov games is not built yet)")
+        raise NeuPLError(f"{spec} is a Markov game; NeuPL runs on it with the MADDPG learner in "
+                         "marl.neupl_markov (gamelab neupl picks it)")
     if game is None:
         game = load_game(spec, dtype=torch.float64, device=device)
     if isinstance(game, ExtensiveFormGame):

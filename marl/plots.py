@@ -83,17 +83,19 @@ def write_learning_curves(
 
 
 def write_nash_conv_curve(path: str | os.PathLike, history: Sequence[Any], *, title: str,
-                          label: str = "NashConv") -> None:
-    """Writes a PNG with two panels, ``label`` (log scale) against iterations and against seconds, atomically.
+                          label: str = "NashConv", log: bool = True) -> None:
+    """Writes a PNG with two panels, ``label`` (log scale unless ``log`` is False: an estimate that can be
+    negative) against iterations and against seconds, atomically.
 
     ``history``: records with ``iteration``, ``seconds`` and ``nash_conv`` (a PSRO, XDO or NeuPL run's).
     """
     figure, (by_iteration, by_time) = pyplot().subplots(1, 2, figsize=(10, 4), sharey=True)
-    values = [max(record.nash_conv, 1e-16) for record in history]
+    values = [max(record.nash_conv, 1e-16) if log else record.nash_conv for record in history]
     marker = "o" if len(values) < 30 else None
     by_iteration.plot([record.iteration for record in history], values, marker=marker)
     by_time.plot([record.seconds for record in history], values, marker=marker)
-    by_iteration.set_yscale("log")
+    if log:
+        by_iteration.set_yscale("log")
     by_iteration.set_ylabel(label)
     for axes, axis_label in ((by_iteration, "iteration"), (by_time, "seconds")):
         axes.set_xlabel(axis_label)

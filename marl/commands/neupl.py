@@ -1,10 +1,13 @@
-"""`gamelab neupl`: NeuPL and Simplex-NeuPL runs on game trees and normal-form games, run folders and plots.
+"""`gamelab neupl`: NeuPL and Simplex-NeuPL runs on game trees, normal-form games and two-team Markov games,
+run folders and plots.
 
 A run folder (``--out DIR``) holds:
 
 - ``state.pt``: the network, optimizer and everything a resumed run needs (written
   atomically after every iteration, read with ``weights_only=True``);
 - ``graphs.json``: Sigma, U and the meta-Nash mixture at every meta-graph update;
+  on a Markov game (``marl.neupl_markov``) U is measured from episodes and the NashConv
+  recorded is the estimate ``estimated_nash_conv``;
 - ``result.json``: what ``--json`` prints;
 - ``interaction_graph.png``: the final Sigma drawn as a graph (networkx), and
   ``nash_conv.png``: NashConv of the meta-Nash mixture against iterations and seconds;
@@ -22,6 +25,8 @@ from games.errors import GamelabError
 from marl.commands.common import _check_output_path, _flag, _run_folder
 
 DEFAULT_ITERATIONS = 30
+MARKOV_FLAGS = ("num_envs", "sims_per_entry", "set", "param")
+TREE_FLAGS = ("predict_opponent", "learning_rate", "gradient")
 SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
                  "predict_opponent": "predict_opponent", "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
                  "seed": "seed"}
@@ -71,8 +76,66 @@ def _config(args: argparse.Namespace, state: dict | None, state_path: str | None
     return config
 
 
+def _tree_run(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
+    from marl.commands.common import _device
+    from marl.neupl import NeuPL, load_neupl_game
+
+    given = [name for name in MARKOV_FLAGS if getattr(args, name) not in (None, [])]
+    if given:
+        raise GamelabError(f"{_flag(given[0])} applies to Markov games; {args.game} is a game tree or normal-form "
+                           "game, whose payoffs are exact")
+    config = _config(args, state, state_path)
+    device = _device(args.device or "cpu")
+    game, observations, decisions = load_neupl_game(args.game, device)
+    neupl = NeuPL(game, config, observations=observations, decisions=decisions)
+    if state is not None:
+        neupl.load_state_dict(state, source=state_path)
+    return neupl
+
+
+def _markov_run(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
+    """A NeuPL run of a Markov game: from the flags, or on ``--resume`` the saved run (whose settings it keeps)."""
+    import dataclasses
+
+    from marl.commands.common import _device, _setting
+    from marl.maddpg import MADDPGConfig
+    from marl.neupl_markov import MarkovNeuPL, MarkovNeuPLConfig, default_learner, from_state
+
+    tree_only = [name for name in TREE_FLAGS if getattr(args, name) is not None]
+    if tree_only:
+        raise GamelabError(f"{_flag(tree_only[0])} applies to game trees; {args.game} is a Markov game, whose "
+                           "learner is MADDPG (set its settings with --param)")
+    device = _device(args.device or "cpu")
+    if state is not None:
+        given = [name for name in ("population", "graph", "meta_solver", "simplex", "steps", "seed", "num_envs",
+                                   "sims_per_entry", "set", "param") if getattr(args, name) not in (None, [])]
+        if given:
+            raise GamelabError(f"--resume: {state_path} keeps the settings it was started with; drop "
+                               f"{_flag(given[0])}, or start a new run")
+        return from_state(state, device, state_path)
+    params = dict(_setting(text) for text in args.param)
+    for name, flag in (("env_steps", "--steps"), ("num_envs", "--num-envs"), ("seed", "--seed")):
+        if name in params:
+            raise GamelabError(f"--param {name}: set it with {flag}")
+    if isinstance(params.get("hidden_sizes"), list):
+        params["hidden_sizes"] = tuple(params["hidden_sizes"])
+    learner = default_learner()
+    try:
+        learner = MADDPGConfig.from_dict({**dataclasses.asdict(learner), **params,
+                                          **({"num_envs": args.num_envs} if args.num_envs else {})})
+    except TypeError as error:
+        raise GamelabError(f"--param: {error}") from None
+    values = {field: getattr(args, flag) for flag, field in
+              (("population", "population"), ("graph", "graph"), ("meta_solver", "meta_solver"),
+               ("simplex", "simplex"), ("steps", "steps_per_iteration"), ("sims_per_entry", "sims_per_entry"),
+               ("seed", "seed")) if getattr(args, flag) is not None}
+    config = MarkovNeuPLConfig(**values, learner=learner)
+    return MarkovNeuPL(args.game, dict(_setting(text) for text in args.set), config, device)
+
+
 def command_neupl(args: argparse.Namespace) -> int:
     import io
+    import math
     import time
 
     import torch
@@ -80,18 +143,16 @@ def command_neupl(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from games.io import atomic_write_bytes, atomic_write_text
-    from marl.commands.common import _device
-    from marl.neupl import NeuPL, load_neupl_game, run
+    from marl.envs import is_markov_game
+    from marl.neupl import run
     from marl.plots import write_nash_conv_curve
 
     _check_output_path(args.plot, "--plot")
+    markov = is_markov_game(args.game)
     state_path, state = _run_folder(args, "NeuPL")
-    config = _config(args, state, state_path)
-    device = _device(args.device or "cpu")
-    game, observations, decisions = load_neupl_game(args.game, device)
-    neupl = NeuPL(game, config, observations=observations, decisions=decisions)
-    if state is not None:
-        neupl.load_state_dict(state, source=state_path)
+    neupl = _markov_run(args, state, state_path) if markov else _tree_run(args, state, state_path)
+    config = neupl.config
+    measure = "estimated_nash_conv" if markov else "nash_conv"
     iterations = None if args.minutes is not None else (args.iterations or DEFAULT_ITERATIONS)
     budget = None if args.minutes is None else neupl._seconds + 60 * args.minutes
 
@@ -118,9 +179,9 @@ def command_neupl(args: argparse.Namespace) -> int:
 
         def show(record: Any) -> None:
             progress.update(task, completed=record.iteration, effective=record.effective_population,
-                            nash_conv=f"{record.nash_conv:.2e}")
+                            nash_conv=f"{record.nash_conv:.2e}{' (est.)' if markov else ''}")
             if writer is not None:
-                writer.add_scalar("neupl/nash_conv", record.nash_conv, record.iteration)
+                writer.add_scalar(f"neupl/{measure}", record.nash_conv, record.iteration)
                 writer.add_scalar("neupl/effective_population", record.effective_population, record.iteration)
                 writer.flush()
             if state_path is not None:
@@ -138,27 +199,37 @@ def command_neupl(args: argparse.Namespace) -> int:
                 writer.close()
     history = neupl.history
     weights = neupl.meta_nash()
+
+    def number(value: float) -> float | None:
+        return None if value is None or math.isnan(value) else value
+
+    if markov:
+        nash_conv = number(history[-1].nash_conv) if history else neupl.estimated_nash_conv()
+    else:
+        nash_conv = history[-1].nash_conv if history else neupl.nash_conv(weights)
     payload = {
         "game": args.game,
         "graph": config.graph,
         "meta_solver": config.meta_solver,
         "population": config.population,
         "simplex": config.simplex,
-        "gradient": config.gradient,
+        **({"transitions": neupl.transitions, "updates": neupl.updates} if markov else {"gradient": config.gradient}),
         "iterations": neupl.iteration,
         "effective_population": neupl.effective_population(),
-        "nash_conv": history[-1].nash_conv if history else neupl.nash_conv(weights),
+        "measure": measure,
+        "nash_conv": nash_conv,
         "meta_nash": weights.tolist(),
-        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": r.nash_conv,
+        "history": [{"iteration": r.iteration, "seconds": r.seconds, "nash_conv": number(r.nash_conv),
                      "effective_population": r.effective_population} for r in history],
         "seconds": neupl._seconds,
         "command_seconds": time.perf_counter() - started,
     }
-    if config.predict_opponent > 0:
+    if not markov and config.predict_opponent > 0:
         learners = neupl.learners()
         payload["opponent_prediction_error"] = neupl.prediction_error(neupl.sigma[learners]) if learners else None
     title = f"NeuPL ({config.graph}, N={config.population}) on {args.game}"
-    label = "NashConv of the meta-Nash mixture"
+    label = ("estimated NashConv (what the best learner gains over its mixture)" if markov
+             else "NashConv of the meta-Nash mixture")
     if args.out is not None:
         folder = args.out
         atomic_write_text(os.path.join(folder, "graphs.json"), json.dumps(
@@ -167,15 +238,20 @@ def command_neupl(args: argparse.Namespace) -> int:
         atomic_write_text(os.path.join(folder, "result.json"), json.dumps(payload, indent=2) + "\n")
         _graph_plot(os.path.join(folder, "interaction_graph.png"), neupl.sigma.cpu(), f"{title}: Sigma")
         if history:
-            write_nash_conv_curve(os.path.join(folder, "nash_conv.png"), history, title=title, label=label)
+            write_nash_conv_curve(os.path.join(folder, "nash_conv.png"), history, title=title, label=label, log=not markov)
     if args.plot and history:
-        write_nash_conv_curve(args.plot, history, title=title, label=label)
+        write_nash_conv_curve(args.plot, history, title=title, label=label, log=not markov)
     if args.json:
         print(json.dumps(payload))
         return 0
     console.print(f"[bold]{title}[/bold]: {neupl.iteration} iterations, effective population "
                   f"{payload['effective_population']}, {neupl._seconds:.2f} s")
-    console.print(f"NashConv of the meta-Nash mixture: {payload['nash_conv']:.3e}")
+    if markov:
+        estimate = "-" if nash_conv is None else f"{nash_conv:.3f}"
+        console.print(f"estimated NashConv (the best learner's gain over the mixture it answers): {estimate}; "
+                      f"meta-Nash mixture {[round(w, 3) for w in payload['meta_nash']]}")
+    else:
+        console.print(f"NashConv of the meta-Nash mixture: {payload['nash_conv']:.3e}")
     if args.out is not None:
         console.print(f"run folder {args.out}: state.pt, graphs.json, result.json, interaction_graph.png, "
                       "nash_conv.png, TensorBoard events")

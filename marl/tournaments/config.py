@@ -47,11 +47,12 @@ Player kinds (which games take them):
   its mixture per match). With ``member: K`` the player is instead the K-th member of
   every population (0 is uniform random play, K the K-th iteration's best responses), so
   each generation of a run can be a player of its own.
-- ``neupl`` (normal-form, extensive-form): ``path:`` the ``state.pt`` of a ``gamelab neupl
-  --out`` run of the same game; the player is the meta-Nash mixture of its population (one
-  behavioural strategy whose realization plan on each seat is the mixture of the
-  policies'), or with ``policy: K`` its policy K (the network conditioned on row K of
-  Sigma), or with ``mixture: [w_0, ..., w_N-1]`` that mixture of its policies.
+- ``neupl`` (normal-form, extensive-form, Markov): ``path:`` the ``state.pt`` of a ``gamelab
+  neupl --out`` run of the same game (and settings); the player is the meta-Nash mixture of
+  its population (on a tree, one behavioural strategy whose realization plan on each seat is
+  the mixture of the policies'; on a Markov game, a policy drawn from the mixture per match),
+  or with ``policy: K`` its policy K (the network conditioned on row K of Sigma), or with
+  ``mixture: [w_0, ..., w_N-1]`` that mixture of its policies.
 - ``mcts`` (OpenSpiel extensive-form games, sampled play): OpenSpiel's MCTS bot on
   perfect-information games, its information-set MCTS bot otherwise; ``simulations``
   (default 100), ``rollouts`` (1), ``uct_c`` (2.0).

@@ -389,11 +389,42 @@ class PolicyPlayer:
                 raise _fail(player, str(error)) from None
         elif player.kind == "psro":
             self._policy = self._psro(config, player, game_name, game)
+        elif player.kind == "neupl":
+            self._policy = self._neupl(config, player, game_name, game)
         elif player.kind == "callable":
             self._policy = load_callable(player)
         else:
-            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint, scripted, psro or "
-                                "callable")
+            raise _fail(player, "this kind does not play Markov games; use uniform, checkpoint, scripted, psro, "
+                                "neupl or callable")
+
+    @staticmethod
+    def _neupl(config: TournamentConfig, player: PlayerConfig, game_name: str, game: Any) -> Callable:
+        """A NeuPL run of the Markov game: its meta-Nash mixture, ``policy: K`` or ``mixture:`` (a policy
+        drawn per copy and match), every policy playing whichever team its seat is."""
+        from marl.envs import resolved_settings
+        from marl.neupl_markov import from_state
+
+        try:
+            path, state = _read_run(config, player, "NeuPL")
+            run = from_state(state, game.device, path, replay=False)
+            if resolved_settings(game_name, run.settings) != resolved_settings(game_name, config.settings):
+                raise GamelabError(f"{path} is a run of {game_name} with settings {run.settings}, not "
+                                   f"{config.settings}")
+        except GamelabError as error:
+            raise _fail(player, str(error)) from None
+        size = run.config.population
+        if "policy" in player.options:
+            index = player.options["policy"]
+            if index >= size:
+                raise _fail(player, f"policy {index}: the run's population has policies 0..{size - 1}")
+            return run.policy(lambda played: torch.full((2, played.num_envs), index, dtype=torch.int64))
+        if "mixture" in player.options:
+            if len(player.options["mixture"]) != size:
+                raise _fail(player, f"mixture has {len(player.options['mixture'])} weights; the run has {size} policies")
+            weights = torch.tensor(player.options["mixture"], dtype=torch.float64)
+        else:
+            weights = run.meta_nash()
+        return run.mixture_policy(weights, seed=run.config.seed + 23)
 
     @staticmethod
     def _psro(config: TournamentConfig, player: PlayerConfig, game_name: str, game: Any) -> Callable:

@@ -282,7 +282,7 @@ def test_the_command_resumes_a_run_as_if_uninterrupted(tmp_path, capsys):
     (["kuhn_poker", "--simplex", "1"], "simplex 1.0"),
     (["kuhn_poker(players=3)"], "2-player zero-sum"),
     (["prisoners_dilemma"], "not constant-sum"),
-    (["tag"], "Markov game"),
+    (["tag", "--gradient", "exact"], "applies to game trees"),
     (["kuhn_poker", "--iterations", "2", "--minutes", "1"], "not allowed with argument"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(capsys, arguments, message):
