@@ -61,6 +61,7 @@ bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks.psro
 	$(PY) -m benchmarks.psro_markov  # about 10 minutes: 12 MADDPG best responses on tag
 	$(PY) -m benchmarks.neupl  # about 11 minutes: two 5-minute NeuPL runs on Leduc
+	$(PY) -m benchmarks.neupl_markov  # about 15 minutes: PSRO and NeuPL on tag, a tournament, 4 best responses
 	$(PY) -m benchmarks.sim
 	$(PY) -m benchmarks.tournament
 	$(PY) -m benchmarks.maddpg  # about 25 minutes: two 10-minute training runs

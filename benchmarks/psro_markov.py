@@ -47,12 +47,12 @@ def _gain(space, populations, sigma, player: int, response) -> float:
     return float(padded[0] @ table[:, -1]) - value
 
 
-def fresh_gains(folder: str, sims: int) -> dict:
-    """A fresh best response per team against the first population and against the final mixture."""
+def fresh_gains(folder: str, sims: int, cases: tuple[str, ...] = ("first_population", "final_mixture")) -> dict:
+    """A fresh best response per team against the first population and against the final mixture (``cases``)."""
     import torch
 
     from games.io import read_torch_file
-    from marl.psro_oracle import MarkovPopulations, TeamMixture
+    from marl.psro_oracle import MarkovPopulations
     from solvers.psro import PSRO
 
     state = read_torch_file(os.path.join(folder, "state.pt"), what="PSRO run")
@@ -64,18 +64,22 @@ def fresh_gains(folder: str, sims: int) -> dict:
     final = [strategy.to(torch.float64) for strategy in run.meta_strategies]
     first_populations = [[population[0]] for population in run.populations]
     one = torch.ones(1, dtype=torch.float64)
-    cases = {"first_population": (first_populations, [one, one]), "final_mixture": (run.populations, final)}
-    result = {}
-    for label, (populations, sigma) in cases.items():
-        mixtures = [TeamMixture(tuple(p), s) for p, s in zip(populations, sigma)]
-        gains, seconds = [], []
-        for team in range(2):
-            started = time.perf_counter()
-            response = space.best_response(mixtures, team)
-            seconds.append(time.perf_counter() - started)
-            gains.append(_gain(space, populations, sigma, team, response))
-        result[label] = {"gains": gains, "sum": sum(max(0.0, gain) for gain in gains), "train_seconds": seconds}
-    return result
+    known = {"first_population": (first_populations, [one, one]), "final_mixture": (run.populations, final)}
+    return {label: gains_against(space, *known[label]) for label in cases}
+
+
+def gains_against(space, populations, sigma) -> dict:
+    """A fresh best response per team (``space``'s oracle) against the other team's sigma-mixture, and its gain."""
+    from marl.psro_oracle import TeamMixture
+
+    mixtures = [TeamMixture(tuple(p), s) for p, s in zip(populations, sigma)]
+    gains, seconds = [], []
+    for team in range(2):
+        started = time.perf_counter()
+        response = space.best_response(mixtures, team)
+        seconds.append(time.perf_counter() - started)
+        gains.append(_gain(space, populations, sigma, team, response))
+    return {"gains": gains, "sum": sum(max(0.0, gain) for gain in gains), "train_seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> dict:
