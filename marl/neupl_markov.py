@@ -37,8 +37,11 @@ One iteration (:meth:`MarkovNeuPL.step`):
    rows they were trained with.
 
 There is no exact NashConv. Each iteration records ``estimated_nash_conv``, as PSRO on
-Markov games does: what the best learner gains over the mixture it answers, both seats,
-``2 max_l U[l] . sigma_l`` (the mixture's own value is 0 in the antisymmetric meta-game).
+Markov games does: what the last policy gains over the mixture it answers, both seats,
+``2 U[N-1] . sigma_{N-1}`` (the mixture's own value is 0 in the antisymmetric meta-game). With
+``psro-n`` that mixture is the Nash equilibrium of the other policies, as PSRO's newest best
+responses answer its meta-Nash (a maximum over every learner would be dominated by the first
+policy's gain over random play).
 
 Shapes: ``conditions`` ``(2, B, N)`` (team, copy, mixture); joint observations ``(B,
 sum_k (o_k + N))`` in the game's agent order; joint actions ``(B, sum_k a_k)``.
@@ -352,13 +355,11 @@ class MarkovNeuPL:
         return symmetric_meta_solver(self.config.meta_solver)(torch.stack([table, table.T]))[0].to(torch.float64)
 
     def estimated_nash_conv(self) -> float | None:
-        """``2 max_l U[l] . sigma_l`` over the learners of the population U measured (None: no learner)."""
-        learners = [row for row in unique_rows(self.population_sigma)
-                    if float(self.population_sigma[row].sum()) > 0]
-        if not learners:
+        """``2 U[N-1] . sigma_{N-1}`` of the population U measured (None: the last row is zero)."""
+        last = self.population_sigma[-1].to(torch.float64)
+        if float(last.sum()) == 0:
             return None
-        gains = (self.payoffs[learners] * self.population_sigma[learners].to(torch.float64)).sum(1)
-        return 2 * float(gains.max())
+        return 2 * float(self.payoffs[-1] @ last)
 
     def step(self) -> NeuPLIterate:
         """One iteration: train against Sigma, measure U, Sigma <- F(U)."""

@@ -228,7 +228,7 @@ def command_neupl(args: argparse.Namespace) -> int:
         learners = neupl.learners()
         payload["opponent_prediction_error"] = neupl.prediction_error(neupl.sigma[learners]) if learners else None
     title = f"NeuPL ({config.graph}, N={config.population}) on {args.game}"
-    label = ("estimated NashConv (what the best learner gains over its mixture)" if markov
+    label = ("estimated NashConv (what the last policy gains over its mixture)" if markov
              else "NashConv of the meta-Nash mixture")
     if args.out is not None:
         folder = args.out
@@ -248,7 +248,7 @@ def command_neupl(args: argparse.Namespace) -> int:
                   f"{payload['effective_population']}, {neupl._seconds:.2f} s")
     if markov:
         estimate = "-" if nash_conv is None else f"{nash_conv:.3f}"
-        console.print(f"estimated NashConv (the best learner's gain over the mixture it answers): {estimate}; "
+        console.print(f"estimated NashConv (the last policy's gain over the mixture it answers): {estimate}; "
                       f"meta-Nash mixture {[round(w, 3) for w in payload['meta_nash']]}")
     else:
         console.print(f"NashConv of the meta-Nash mixture: {payload['nash_conv']:.3e}")
