@@ -156,6 +156,9 @@ def n_player_benchmark(games: int, limit: float, run_anchor: bool) -> dict:
         methods = ("enumpoly", "gnm", "ipa") if run_anchor else ()
         for method in methods:
             results[f"pygambit-{method}"] = []
+        # Warm-up, not timed: the first solve of a shape pays one-time set-up (pygambit is timed in a child
+        # process, on the solve alone).
+        registry.solve(load_game(f"random({','.join(map(str, shape))},seed=1000000)", dtype=torch.float64))
         for seed in range(games):
             game = load_game(f"random({','.join(map(str, shape))},seed={seed})", dtype=torch.float64)
             started = time.perf_counter()

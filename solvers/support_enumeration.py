@@ -8,21 +8,24 @@ them.
 
 1. Pure profiles: every profile where each player's action is a best response (the
    payoff tensor's maximum along that player's axis), all at once.
-2. Mixed support profiles ``S = (S_1, ..., S_N)``, by total size, then by imbalance
-   (largest minus smallest), then in order; a profile where a support action is strictly
-   dominated while the others stay in their supports is skipped (conditional dominance). Unknowns: each player's probabilities on its
-   support, ``|S_i| - 1`` free ones (the last is one minus their sum). Equations: each
+2. Mixed support profiles ``S = (S_1, ..., S_N)`` in batches of equal support sizes, the
+   sizes by total, then by imbalance (largest minus smallest); profiles where a support
+   action is strictly dominated while the others stay in their supports are dropped
+   (conditional dominance, checked for the whole batch at once). Unknowns: each player's
+   probabilities on its support, ``|S_i| - 1`` free ones (the last is one minus their sum). Equations: each
    player is indifferent among its support's actions, ``u_i(a, sigma_-i) = u_i(b, sigma_-i)``
    for ``a, b`` in ``S_i``: as many equations as unknowns, polynomial of degree ``N - 1``.
 3. Newton's method in float64 from the uniform point and ``starts - 1`` random points of
-   the supports' simplices, all at once (a batched Jacobian from autograd); a least-squares
-   step, so that singular Jacobians (continua of equilibria) still move to a solution.
+   the supports' simplices, for every profile of the batch at once, with the closed-form
+   Jacobian; a least-squares step, so that singular Jacobians (continua of equilibria) still
+   move to a solution.
 4. A solution is kept when its probabilities are non-negative (to ``1e-10``; then clipped
-   and renormalized) and its NashConv in the whole game is at most ``tolerance``: no action
-   outside a support pays more.
+   and renormalized) and its NashConv in the whole game is at most ``tolerance`` (no action
+   outside a support pays more), checked for every candidate of the batch at once; the first
+   in profile order is returned.
 
-Shapes: the game's payoffs ``(N, A_1, ..., A_N)``; a batch of starts ``(K, dim)`` with
-``dim = sum_i (|S_i| - 1)``.
+Shapes: the game's payoffs ``(N, A_1, ..., A_N)``; a batch of ``B`` profiles' starts ``(B, K,
+dim)`` with ``dim = sum_i (|S_i| - 1)``.
 
 NOTE: the number of support profiles is ``prod_i (2^{A_i} - 1)``; :func:`support_profiles`
 counts them, and ``auto`` uses this solver only below ``MAX_SUPPORT_PROFILES``. A game whose
@@ -34,18 +37,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import torch
 
 from games.errors import SolverError
-from games.normal_form import NormalFormGame
+from games.normal_form import NormalFormGame, contract
 
 Tensor = torch.Tensor
 
 MAX_SUPPORT_PROFILES = 50_000
 """``auto`` enumerates supports of N-player games with at most this many support profiles."""
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def support_profiles(num_actions: list[int]) -> int:
@@ -53,34 +54,54 @@ def support_profiles(num_actions: list[int]) -> int:
     return math.prod(2**count - 1 for count in num_actions)
 
 
-def _ordered_supports(num_actions: list[int]) -> Iterator[tuple[tuple[int, ...], ...]]:
-    """Mixed support profiles (at least one support of two or more actions), small and balanced first."""
-    per_player = [[subset for size in range(1, count + 1) for subset in itertools.combinations(range(count), size)]
-                  for count in num_actions]
-    by_size: dict[int, list[tuple]] = {}
-    for profile in itertools.product(*per_player):
-        sizes = [len(support) for support in profile]
-        if max(sizes) > 1:
-            by_size.setdefault(sum(sizes), []).append(profile)
-    for total in sorted(by_size):
-        yield from sorted(by_size[total], key=lambda p: max(map(len, p)) - min(map(len, p)))
+def _size_profiles(num_actions: list[int]) -> list[tuple[int, ...]]:
+    """Support sizes ``(k_1, ..., k_N)`` of mixed profiles (some ``k_i > 1``): small total, then balanced, first."""
+    sizes = [size for size in itertools.product(*(range(1, count + 1) for count in num_actions)) if max(size) > 1]
+    return sorted(sizes, key=lambda size: (sum(size), max(size) - min(size), size))
 
 
-def _dominated(payoffs: Tensor, supports: tuple[tuple[int, ...], ...]) -> bool:
-    """Whether some support action is strictly dominated when the others play within their supports
-    (Porter et al.'s conditional dominance): no mixture on these supports can make it a best response."""
-    players = payoffs.shape[0]
-    for player, support in enumerate(supports):
-        index = [slice(None) if j == player else list(supports[j]) for j in range(players)]
-        table = payoffs[player]
-        for axis, rows in enumerate(index):
-            if not isinstance(rows, slice):
-                table = table.index_select(axis, torch.tensor(rows, device=payoffs.device))
-        table = torch.movedim(table, player, 0).reshape(payoffs.shape[1 + player], -1)  # (A_i, others' profiles)
-        for action in support:
-            if bool(((table > table[action]).all(dim=1)).any()):
-                return True
-    return False
+def _profiles(sizes: tuple[int, ...], num_actions: list[int], device: torch.device) -> list[Tensor]:
+    """Every support profile with these sizes, in lexicographic order: each player's supports ``(B, k_i)``."""
+    combinations = [torch.tensor(list(itertools.combinations(range(count), size)), device=device)
+                    for count, size in zip(num_actions, sizes)]
+    grid = torch.meshgrid(*(torch.arange(len(c), device=device) for c in combinations), indexing="ij")
+    return [c[g.reshape(-1)] for c, g in zip(combinations, grid)]
+
+
+class _Dominance:
+    """Porter et al.'s conditional dominance, for a batch of support profiles at once.
+
+    A support action ``a`` of player ``i`` is conditionally dominated when some action ``a'``
+    pays more against every profile of the others' supports: no mixture on these supports
+    makes ``a`` a best response. ``better[i]`` ``(A_i * A_i, P_-i)`` is 1 where ``u_i(a', s) >
+    u_i(a, s)`` fails (row ``a' * A_i + a``), so a pair dominates on a batch of opponent
+    profiles exactly when the count of failures over the profiles in the supports is zero.
+    """
+
+    def __init__(self, payoffs: Tensor) -> None:
+        self.players = payoffs.shape[0]
+        self.num_actions = list(payoffs.shape[1:])
+        self.fails = []
+        for player in range(self.players):
+            table = torch.movedim(payoffs[player], player, 0).reshape(self.num_actions[player], -1)  # (A_i, P_-i)
+            self.fails.append((~(table[:, None, :] > table[None, :, :])).reshape(-1, table.shape[1]).to(payoffs.dtype))
+
+    def dominated(self, supports: list[Tensor]) -> Tensor:
+        """``(B,)`` bool: profiles (each player's supports ``(B, k_i)``) with a conditionally dominated action."""
+        dtype = self.fails[0].dtype
+        count = supports[0].shape[0]
+        indicators = [torch.zeros(count, actions, dtype=dtype, device=support.device).scatter_(1, support, 1.0)
+                      for support, actions in zip(supports, self.num_actions)]
+        dominated = torch.zeros(count, dtype=torch.bool, device=supports[0].device)
+        for player, actions in enumerate(self.num_actions):
+            others = [indicators[j] for j in range(self.players) if j != player]
+            mask = others[0]
+            for indicator in others[1:]:
+                mask = (mask[:, :, None] * indicator[:, None, :]).reshape(count, -1)  # (B, P_-i)
+            failures = (mask @ self.fails[player].T).reshape(count, actions, actions)  # (B, a', a)
+            beaten = (failures == 0).any(1)  # (B, a): some a' pays more on every opponent profile
+            dominated |= (beaten & indicators[player].bool()).any(1)
+        return dominated
 
 
 def pure_equilibria(payoffs: Tensor) -> Tensor:
@@ -93,48 +114,78 @@ def pure_equilibria(payoffs: Tensor) -> Tensor:
     return torch.nonzero(stable)
 
 
-class _Support:
-    """The indifference equations of one support profile, as a function of the free probabilities."""
+class _Supports:
+    """The indifference equations of ``B`` support profiles with equal support sizes, solved together.
 
-    def __init__(self, payoffs: Tensor, supports: tuple[tuple[int, ...], ...]) -> None:
+    Player ``i``'s equations are ``u_i(s_a, sigma_-i) - u_i(s_0, sigma_-i) = 0`` for its support's
+    actions ``s_1..s_{k_i - 1}``; the unknowns are each player's first ``k_i - 1`` probabilities on
+    its support (the last is one minus their sum). The Jacobian is exact and closed-form: the
+    derivative of ``u_i(a, sigma_-i)`` along player ``j``'s probability of ``c`` is ``u_i(a, c,
+    sigma_-ij)``, the payoff tensor contracted with every strategy but ``i``'s and ``j``'s.
+
+    Shapes: ``supports[i]`` ``(B, k_i)``, player i's support in each profile; free probabilities ``(B, K, dim)``; residuals ``(B, K, dim)``;
+    Jacobians ``(B, K, dim, dim)``.
+    """
+
+    def __init__(self, payoffs: Tensor, supports: list[Tensor]) -> None:
         self.payoffs = payoffs
-        self.supports = supports
         self.players = payoffs.shape[0]
-        self.sizes = [len(support) for support in supports]
+        self.index = [support.to(payoffs.device) for support in supports]
+        self.count = self.index[0].shape[0]
+        self.sizes = [support.shape[1] for support in self.index]
         self.dim = sum(size - 1 for size in self.sizes)
-        letters = _LETTERS[: self.players]
-        self.subscripts = [
-            letters + "".join(f",...{letters[j]}" for j in range(self.players) if j != i) + f"->...{letters[i]}"
-            for i in range(self.players)
-        ]
 
     def strategies(self, free: Tensor) -> list[Tensor]:
-        """``(..., dim)`` free probabilities -> each player's full mixed strategy ``(..., A_i)``."""
+        """``(B, K, dim)`` free probabilities -> each player's full mixed strategy ``(B, K, A_i)``."""
         strategies, start = [], 0
-        for player, support in enumerate(self.supports):
-            count = len(support) - 1
-            head = free[..., start:start + count]
-            start += count
+        for player, size in enumerate(self.sizes):
+            head = free[..., start:start + size - 1]
+            start += size - 1
             on_support = torch.cat([head, 1 - head.sum(-1, keepdim=True)], dim=-1)
-            strategy = free.new_zeros(*free.shape[:-1], self.payoffs.shape[1 + player])
-            strategies.append(strategy.index_copy(-1, torch.tensor(support, device=free.device), on_support))
+            full = free.new_zeros(*free.shape[:-1], self.payoffs.shape[1 + player])
+            index = self.index[player][:, None, :].expand(-1, free.shape[1], -1)
+            strategies.append(full.scatter(-1, index, on_support))
         return strategies
 
-    def residual(self, free: Tensor) -> Tensor:
-        """``(..., dim)``: each support action's value minus that of the support's first action."""
+    def _on_support(self, table: Tensor, player: int, axis: int) -> Tensor:
+        """``table`` ``(B, K, ..., A_player, ...)`` restricted to the player's support along ``axis``."""
+        shape = [1] * table.dim()
+        shape[0], shape[axis] = self.index[player].shape
+        index = self.index[player].reshape(shape).expand(*table.shape[:axis], -1, *table.shape[axis + 1:])
+        return table.gather(axis, index)
+
+    def residual(self, free: Tensor, jacobian: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """``(B, K, dim)`` residuals at ``free``, and with ``jacobian`` their ``(B, K, dim, dim)`` Jacobians."""
         strategies = self.strategies(free)
-        parts = []
-        for player, support in enumerate(self.supports):
-            if len(support) < 2:
+        parts, blocks = [], []
+        for i in range(self.players):
+            if self.sizes[i] < 2:
                 continue
-            others = [strategies[j] for j in range(self.players) if j != player]
-            values = torch.einsum(self.subscripts[player], self.payoffs[player], *others)
-            chosen = values[..., list(support)]
+            chosen = self._on_support(contract(self.payoffs[i], strategies, (i,)), i, 2)
             parts.append(chosen[..., 1:] - chosen[..., :1])
-        return torch.cat(parts, dim=-1)
+            if not jacobian:
+                continue
+            row = []
+            for j in range(self.players):
+                if self.sizes[j] < 2:
+                    continue
+                if j == i:
+                    row.append(free.new_zeros(*free.shape[:2], self.sizes[i] - 1, self.sizes[j] - 1))
+                    continue
+                table = contract(self.payoffs[i], strategies, (i, j))  # (B, K, A_i, A_j)
+                table = table.expand(*free.shape[:2], *table.shape[-2:])  # 2 players: nothing was contracted
+                if j < i:
+                    table = table.transpose(-1, -2)
+                table = self._on_support(self._on_support(table, i, 2), j, 3)  # (B, K, k_i, k_j)
+                along = table[..., :-1] - table[..., -1:]  # d u_i(s_a) / d free_j
+                row.append(along[..., 1:, :] - along[..., :1, :])
+            blocks.append(torch.cat(row, dim=-1))
+        residual = torch.cat(parts, dim=-1)
+        return (residual, torch.cat(blocks, dim=-2)) if jacobian else residual
 
     def starts(self, count: int, generator: torch.Generator) -> Tensor:
-        """``(count, dim)``: the supports' centres, then points drawn uniformly from their simplices."""
+        """``(B, count, dim)``: the supports' centres, then points drawn uniformly from their simplices
+        (the same draws for every profile of the batch)."""
         rows = []
         for index in range(count):
             row = []
@@ -146,44 +197,53 @@ class _Support:
                     point = point / point.sum()
                 row.append(point[:-1])
             rows.append(torch.cat(row))
-        return torch.stack(rows).to(self.payoffs.device)
+        return torch.stack(rows).to(self.payoffs.device).expand(self.count, -1, -1).clone()
 
 
-def _newton(system: _Support, starts: Tensor, iterations: int = 25) -> tuple[Tensor, Tensor]:
-    """Least-squares Newton steps on every start at once; returns the points and their residual norms.
-
-    The Jacobian ``(K, dim, dim)`` comes from one backward pass per equation through the batched
-    residual (the starts are independent, so summing over them keeps each start's row).
-    """
+def _newton(system: _Supports, starts: Tensor, iterations: int = 25) -> tuple[Tensor, Tensor]:
+    """Least-squares Newton steps on every start of every profile at once, with the closed-form
+    Jacobian; returns the points ``(B, K, dim)`` and their residual norms ``(B, K)``."""
     points = starts.clone()
     for _ in range(iterations):
-        free = points.detach().requires_grad_(True)
-        values = system.residual(free)  # (K, dim)
-        if bool((values.detach().norm(dim=1) < 1e-13).all()):
+        values, jacobian = system.residual(points, jacobian=True)
+        if bool((values.norm(dim=-1) < 1e-13).all()):
             break
-        rows = [torch.autograd.grad(values[:, row].sum(), free, retain_graph=row < system.dim - 1)[0]
-                for row in range(system.dim)]
-        jacobian = torch.stack(rows, dim=1)
-        steps = torch.linalg.lstsq(jacobian, values.detach().unsqueeze(-1)).solution.squeeze(-1)
+        steps = torch.linalg.lstsq(jacobian, values.unsqueeze(-1)).solution.squeeze(-1)
         points = points - torch.nan_to_num(steps, nan=0.0, posinf=0.0, neginf=0.0)
-    with torch.no_grad():
-        return points, system.residual(points).norm(dim=1)
+    return points, system.residual(points).norm(dim=-1)
 
 
-def _equilibrium(system: _Support, point: Tensor, norm: Tensor, whole: NormalFormGame, tolerance: float,
+def nash_conv_batch(payoffs: Tensor, strategies: list[Tensor]) -> Tensor:
+    """``(...,)`` NashConv of a batch of profiles ``(..., A_i)`` of the game ``payoffs`` ``(N, A_1, ..., A_N)``."""
+    total = torch.zeros(strategies[0].shape[:-1], dtype=payoffs.dtype, device=payoffs.device)
+    for player, strategy in enumerate(strategies):
+        values = contract(payoffs[player], strategies, (player,))
+        total = total + values.amax(-1) - (values * strategy).sum(-1)
+    return total
+
+
+def _equilibrium(system: _Supports, points: Tensor, norms: Tensor, tolerance: float,
                  scale: float) -> list[Tensor] | None:
-    """The profile of a Newton point when it is a Nash equilibrium of ``whole``: the indifference
-    equations hold, its probabilities are non-negative (to ``1e-10``; then clipped and renormalized),
-    and its NashConv is at most ``tolerance`` (both scaled by the payoffs' size); else None."""
-    from solvers.exploitability import nash_conv
-
-    if float(norm) > 1e-9 * scale:
+    """The first Newton point ``(B, K, dim)``, in profile order and then by residual, that is a Nash
+    equilibrium of the whole game: the indifference equations hold, its probabilities are non-negative
+    (to ``1e-10``; then clipped and renormalized) and its NashConv is at most ``tolerance`` (both scaled
+    by the payoffs' size); else None."""
+    strategies = system.strategies(points)
+    admissible = norms <= 1e-9 * scale
+    for strategy in strategies:
+        admissible &= (strategy >= -1e-10).all(-1)
+    if not bool(admissible.any()):
         return None
-    strategies = system.strategies(point)
-    if any(bool((strategy < -1e-10).any()) for strategy in strategies):
+    rows, columns = torch.nonzero(admissible, as_tuple=True)
+    candidates = [strategy[rows, columns].clamp_min(0) for strategy in strategies]  # (C, A_i)
+    candidates = [strategy / strategy.sum(-1, keepdim=True) for strategy in candidates]
+    good = nash_conv_batch(system.payoffs, candidates) <= tolerance * scale
+    if not bool(good.any()):
         return None
-    strategies = [strategy.clamp_min(0) / strategy.clamp_min(0).sum() for strategy in strategies]
-    return strategies if float(nash_conv(whole, strategies)) <= tolerance * scale else None
+    rank = torch.argsort(torch.argsort(norms, 1), 1)[rows, columns]
+    key = torch.where(good, rows * (norms.shape[1] + 1) + rank, torch.full_like(rows, torch.iinfo(rows.dtype).max))
+    first = int(torch.argmin(key))
+    return [strategy[first] for strategy in candidates]
 
 
 def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float = 1e-9) -> list[Tensor] | None:
@@ -196,22 +256,21 @@ def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float =
     """
     payoffs = game.payoffs.to(torch.float64)
     scale = max(1.0, float(payoffs.abs().max()))
-    whole = NormalFormGame(payoffs)
     tried = set()
     for threshold in (1e-2, 1e-3, 1e-4):
         supports = tuple(tuple(torch.nonzero(s >= threshold * s.max()).flatten().tolist()) for s in strategies)
         if supports in tried:
             continue
         tried.add(supports)
-        system = _Support(payoffs, supports)
+        system = _Supports(payoffs, [torch.tensor([support]) for support in supports])
+        start = torch.cat([(s.to(torch.float64)[list(support)] / s.to(torch.float64)[list(support)].sum())[:-1]
+                           for s, support in zip(strategies, supports)])
+        points = start.reshape(1, 1, -1)
         if system.dim == 0:
-            point, norm = payoffs.new_zeros(0), payoffs.new_zeros(())
+            norms = payoffs.new_zeros(1, 1)
         else:
-            start = torch.cat([(s.to(torch.float64)[list(support)] / s.to(torch.float64)[list(support)].sum())[:-1]
-                               for s, support in zip(strategies, supports)])
-            points, norms = _newton(system, start.unsqueeze(0))
-            point, norm = points[0], norms[0]
-        candidate = _equilibrium(system, point, norm, whole, tolerance, scale)
+            points, norms = _newton(system, points)
+        candidate = _equilibrium(system, points, norms, tolerance, scale)
         if candidate is not None:
             return [c.to(game.payoffs.dtype) for c in candidate]
     return None
@@ -233,19 +292,18 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
         return [torch.nn.functional.one_hot(pure[0, player], count).to(payoffs)
                 for player, count in enumerate(num_actions)]
     scale = max(1.0, float(payoffs.abs().max()))
-    whole = NormalFormGame(payoffs)
+    dominance = _Dominance(payoffs)
     generator = torch.Generator().manual_seed(seed)
-    for supports in _ordered_supports(num_actions):
-        if _dominated(payoffs, supports):
+    for sizes in _size_profiles(num_actions):
+        supports = _profiles(sizes, num_actions, payoffs.device)
+        kept = ~dominance.dominated(supports)
+        if not bool(kept.any()):
             continue
-        system = _Support(payoffs, supports)
+        system = _Supports(payoffs, [support[kept] for support in supports])
         points, norms = _newton(system, system.starts(starts, generator))
-        for index in torch.argsort(norms).tolist():
-            if float(norms[index]) > 1e-9 * scale:
-                break
-            found = _equilibrium(system, points[index], norms[index], whole, tolerance, scale)
-            if found is not None:
-                return [strategy.to(game.payoffs.dtype) for strategy in found]
+        found = _equilibrium(system, points, norms, tolerance, scale)
+        if found is not None:
+            return [strategy.to(game.payoffs.dtype) for strategy in found]
     raise SolverError(f"support enumeration found no equilibrium within NashConv {tolerance:g} from {starts} starts "
                       "per support profile")
 

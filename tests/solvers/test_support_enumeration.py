@@ -98,15 +98,37 @@ def test_a_polish_from_the_wrong_support_reports_failure_instead_of_a_bad_profil
 
 def test_newton_converges_quadratically_near_an_equilibrium():
     """From 1e-2 off van der Laan's g1 equilibrium, each Newton step roughly squares the residual."""
-    from solvers.support_enumeration import _newton, _Support
+    from solvers.support_enumeration import _newton, _Supports
 
     game = load_game(str(GAMBIT_DATA / "g1.nfg"), dtype=torch.float64)
-    system = _Support(game.payoffs.to(torch.float64), ((0, 1), (0, 1), (0, 1)))
-    start = torch.tensor([[0.2 + 1e-2, 3 / 7 - 1e-2, 2 / 3 + 1e-2]], dtype=torch.float64)
-    norms = [float(_newton(system, start, iterations=steps)[1][0]) for steps in range(4)]
+    system = _Supports(game.payoffs.to(torch.float64), [torch.tensor([[0, 1]])] * 3)
+    start = torch.tensor([[[0.2 + 1e-2, 3 / 7 - 1e-2, 2 / 3 + 1e-2]]], dtype=torch.float64)
+    norms = [float(_newton(system, start, iterations=steps)[1][0, 0]) for steps in range(4)]
     for before, after in zip(norms, norms[1:]):
         if before > 1e-12:
             assert after <= 10 * before**2 + 1e-14
     assert norms[3] < 1e-12
-    point = _newton(system, start)[0][0]
+    point = _newton(system, start)[0][0, 0]
     assert torch.allclose(point, torch.tensor([0.2, 3 / 7, 2 / 3], dtype=torch.float64), atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(2, 4), min_size=2, max_size=4))
+def test_the_closed_form_jacobian_equals_autograds(seed, actions):
+    """Every profile of a batch: the closed-form Jacobian of the indifference equations equals autograd's."""
+    from solvers.support_enumeration import _Supports
+
+    generator = torch.Generator().manual_seed(seed)
+    payoffs = torch.randn(len(actions), *actions, generator=generator, dtype=torch.float64)
+    sizes = [int(torch.randint(1, count + 1, (1,), generator=generator)) for count in actions]
+    sizes[0] = max(sizes[0], 2)
+    profiles = []
+    for _ in range(3):
+        profiles.append(tuple(tuple(sorted(torch.randperm(count, generator=generator)[:size].tolist()))
+                              for count, size in zip(actions, sizes)))
+    system = _Supports(payoffs, [torch.tensor([profile[player] for profile in profiles])
+                                 for player in range(len(actions))])
+    points = torch.rand(3, 2, system.dim, generator=generator, dtype=torch.float64)
+    _, jacobian = system.residual(points, jacobian=True)
+    expected = torch.autograd.functional.jacobian(lambda free: system.residual(free).sum((0, 1)), points)
+    assert torch.allclose(jacobian, expected.permute(1, 2, 0, 3), atol=1e-10)
