@@ -50,25 +50,30 @@ def _as_payoff_tensor(payoffs: Any, dtype: torch.dtype | None, device: Any) -> T
 def contract(table: Tensor, strategies: Sequence[Tensor], keep: tuple[int, ...], batch: bool = False) -> Tensor:
     """``table`` contracted with every player's strategy but ``keep``'s.
 
-    One two-operand contraction per player, last axis first: for the few players of a
-    normal-form game this costs less than a many-operand ``einsum``, whose contraction-path
-    search (opt_einsum) took several times the contraction itself on 3-player games.
+    One matrix-vector product per contracted player, last axis first: for the few players of
+    a normal-form game this costs a fraction of a many-operand ``einsum``, whose parsing and
+    contraction-path search (opt_einsum) took several times the arithmetic on 3-player games.
 
-    Shapes: ``table`` ``(A_1, ..., A_N)`` with strategies ``(..., A_j)`` (any leading batch
-    shape, broadcast), or with ``batch`` ``(B, A_1, ..., A_N)`` with strategies ``(B, A_j)``;
-    returns ``(..., A_keep...)`` (``(B, A_keep...)``), the kept axes in order.
+    Shapes: ``table`` ``(A_1, ..., A_N)`` with strategies ``(..., A_j)`` (one leading batch
+    shape, shared by all), or with ``batch`` ``(B, A_1, ..., A_N)`` with strategies ``(B,
+    A_j)``; returns ``(..., A_keep...)`` (``(B, A_keep...)``), the kept axes in order.
     """
     players = table.dim() - (1 if batch else 0)
-    letters = list(_EINSUM_LETTERS[:players])
-    result, batched = table, batch
+    axes = list(range(players))  # the player axes ``result`` still has, in order
+    result, lead = table, 1 if batch else 0  # ``lead``: leading batch dimensions of ``result``
     for player in reversed(range(players)):
         if player in keep:
             continue
-        rest = [letter for letter in letters if letter != letters[player]]
-        lead = "Z" if batch else "..."
-        left = (lead if batched else "") + "".join(letters)
-        result = torch.einsum(f"{left},{lead}{letters[player]}->{lead}{''.join(rest)}", result, strategies[player])
-        letters, batched = rest, True
+        strategy = strategies[player]
+        moved = result.movedim(lead + axes.index(player), -1)  # (batch..., rest..., A_j)
+        rest = moved.shape[lead:-1]
+        if lead == 0:
+            flat = strategy @ moved.reshape(-1, moved.shape[-1]).T  # (..., prod(rest))
+            lead = strategy.dim() - 1
+        else:
+            flat = (moved.reshape(*moved.shape[:lead], -1, moved.shape[-1]) @ strategy.unsqueeze(-1)).squeeze(-1)
+        result = flat.reshape(*flat.shape[:-1], *rest)
+        axes.remove(player)
     return result
 
 

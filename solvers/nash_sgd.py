@@ -17,8 +17,16 @@ pure actions: ``sum_k Π(ĝ_k) . Π(ĝ'_k)``, where ``ĝ_k`` uses the sampled pa
 
 1) sample two independent joint actions of the others from ``x`` for every player (or,
    with ``samples=None``, use the exact action values: then the loss is deterministic);
-2) evaluate the (estimated) loss and differentiate it with autograd;
-3) take an Adam step on the logits of ``x``.
+2) evaluate the (estimated) loss and its gradient: with exact values in closed form
+   (:func:`exact_loss_and_gradient`), with samples by autograd;
+3) take an Adam step on the logits of ``x`` (every player's logits as one ``(B, sum_i A_i)``
+   tensor, so one step is a few fused element-wise operations).
+
+The closed form: with ``p_k = Π(g_k)``, and since ``Π`` is symmetric and ``p_k`` already
+projected, ``dL/dx_l = 2 (sum_{k != l} T_kl^T p_k - tau p_l / x_l)`` where ``T_kl[a, c] =
+u_k(a, c, x_-kl)``; ``T_kl^T p_k`` is player k's payoff tensor contracted with ``p_k`` on k's
+axis and with the strategies of everyone but l, so no pair table is built. Through the
+softmax, ``dL/dz_l = x_l (dL/dx_l - x_l . dL/dx_l)``.
 
 NOTE: the paper runs projected SGD on the simplex; gamelab optimizes softmax logits with
 Adam, which keeps ``x`` in the interior (where the entropy term is defined) without a
@@ -35,7 +43,7 @@ from collections.abc import Callable
 import torch
 
 from games.errors import SolverError
-from games.normal_form import NormalFormGame
+from games.normal_form import NormalFormGame, contract
 
 Tensor = torch.Tensor
 
@@ -87,6 +95,30 @@ def _sampled_values(game: NormalFormGame, strategies: list[Tensor], samples: int
             estimate = estimate + (contracted - contracted.detach())
         out.append(estimate)
     return out
+
+
+def exact_loss_and_gradient(payoffs: Tensor, strategies: list[Tensor], temperature: float) -> tuple[Tensor, list[Tensor]]:
+    """``L_tau`` with exact action values and its gradient with respect to each player's strategy.
+
+    Shapes: ``payoffs`` ``(B, N, A_1, ..., A_N)``, strategies ``(B, A_i)``; returns ``(B,)`` and
+    ``(B, A_i)`` per player.
+    """
+    players = len(strategies)
+    projected = []
+    for player, strategy in enumerate(strategies):
+        gradient = contract(payoffs[:, player], strategies, (player,), batch=True) \
+            - temperature * (torch.log(strategy) + 1)
+        projected.append(gradient - gradient.mean(-1, keepdim=True))
+    loss = sum((p * p).sum(-1) for p in projected)
+    gradients = []
+    for other in range(players):
+        total = -temperature * projected[other] / strategies[other]
+        for player in range(players):
+            if player != other:
+                mixed = [projected[player] if j == player else strategies[j] for j in range(players)]
+                total = total + contract(payoffs[:, player], mixed, (other,), batch=True)
+        gradients.append(2 * total)
+    return loss, gradients
 
 
 def nash_loss(
@@ -144,20 +176,28 @@ def nash_sgd(
         raise SolverError(f"samples must be a positive count or None, got {samples}")
     batched = game.as_batched()
     generator = torch.Generator(device=game.device).manual_seed(seed)
-    logits = [
-        torch.zeros(batched.batch_size, n, dtype=game.dtype, device=game.device, requires_grad=True)
-        for n in game.num_actions
-    ]
-    optimizer = torch.optim.Adam(logits, lr=learning_rate)
+    sizes = [int(n) for n in game.num_actions]
+    logits = torch.zeros(batched.batch_size, sum(sizes), dtype=game.dtype, device=game.device)
+    first, second = torch.zeros_like(logits), torch.zeros_like(logits)  # Adam's moments
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    payoffs = batched.batched_payoffs
     for iteration in range(1, iterations + 1):
-        strategies = [torch.softmax(logit, -1) for logit in logits]
         tau = temperature * (final / temperature) ** ((iteration - 1) / max(iterations - 1, 1))
-        loss = nash_loss(batched, strategies, tau, samples, generator).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if samples is None:
+            strategies = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
+            _, gradients = exact_loss_and_gradient(payoffs, strategies, tau)
+            gradient = torch.cat([x * (g - (x * g).sum(-1, keepdim=True)) for x, g in zip(strategies, gradients)], -1)
+        else:
+            free = logits.detach().requires_grad_(True)
+            strategies = [torch.softmax(part, -1) for part in free.split(sizes, -1)]
+            nash_loss(batched, strategies, tau, samples, generator).sum().backward()
+            gradient = free.grad
+        first.lerp_(gradient, 1 - beta1)
+        second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        step = learning_rate / (1 - beta1**iteration)
+        logits.addcdiv_(first, (second / (1 - beta2**iteration)).sqrt_().add_(eps), value=-step)
         if callback is not None and iteration % callback_every == 0:
-            profile = [torch.softmax(logit.detach(), -1) for logit in logits]
+            profile = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
             callback(iteration, profile if game.batched else [s[0] for s in profile])
-    profile = [torch.softmax(logit.detach(), -1) for logit in logits]
+    profile = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
     return profile if game.batched else [s[0] for s in profile]

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from games import catalog
 from games.errors import SolverError
@@ -70,3 +72,23 @@ def test_annealing_the_temperature_moves_from_the_qre_toward_the_nash_equilibriu
     fixed = float(nash_conv(game, nash_sgd(game, final_temperature=None, iterations=1000)))
     annealed = float(nash_conv(game, nash_sgd(game, iterations=1000)))
     assert annealed < fixed / 20 and annealed < 1e-4
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(2, 4), min_size=2, max_size=4), st.floats(1e-4, 0.5))
+def test_the_closed_form_gradient_equals_autograds(seed, actions, temperature):
+    """exact_loss_and_gradient's gradient of L_tau against autograd through nash_loss, on a batch of games."""
+    from games.normal_form import NormalFormGame
+    from solvers.nash_sgd import exact_loss_and_gradient, nash_loss
+
+    generator = torch.Generator().manual_seed(seed)
+    game = NormalFormGame(torch.randn(3, len(actions), *actions, generator=generator, dtype=torch.float64),
+                          batched=True)
+    strategies = [torch.softmax(torch.randn(3, count, generator=generator, dtype=torch.float64), -1).requires_grad_(True)
+                  for count in actions]
+    loss = nash_loss(game, strategies, temperature)
+    expected = torch.autograd.grad(loss.sum(), strategies)
+    value, gradients = exact_loss_and_gradient(game.batched_payoffs, [s.detach() for s in strategies], temperature)
+    assert torch.allclose(value, loss.detach(), atol=1e-12)
+    for mine, theirs in zip(gradients, expected):
+        assert torch.allclose(mine, theirs, atol=1e-10)
