@@ -821,15 +821,7 @@ class NeuPL:
             changed = [f.name for f in dataclasses.fields(NeuPLConfig)
                        if getattr(recorded, f.name) != getattr(self.config, f.name)]
             raise fail(f"the run was made with other settings ({', '.join(changed)})")
-        size = self.config.population
-        for name in ("sigma", "payoffs"):
-            value = state.get(name)
-            if not isinstance(value, Tensor) or tuple(value.shape) != (size, size):
-                raise fail(f"its {name} is not a ({size}, {size}) table")
-        fields = {item.name for item in dataclasses.fields(NeuPLIterate)}
-        history = state.get("history")
-        if not isinstance(history, list) or not all(isinstance(r, dict) and set(r) == fields for r in history):
-            raise fail("its history is malformed")
+        history = saved_history(state, ("sigma", "payoffs"), self.config.population, fail)
         try:
             self.network.load_state_dict(state["network"])
             untrained = state["untrained"]
@@ -843,7 +835,22 @@ class NeuPL:
         self.sigma = state["sigma"].to(self.game.device, self.game.dtype)
         self.payoffs = state["payoffs"].to(self.game.device, self.game.dtype)
         self._seconds = float(state.get("seconds", 0.0))
-        self.history = [NeuPLIterate(**row) for row in history]
+        self.history = history
+
+
+def saved_history(state: dict, tables: tuple[str, ...], size: int,
+                  fail: Callable[[str], Exception]) -> list[NeuPLIterate]:
+    """A saved run's history, after checking that each of its ``tables`` is ``(size, size)``; raises
+    ``fail(message)`` otherwise (shared by the runs on trees and on Markov games)."""
+    for name in tables:
+        value = state.get(name)
+        if not isinstance(value, Tensor) or tuple(value.shape) != (size, size):
+            raise fail(f"its {name} is not a ({size}, {size}) table")
+    fields = {item.name for item in dataclasses.fields(NeuPLIterate)}
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(r, dict) and set(r) == fields for r in history):
+        raise fail("its history is malformed")
+    return [NeuPLIterate(**row) for row in history]
 
 
 def config_from_record(record: Any, source: str = "the saved run") -> NeuPLConfig:
@@ -872,4 +879,5 @@ def run(neupl: NeuPL, *, iterations: int | None = None, seconds: float | None = 
 
 
 __all__ = ["GRAPHS", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError", "NeuPLIterate", "SymmetricTree",
-           "config_from_record", "interaction_graph", "load_neupl_game", "run", "symmetric_decisions", "unique_rows"]
+           "config_from_record", "interaction_graph", "load_neupl_game", "run", "saved_history", "symmetric_decisions",
+           "unique_rows"]

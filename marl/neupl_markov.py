@@ -58,7 +58,15 @@ from typing import Any
 import torch
 
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
-from marl.neupl import NeuPLConfig, NeuPLError, NeuPLIterate, interaction_graph, symmetric_meta_solver, unique_rows
+from marl.neupl import (
+    NeuPLConfig,
+    NeuPLError,
+    NeuPLIterate,
+    interaction_graph,
+    saved_history,
+    symmetric_meta_solver,
+    unique_rows,
+)
 from marl.population import UniformMember, sigma_draws, teams_of
 from marl.replay import ReplayBuffer
 
@@ -418,15 +426,7 @@ class MarkovNeuPL:
             changed = [f.name for f in dataclasses.fields(MarkovNeuPLConfig)
                        if getattr(recorded, f.name) != getattr(self.config, f.name)]
             raise fail(f"the run was made with other settings ({', '.join(changed)})")
-        size = self.config.population
-        for name in ("sigma", "population_sigma", "payoffs"):
-            value = state.get(name)
-            if not isinstance(value, Tensor) or tuple(value.shape) != (size, size):
-                raise fail(f"its {name} is not a ({size}, {size}) table")
-        fields = {item.name for item in dataclasses.fields(NeuPLIterate)}
-        history = state.get("history")
-        if not isinstance(history, list) or not all(isinstance(r, dict) and set(r) == fields for r in history):
-            raise fail("its history is malformed")
+        history = saved_history(state, ("sigma", "population_sigma", "payoffs"), self.config.population, fail)
         try:
             self.learner.load_state_dict(state["learner"])
             if replay:
@@ -439,7 +439,7 @@ class MarkovNeuPL:
         self.population_sigma = state["population_sigma"].to(torch.float64)
         self.payoffs = state["payoffs"].to(torch.float64)
         self._seconds = float(state.get("seconds", 0.0))
-        self.history = [NeuPLIterate(**row) for row in history]
+        self.history = history
 
 
 def from_state(state: Any, device: torch.device | str = "cpu", source: str = "the saved run",
