@@ -214,3 +214,26 @@ def test_cli_resume_keeps_the_settings_and_leaves_the_folder_alone(tmp_path, cap
     assert main(["neupl", "tag", "--iterations", "2", "--out", str(folder), "--resume", "--population", "4"]) == 2
     assert "keeps the settings it was started with" in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
+
+
+def test_ctrl_c_leaves_the_last_finished_iteration_to_resume(tmp_path, monkeypatch, capsys):
+    """A Markov run writes state.pt every few minutes; Ctrl-C still leaves the last finished iteration."""
+    from marl.neupl_markov import MarkovNeuPL as Run
+
+    folder = tmp_path / "run"
+    original, calls = Run.step, []
+
+    def step(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Run, "step", step)
+    assert main(["neupl", "tag", "--iterations", "5", "--out", str(folder), *FAST]) == 130
+    assert "holds the finished iterations" in capsys.readouterr().out
+    state = torch.load(folder / "state.pt", weights_only=True)
+    assert len(state["history"]) == 2 and state["transitions"] == 640
+    monkeypatch.setattr(Run, "step", original)
+    assert main(["neupl", "tag", "--iterations", "3", "--out", str(folder), "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["iterations"] == 3
