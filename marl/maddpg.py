@@ -364,6 +364,14 @@ class MADDPG:
         raw = self._actor_outputs(self.actors, observations, members)
         return self._joint([self._to_actions(outputs, explore) for outputs in raw])
 
+    @torch.no_grad()
+    def act_both(self, observations: torch.Tensor, members: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(greedy, exploring)`` joint actions from one pass of the actors: ``act`` without and with
+        exploration (the same draws as ``act(..., explore=True)``)."""
+        raw = self._actor_outputs(self.actors, observations, members)
+        greedy = self._joint([self._to_actions(outputs, explore=False) for outputs in raw])
+        return greedy, self._joint([self._to_actions(outputs, explore=True) for outputs in raw])
+
     def game_actions(self, joint_actions: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
         """``{agent: Tensor[M]}`` indices (discrete) or ``{agent: Tensor[M, n]}`` values for ``game.step``."""
         actions, start = {}, 0

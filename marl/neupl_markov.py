@@ -229,11 +229,12 @@ class MarkovNeuPL:
         """
         joint = self._augmented(observations, conditions)
         members = torch.zeros(joint.shape[0], self.spec.num_agents, dtype=torch.int64, device=self.device)
-        actions = self.learner.act(joint, members, explore=False)
         controllers = torch.zeros(joint.shape[0], self.spec.num_agents, dtype=torch.int8, device=self.device)
-        if learning is not None:
+        if learning is None:
+            actions = self.learner.act(joint, members, explore=False)
+        else:
             flags = learning.to(self.device)[self.team_of].T  # (B, num_agents)
-            explored = self.learner.act(joint, members, explore=True)
+            actions, explored = self.learner.act_both(joint, members)
             actions = torch.where(self.learner.agent_columns(flags), explored, actions)
             controllers[flags] = 1
         flags = random.to(self.device)[self.team_of].T
