@@ -297,6 +297,7 @@ class MADDPG:
         self.target_critics = _copy(self.critics)
         self.actor_optimizer = torch.optim.Adam(self.actors.parameters(), lr=config.actor_lr)
         self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=config.critic_lr)
+        self._action_sizes = torch.tensor(spec.action_sizes, device=self.device)
         self.joint_observation_size = sum(spec.observation_sizes)
         self.joint_action_size = sum(spec.action_sizes)
         self.updates = 0
@@ -342,8 +343,7 @@ class MADDPG:
 
     def agent_columns(self, flags: torch.Tensor) -> torch.Tensor:
         """``(M, N)`` per-agent flags -> ``(M, joint_actions)``, each agent's flag over its action columns."""
-        sizes = torch.tensor(self.spec.action_sizes, device=flags.device)
-        return flags.repeat_interleave(sizes, dim=1)
+        return flags.repeat_interleave(self._action_sizes, dim=1)
 
     def _joint(self, per_group: list[torch.Tensor]) -> torch.Tensor:
         """Group action vectors ``(G, M, n)`` -> the ``(M, joint_actions)`` joint vector."""

@@ -21,12 +21,13 @@ from marl.replay import ReplayBuffer
 SHORT = {"max_cycles": 10}
 
 
-def tiny(population: int = 3, steps: int = 640, seed: int = 0, simplex: float = 0.0) -> MarkovNeuPL:
+def tiny(population: int = 3, steps: int = 640, seed: int = 0, simplex: float = 0.0,
+         device: torch.device | str = "cpu") -> MarkovNeuPL:
     learner = dataclasses.replace(default_learner(), num_envs=16, batch_size=64, learning_starts=160,
                                   buffer_size=4096, hidden_sizes=(16, 16), transitions_per_update=32)
     config = MarkovNeuPLConfig(population=population, steps_per_iteration=steps, sims_per_entry=4, seed=seed,
                                simplex=simplex, learner=learner)
-    return MarkovNeuPL("tag", SHORT, config)
+    return MarkovNeuPL("tag", SHORT, config, device)
 
 
 # --------------------------------------------------------------------------------------
@@ -112,8 +113,8 @@ def test_simplex_mixtures_live_on_the_unique_policies():
     assert float(mine[:, 3].min()) > 0.0
 
 
-def test_u_is_antisymmetric_and_an_entry_equals_its_pair_played_alone():
-    run = tiny()
+def test_u_is_antisymmetric_and_an_entry_equals_its_pair_played_alone(device):
+    run = tiny(device=device)
     run.step()
     table = run.payoffs
     assert torch.allclose(table, -table.T)
@@ -121,10 +122,10 @@ def test_u_is_antisymmetric_and_an_entry_equals_its_pair_played_alone():
     sims = run.config.sims_per_entry
 
     def z(a: int, b: int) -> torch.Tensor:
-        game = make_game("tag", sims, seed=run.config.seed, settings=SHORT)
+        game = make_game("tag", sims, seed=run.config.seed, settings=SHORT, device=device)
         policy = run.policy(lambda played: torch.tensor([[a] * sims, [b] * sims]))
         returns = team_returns(policy, game, run.config.seed + 1, run.teams,
-                               options={"streams": torch.arange(sims)})
+                               options={"streams": torch.arange(sims, device=device)})
         return ((returns[0] - returns[1]) / 2).mean()
 
     alone = float(z(first, second) - z(second, first)) / 2
