@@ -140,6 +140,16 @@ def nash_loss(
     return sum((p * q).sum(-1) for p, q in zip(first, second))
 
 
+def _adam(logits: Tensor, first: Tensor, second: Tensor, gradient: Tensor, iteration: Tensor | float,
+          learning_rate: float, beta1: float = 0.9, beta2: float = 0.999,
+          eps: float = 1e-8) -> tuple[Tensor, Tensor, Tensor]:
+    """One Adam step (Kingma and Ba 2015) on ``logits``: the new logits and moments."""
+    first = beta1 * first + (1 - beta1) * gradient
+    second = beta2 * second + (1 - beta2) * gradient * gradient
+    corrected = second / (1 - beta2**iteration)
+    return logits - learning_rate / (1 - beta1**iteration) * first / (corrected.sqrt() + eps), first, second
+
+
 def nash_sgd(
     game: NormalFormGame,
     *,
@@ -151,6 +161,7 @@ def nash_sgd(
     seed: int = 0,
     callback: Callable[[int, list[Tensor]], None] | None = None,
     callback_every: int = 100,
+    compile: bool = False,
 ) -> list[Tensor]:
     """Minimizes the Nash loss of Gemp et al. (2024) over the profiles of a (batched) game.
 
@@ -164,6 +175,10 @@ def nash_sgd(
         samples: joint-action samples per estimate; None for exact action values.
         seed: seeds the sampler and nothing else (the start is uniform play).
         callback: called as ``callback(iteration, profile)`` every ``callback_every`` steps.
+        compile: fuse each exact-value iteration with ``torch.compile`` (measured on a 3x3x3 game on
+            2 cores: about 10x faster per iteration, after a compile of tens of seconds, so only
+            long runs gain). NOTE: fused kernels add in another order, so iterates match the eager
+            ones to rounding, not bit for bit. Sampled estimates (``samples``) are not compiled.
 
     Returns:
         The profile: N tensors ``(A_i,)``, or ``(B, A_i)`` for a batched game.
@@ -179,23 +194,29 @@ def nash_sgd(
     sizes = [int(n) for n in game.num_actions]
     logits = torch.zeros(batched.batch_size, sum(sizes), dtype=game.dtype, device=game.device)
     first, second = torch.zeros_like(logits), torch.zeros_like(logits)  # Adam's moments
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
     payoffs = batched.batched_payoffs
+
+    def exact_step(logits: Tensor, first: Tensor, second: Tensor, iteration: Tensor,
+                   tau: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        strategies = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
+        _, gradients = exact_loss_and_gradient(payoffs, strategies, tau)
+        gradient = torch.cat([x * (g - (x * g).sum(-1, keepdim=True)) for x, g in zip(strategies, gradients)], -1)
+        return _adam(logits, first, second, gradient, iteration, learning_rate)
+
+    if compile and samples is None:
+        options = {"cpp_wrapper": True} if game.device.type == "cpu" else {}
+        exact_step = torch.compile(exact_step, dynamic=False, options=options)
     for iteration in range(1, iterations + 1):
         tau = temperature * (final / temperature) ** ((iteration - 1) / max(iterations - 1, 1))
         if samples is None:
-            strategies = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
-            _, gradients = exact_loss_and_gradient(payoffs, strategies, tau)
-            gradient = torch.cat([x * (g - (x * g).sum(-1, keepdim=True)) for x, g in zip(strategies, gradients)], -1)
+            count = torch.tensor(float(iteration), dtype=game.dtype, device=game.device)
+            logits, first, second = exact_step(logits, first, second, count,
+                                               torch.tensor(tau, dtype=game.dtype, device=game.device))
         else:
             free = logits.detach().requires_grad_(True)
             strategies = [torch.softmax(part, -1) for part in free.split(sizes, -1)]
             nash_loss(batched, strategies, tau, samples, generator).sum().backward()
-            gradient = free.grad
-        first.lerp_(gradient, 1 - beta1)
-        second.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
-        step = learning_rate / (1 - beta1**iteration)
-        logits.addcdiv_(first, (second / (1 - beta2**iteration)).sqrt_().add_(eps), value=-step)
+            logits, first, second = _adam(logits, first, second, free.grad, float(iteration), learning_rate)
         if callback is not None and iteration % callback_every == 0:
             profile = [torch.softmax(part, -1) for part in logits.split(sizes, -1)]
             callback(iteration, profile if game.batched else [s[0] for s in profile])

@@ -92,3 +92,13 @@ def test_the_closed_form_gradient_equals_autograds(seed, actions, temperature):
     assert torch.allclose(value, loss.detach(), atol=1e-12)
     for mine, theirs in zip(gradients, expected):
         assert torch.allclose(mine, theirs, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_follows_the_eager_one():
+    """torch.compile fuses an iteration; the fused sums add in another order, so iterates agree to rounding."""
+    game = catalog.random_game([2, 2, 2], seed=1)
+    eager = nash_sgd(game, iterations=300)
+    compiled = nash_sgd(game, iterations=300, compile=True)
+    for mine, theirs in zip(compiled, eager):
+        assert torch.allclose(mine, theirs, atol=1e-9)
