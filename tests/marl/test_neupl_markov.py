@@ -238,3 +238,23 @@ def test_ctrl_c_leaves_the_last_finished_iteration_to_resume(tmp_path, monkeypat
     monkeypatch.setattr(Run, "step", original)
     assert main(["neupl", "tag", "--iterations", "3", "--out", str(folder), "--resume", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["iterations"] == 3
+
+
+def test_simplex_neupl_trains_learners_conditioned_on_drawn_mixtures():
+    """With simplex ~ 1 every learner's stored observation carries a Dirichlet mixture, not a row of Sigma."""
+    run = tiny(population=3, steps=320, simplex=1.0 - 1e-9)
+    run.train(320)
+    stored = run.buffer.storage
+    rows = stored["controllers"][:run.buffer.size]
+    observations = stored["observations"][:run.buffer.size]
+    size = run.config.population
+    start = 0
+    for agent, width in zip(run.spec.agents, run.spec.observation_sizes):
+        learned = rows[:, run.spec.agents.index(agent)] == 1
+        mixtures = observations[learned, start + width - size:start + width].double()
+        assert len(mixtures) and torch.allclose(mixtures.sum(1), torch.ones(len(mixtures), dtype=torch.float64),
+                                                atol=1e-5)
+        rows_of_sigma = run.sigma.to(torch.float64)
+        distance = (mixtures[:, None, :] - rows_of_sigma[None]).abs().sum(-1).min(1).values
+        assert float(distance.min()) > 1e-6  # drawn from the simplex, not Sigma's rows
+        start += width
