@@ -176,6 +176,22 @@ def unique_rows(graph: Tensor, decimals: int = 9, inverse: bool = False) -> Any:
     return (first, torch.tensor(positions, dtype=torch.long)) if inverse else first
 
 
+def learner_rows(graph: Tensor) -> list[int]:
+    """The rows of ``graph`` ``(N, N)`` that train: the first of each unique non-zero row."""
+    return [row for row in unique_rows(graph) if float(graph[row].sum()) > 0]
+
+
+def dirichlet_mixtures(graph: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """``(count, N)`` float64 on the CPU: mixtures from the flat Dirichlet over ``graph``'s unique policies
+    (on their first rows), Simplex-NeuPL's draws."""
+    rows = unique_rows(graph)
+    # Normalized Gamma(1) draws (exponentials, from the run's generator) are Dirichlet(1, ..., 1).
+    gamma = -torch.log(torch.rand((count, len(rows)), generator=generator, dtype=torch.float64).clamp_min(1e-300))
+    mixtures = torch.zeros(count, graph.shape[0], dtype=torch.float64)
+    mixtures[:, rows] = gamma / gamma.sum(1, keepdim=True)
+    return mixtures
+
+
 # --------------------------------------------------------------------------------------
 # The symmetrized game tree
 
@@ -690,18 +706,11 @@ class NeuPL:
     # ------------------------------------------------------------------ training
     def learners(self) -> list[int]:
         """The rows trained: one per unique non-zero row of Sigma."""
-        return [row for row in unique_rows(self.sigma) if float(self.sigma[row].sum()) > 0]
+        return learner_rows(self.sigma)
 
     def simplex_mixtures(self, count: int) -> Tensor:
         """``(count, N)``: mixtures from the flat Dirichlet over the unique policies (on their first rows)."""
-        rows = unique_rows(self.sigma)
-        # Normalized Gamma(1) draws (exponentials, from this run's generator) are Dirichlet(1, ..., 1).
-        gamma = -torch.log(torch.rand((count, len(rows)), generator=self.generator, dtype=torch.float64)
-                           .clamp_min(1e-300))
-        weights = gamma / gamma.sum(1, keepdim=True)
-        mixtures = torch.zeros(count, self.config.population, dtype=self.game.dtype)
-        mixtures[:, rows] = weights.to(self.game.dtype)
-        return mixtures.to(self.game.device)
+        return dirichlet_mixtures(self.sigma, count, self.generator).to(self.game.device, self.game.dtype)
 
     def objective(self, learners: list[int], mixtures: Tensor | None = None, *,
                   gradient: str | None = None) -> Tensor:
@@ -879,5 +888,5 @@ def run(neupl: NeuPL, *, iterations: int | None = None, seconds: float | None = 
 
 
 __all__ = ["GRAPHS", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError", "NeuPLIterate", "SymmetricTree",
-           "config_from_record", "interaction_graph", "load_neupl_game", "run", "saved_history", "symmetric_decisions",
-           "unique_rows"]
+           "config_from_record", "dirichlet_mixtures", "interaction_graph", "learner_rows", "load_neupl_game", "run",
+           "saved_history", "symmetric_decisions", "unique_rows"]

@@ -62,7 +62,9 @@ from marl.neupl import (
     NeuPLConfig,
     NeuPLError,
     NeuPLIterate,
+    dirichlet_mixtures,
     interaction_graph,
+    learner_rows,
     saved_history,
     symmetric_meta_solver,
     unique_rows,
@@ -265,7 +267,7 @@ class MarkovNeuPL:
     # ------------------------------------------------------------------ training
     def learners(self) -> list[int]:
         """The rows trained: one per unique non-zero row of Sigma."""
-        return [row for row in unique_rows(self.sigma) if float(self.sigma[row].sum()) > 0]
+        return learner_rows(self.sigma)
 
     def effective_population(self) -> int:
         return len(unique_rows(self.sigma))
@@ -279,11 +281,7 @@ class MarkovNeuPL:
         if len(learners):
             mixtures = sigma[learners[torch.randint(len(learners), (count,), generator=self.draws)]]
         if self.config.simplex > 0:
-            unique = torch.tensor(unique_rows(self.sigma), dtype=torch.int64)
-            gamma = -torch.log(torch.rand(count, len(unique), generator=self.draws, dtype=torch.float64)
-                               .clamp_min(1e-300))
-            drawn = torch.zeros(count, size, dtype=torch.float64)
-            drawn[:, unique] = gamma / gamma.sum(1, keepdim=True)
+            drawn = dirichlet_mixtures(self.sigma, count, self.draws)
             chosen = torch.rand(count, generator=self.draws, dtype=torch.float64) < self.config.simplex
             if not len(learners):
                 chosen[:] = True
