@@ -55,6 +55,18 @@ def _setting(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _trainer_params(texts: list[str], flags: dict[str, str] | None = None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` settings of a trainer's config: a JSON list of ``hidden_sizes`` as a tuple, and a
+    key in ``flags`` (a setting with a flag of its own, ``{name: flag}``) refused, naming that flag."""
+    params = dict(_setting(text) for text in texts)
+    for name, flag in (flags or {}).items():
+        if name in params:
+            raise GamelabError(f"--param {name}: set it with {flag}")
+    if isinstance(params.get("hidden_sizes"), list):
+        params["hidden_sizes"] = tuple(params["hidden_sizes"])
+    return params
+
+
 def _run_folder(args: Any, what: str) -> tuple[str | None, dict | None]:
     """``(state_path, state)`` of a run command's ``--out`` folder: refuses a folder that is a file, a
     non-empty folder without ``--resume``, a ``--resume`` with no run, and a run of another game;

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from games.errors import GamelabError
-from marl.commands.common import _check_output_path, _check_writable_folder, _device, _setting
+from marl.commands.common import _check_output_path, _check_writable_folder, _device, _setting, _trainer_params
 
 
 def _load_policy(spec: str, scenario: str, settings: dict[str, Any]) -> Any:
@@ -86,9 +86,7 @@ def _trainer_config(args: argparse.Namespace, folder: str, config_class: type, n
 
     from marl import checkpoint
 
-    overrides = dict(_setting(text) for text in args.param)
-    if "hidden_sizes" in overrides and isinstance(overrides["hidden_sizes"], list):
-        overrides["hidden_sizes"] = tuple(overrides["hidden_sizes"])
+    overrides = _trainer_params(args.param)
     overrides.update({key: value for key, value in named.items() if value is not None})
     if not args.resume:
         if args.env_steps is not None:

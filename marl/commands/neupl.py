@@ -34,6 +34,9 @@ SAVE_MINUTES = 5.0
 SETTING_FLAGS = {"population": "population", "graph": "graph", "meta_solver": "meta_solver", "simplex": "simplex",
                  "predict_opponent": "predict_opponent", "steps": "steps_per_iteration", "learning_rate": "learning_rate", "gradient": "gradient",
                  "seed": "seed"}
+MARKOV_SETTING_FLAGS = {**{flag: field for flag, field in SETTING_FLAGS.items() if flag not in TREE_FLAGS},
+                        "sims_per_entry": "sims_per_entry"}
+"""The flags of a Markov run's own settings (``MarkovNeuPLConfig``) and their fields."""
 
 
 def _graph_plot(path: str, sigma: Any, title: str) -> None:
@@ -101,7 +104,7 @@ def _markov_run(args: argparse.Namespace, state: dict | None, state_path: str | 
     """A NeuPL run of a Markov game: from the flags, or on ``--resume`` the saved run (whose settings it keeps)."""
     import dataclasses
 
-    from marl.commands.common import _device, _setting
+    from marl.commands.common import _device, _setting, _trainer_params
     from marl.maddpg import MADDPGConfig
     from marl.neupl_markov import MarkovNeuPL, MarkovNeuPLConfig, default_learner, from_state
 
@@ -111,28 +114,21 @@ def _markov_run(args: argparse.Namespace, state: dict | None, state_path: str | 
                            "learner is MADDPG (set its settings with --param)")
     device = _device(args.device or "cpu")
     if state is not None:
-        given = [name for name in ("population", "graph", "meta_solver", "simplex", "steps", "seed", "num_envs",
-                                   "sims_per_entry", "set", "param") if getattr(args, name) not in (None, [])]
+        given = [name for name in dict.fromkeys((*MARKOV_SETTING_FLAGS, *MARKOV_FLAGS))
+                 if getattr(args, name) not in (None, [])]
         if given:
             raise GamelabError(f"--resume: {state_path} keeps the settings it was started with; drop "
                                f"{_flag(given[0])}, or start a new run")
         return from_state(state, device, state_path)
-    params = dict(_setting(text) for text in args.param)
-    for name, flag in (("env_steps", "--steps"), ("num_envs", "--num-envs"), ("seed", "--seed")):
-        if name in params:
-            raise GamelabError(f"--param {name}: set it with {flag}")
-    if isinstance(params.get("hidden_sizes"), list):
-        params["hidden_sizes"] = tuple(params["hidden_sizes"])
+    params = _trainer_params(args.param, {"env_steps": "--steps", "num_envs": "--num-envs", "seed": "--seed"})
     learner = default_learner()
     try:
         learner = MADDPGConfig.from_dict({**dataclasses.asdict(learner), **params,
                                           **({"num_envs": args.num_envs} if args.num_envs else {})})
     except TypeError as error:
         raise GamelabError(f"--param: {error}") from None
-    values = {field: getattr(args, flag) for flag, field in
-              (("population", "population"), ("graph", "graph"), ("meta_solver", "meta_solver"),
-               ("simplex", "simplex"), ("steps", "steps_per_iteration"), ("sims_per_entry", "sims_per_entry"),
-               ("seed", "seed")) if getattr(args, flag) is not None}
+    values = {field: getattr(args, flag) for flag, field in MARKOV_SETTING_FLAGS.items()
+              if getattr(args, flag) is not None}
     config = MarkovNeuPLConfig(**values, learner=learner)
     return MarkovNeuPL(args.game, dict(_setting(text) for text in args.set), config, device)
 

@@ -17,18 +17,12 @@ MARKOV_FLAGS = ("oracle_steps", "num_envs", "sims_per_entry", "seed", "device", 
 def _markov_space(args: argparse.Namespace, state: dict | None, state_path: str | None) -> Any:
     """The policy space of a Markov-game run: from the flags, or on ``--resume`` from the run's record
     (a flag that differs from what the run was started with is refused)."""
-    from marl.commands.common import _device, _setting
+    from marl.commands.common import _device, _setting, _trainer_params
     from marl.maddpg import MADDPGConfig
     from marl.psro_oracle import MarkovPopulations
     from marl.train import reachable_budget
 
-    params = dict(_setting(text) for text in args.param)
-    if isinstance(params.get("hidden_sizes"), list):
-        params["hidden_sizes"] = tuple(params["hidden_sizes"])
-    for name in ("env_steps", "num_envs", "seed"):
-        if name in params:
-            flag = {"env_steps": "--oracle-steps"}.get(name, _flag(name))
-            raise GamelabError(f"--param {name}: set it with {flag}")
+    params = _trainer_params(args.param, {"env_steps": "--oracle-steps", "num_envs": "--num-envs", "seed": "--seed"})
     device = _device(args.device or MARKOV_DEFAULTS["device"])
     if state is not None:
         space = MarkovPopulations.from_record(args.game, state.get("markov"), device, source=state_path)
