@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import torch
 
-FIELDS = ("observations", "actions", "rewards", "next_observations", "terminated", "members")
-
 
 @dataclass
 class Batch:

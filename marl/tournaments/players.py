@@ -124,18 +124,24 @@ def _neupl_strategy(config: TournamentConfig, player: PlayerConfig, game: Any) -
         run.load_state_dict(state, source=path)
     except GamelabError as error:
         raise _fail(player, str(error)) from None
-    size = run.config.population
+    chosen = _neupl_choice(player, run.config.population)
+    if isinstance(chosen, int):
+        return run.strategies()[chosen]
+    return run.mixture_strategy(run.meta_nash() if chosen is None else chosen.to(run.game.dtype))
+
+
+def _neupl_choice(player: PlayerConfig, size: int) -> int | Tensor | None:
+    """A NeuPL player's ``policy: K`` (an index), ``mixture:`` (float64 weights ``(N,)``) or neither (None:
+    the meta-Nash mixture), checked against the run's ``size`` policies."""
     if "policy" in player.options:
         if player.options["policy"] >= size:
             raise _fail(player, f"policy {player.options['policy']}: the run's population has policies 0..{size - 1}")
-        strategy = run.strategies()[player.options["policy"]]
-    elif "mixture" in player.options:
+        return player.options["policy"]
+    if "mixture" in player.options:
         if len(player.options["mixture"]) != size:
             raise _fail(player, f"mixture has {len(player.options['mixture'])} weights; the run has {size} policies")
-        strategy = run.mixture_strategy(torch.tensor(player.options["mixture"], dtype=run.game.dtype))
-    else:
-        strategy = run.mixture_strategy(run.meta_nash())
-    return strategy
+        return torch.tensor(player.options["mixture"], dtype=torch.float64)
+    return None
 
 
 def _solve(game: Any, player: PlayerConfig) -> list[Tensor]:
@@ -412,19 +418,10 @@ class PolicyPlayer:
                                    f"{config.settings}")
         except GamelabError as error:
             raise _fail(player, str(error)) from None
-        size = run.config.population
-        if "policy" in player.options:
-            index = player.options["policy"]
-            if index >= size:
-                raise _fail(player, f"policy {index}: the run's population has policies 0..{size - 1}")
-            return run.policy(lambda played: torch.full((2, played.num_envs), index, dtype=torch.int64))
-        if "mixture" in player.options:
-            if len(player.options["mixture"]) != size:
-                raise _fail(player, f"mixture has {len(player.options['mixture'])} weights; the run has {size} policies")
-            weights = torch.tensor(player.options["mixture"], dtype=torch.float64)
-        else:
-            weights = run.meta_nash()
-        return run.mixture_policy(weights, seed=run.config.seed + 23)
+        chosen = _neupl_choice(player, run.config.population)
+        if isinstance(chosen, int):
+            return run.policy(lambda played: torch.full((2, played.num_envs), chosen, dtype=torch.int64))
+        return run.mixture_policy(run.meta_nash() if chosen is None else chosen, seed=run.config.seed + 23)
 
     @staticmethod
     def _psro(config: TournamentConfig, player: PlayerConfig, game_name: str, game: Any) -> Callable:
