@@ -32,6 +32,7 @@ from games.errors import GamelabError
 from marl import checkpoint
 from marl.errors import TrainingError
 from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae
+from marl.plots import summary_writer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 POLICY_FILE = "policy.pt"
@@ -111,11 +112,7 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
     else:
         observations, _ = game.reset(seed=config.seed)
 
-    writer = None
-    if run_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(os.fspath(run_dir), purge_step=env_steps if resume else None)
+    writer = summary_writer(run_dir, env_steps if resume else None)
     start = time.perf_counter()
 
     def elapsed() -> float:

@@ -1,4 +1,5 @@
-"""Pictures: matplotlib without a display, figures written as PNG atomically, and learning curves.
+"""Pictures: matplotlib without a display, figures written as PNG atomically, learning curves, and
+the TensorBoard event writer of a run folder (:func:`summary_writer`).
 
 Every PNG that gamelab writes (learning curves, ``gamelab solve --plot``, tournament
 reports) goes through :func:`png_bytes` / :func:`write_png`.
@@ -11,6 +12,16 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def summary_writer(folder: str | os.PathLike | None, purge_step: int | None) -> Any:
+    """TensorBoard's writer for a run folder (None: no folder, no writer). A resumed run passes the step
+    it resumes at as ``purge_step``, so events an interrupted run logged past it are dropped."""
+    if folder is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(os.fspath(folder), purge_step=purge_step)
 
 
 def pyplot() -> Any:

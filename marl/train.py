@@ -39,6 +39,7 @@ from games.markov import teams
 from marl import checkpoint
 from marl.errors import TrainingError
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
+from marl.plots import summary_writer
 from marl.replay import ReplayBuffer
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -147,11 +148,7 @@ def train(
     else:
         observations, _ = game.reset(seed=config.seed)
 
-    writer = None
-    if run_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(os.fspath(run_dir), purge_step=env_steps if resume else None)
+    writer = summary_writer(run_dir, env_steps if resume else None)
 
     last_written = 0.0  # elapsed() when the last checkpoint was written
 

@@ -145,7 +145,7 @@ def command_neupl(args: argparse.Namespace) -> int:
     from games.io import atomic_write_bytes, atomic_write_text
     from marl.envs import is_markov_game
     from marl.neupl import run
-    from marl.plots import write_nash_conv_curve
+    from marl.plots import summary_writer, write_nash_conv_curve
 
     _check_output_path(args.plot, "--plot")
     markov = is_markov_game(args.game)
@@ -156,11 +156,7 @@ def command_neupl(args: argparse.Namespace) -> int:
     iterations = None if args.minutes is not None else (args.iterations or DEFAULT_ITERATIONS)
     budget = None if args.minutes is None else neupl._seconds + 60 * args.minutes
 
-    writer = None
-    if args.out is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(args.out, purge_step=neupl.iteration + 1 if args.resume else None)
+    writer = summary_writer(args.out, neupl.iteration + 1 if args.resume else None)
 
     # A Markov run's state holds its replay buffer (about 200 MB by default, 1.4 s to write): it is
     # written every SAVE_MINUTES and when the command ends, and in between each finished iteration is
