@@ -42,6 +42,7 @@ import torch
 
 from games.errors import SolverError
 from games.normal_form import NormalFormGame, contract
+from solvers.exploitability import nash_conv
 
 Tensor = torch.Tensor
 
@@ -213,19 +214,10 @@ def _newton(system: _Supports, starts: Tensor, iterations: int = 25) -> tuple[Te
     return points, system.residual(points).norm(dim=-1)
 
 
-def nash_conv_batch(payoffs: Tensor, strategies: list[Tensor]) -> Tensor:
-    """``(...,)`` NashConv of a batch of profiles ``(..., A_i)`` of the game ``payoffs`` ``(N, A_1, ..., A_N)``."""
-    total = torch.zeros(strategies[0].shape[:-1], dtype=payoffs.dtype, device=payoffs.device)
-    for player, strategy in enumerate(strategies):
-        values = contract(payoffs[player], strategies, (player,))
-        total = total + values.amax(-1) - (values * strategy).sum(-1)
-    return total
-
-
-def _equilibrium(system: _Supports, points: Tensor, norms: Tensor, tolerance: float,
+def _equilibrium(system: _Supports, points: Tensor, norms: Tensor, whole: NormalFormGame, tolerance: float,
                  scale: float) -> list[Tensor] | None:
     """The first Newton point ``(B, K, dim)``, in profile order and then by residual, that is a Nash
-    equilibrium of the whole game: the indifference equations hold, its probabilities are non-negative
+    equilibrium of ``whole`` (the game, float64): the indifference equations hold, its probabilities are non-negative
     (to ``1e-10``; then clipped and renormalized) and its NashConv is at most ``tolerance`` (both scaled
     by the payoffs' size); else None."""
     strategies = system.strategies(points)
@@ -237,7 +229,7 @@ def _equilibrium(system: _Supports, points: Tensor, norms: Tensor, tolerance: fl
     rows, columns = torch.nonzero(admissible, as_tuple=True)
     candidates = [strategy[rows, columns].clamp_min(0) for strategy in strategies]  # (C, A_i)
     candidates = [strategy / strategy.sum(-1, keepdim=True) for strategy in candidates]
-    good = nash_conv_batch(system.payoffs, candidates) <= tolerance * scale
+    good = nash_conv(whole, candidates) <= tolerance * scale  # every candidate at once: (C,)
     if not bool(good.any()):
         return None
     rank = torch.argsort(torch.argsort(norms, 1), 1)[rows, columns]
@@ -256,6 +248,7 @@ def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float =
     """
     payoffs = game.payoffs.to(torch.float64)
     scale = max(1.0, float(payoffs.abs().max()))
+    whole = NormalFormGame(payoffs)
     tried = set()
     for threshold in (1e-2, 1e-3, 1e-4):
         supports = tuple(tuple(torch.nonzero(s >= threshold * s.max()).flatten().tolist()) for s in strategies)
@@ -270,7 +263,7 @@ def polish(game: NormalFormGame, strategies: list[Tensor], *, tolerance: float =
             norms = payoffs.new_zeros(1, 1)
         else:
             points, norms = _newton(system, points)
-        candidate = _equilibrium(system, points, norms, tolerance, scale)
+        candidate = _equilibrium(system, points, norms, whole, tolerance, scale)
         if candidate is not None:
             return [c.to(game.payoffs.dtype) for c in candidate]
     return None
@@ -292,6 +285,7 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
         return [torch.nn.functional.one_hot(pure[0, player], count).to(payoffs)
                 for player, count in enumerate(num_actions)]
     scale = max(1.0, float(payoffs.abs().max()))
+    whole = NormalFormGame(payoffs)
     dominance = _Dominance(payoffs)
     generator = torch.Generator().manual_seed(seed)
     for sizes in _size_profiles(num_actions):
@@ -301,7 +295,7 @@ def support_enumeration(game: NormalFormGame, *, tolerance: float = 1e-9, starts
             continue
         system = _Supports(payoffs, [support[kept] for support in supports])
         points, norms = _newton(system, system.starts(starts, generator))
-        found = _equilibrium(system, points, norms, tolerance, scale)
+        found = _equilibrium(system, points, norms, whole, tolerance, scale)
         if found is not None:
             return [strategy.to(game.payoffs.dtype) for strategy in found]
     raise SolverError(f"support enumeration found no equilibrium within NashConv {tolerance:g} from {starts} starts "
