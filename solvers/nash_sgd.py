@@ -48,7 +48,8 @@ from games.normal_form import NormalFormGame, contract
 Tensor = torch.Tensor
 
 
-def _projected_gradients(game: NormalFormGame, strategies: list[Tensor], values: list[Tensor], temperature: float) -> list[Tensor]:
+def _projected_gradients(strategies: list[Tensor], values: list[Tensor], temperature: float) -> list[Tensor]:
+    """``Π(g_k)`` for every player, from its action values ``(B, A_k)`` (exact or sampled)."""
     out = []
     for value, strategy in zip(values, strategies):
         gradient = value - temperature * (torch.log(strategy) + 1)
@@ -104,11 +105,8 @@ def exact_loss_and_gradient(payoffs: Tensor, strategies: list[Tensor], temperatu
     ``(B, A_i)`` per player.
     """
     players = len(strategies)
-    projected = []
-    for player, strategy in enumerate(strategies):
-        gradient = contract(payoffs[:, player], strategies, (player,), batch=True) \
-            - temperature * (torch.log(strategy) + 1)
-        projected.append(gradient - gradient.mean(-1, keepdim=True))
+    values = [contract(payoffs[:, player], strategies, (player,), batch=True) for player in range(players)]
+    projected = _projected_gradients(strategies, values, temperature)
     loss = sum((p * p).sum(-1) for p in projected)
     gradients = []
     for other in range(players):
@@ -133,10 +131,10 @@ def nash_loss(
     Shapes: ``game`` must be batched, ``strategies`` are ``(B, A_i)``; returns ``(B,)``.
     """
     if samples is None:
-        projected = _projected_gradients(game, strategies, game.action_values(strategies), temperature)
+        projected = _projected_gradients(strategies, game.action_values(strategies), temperature)
         return sum((p * p).sum(-1) for p in projected)
-    first = _projected_gradients(game, strategies, _sampled_values(game, strategies, samples, generator), temperature)
-    second = _projected_gradients(game, strategies, _sampled_values(game, strategies, samples, generator), temperature)
+    first = _projected_gradients(strategies, _sampled_values(game, strategies, samples, generator), temperature)
+    second = _projected_gradients(strategies, _sampled_values(game, strategies, samples, generator), temperature)
     return sum((p * q).sum(-1) for p, q in zip(first, second))
 
 
