@@ -115,12 +115,5 @@ def relative_population_performance(names: list[str], payoffs: list[list[float]]
     return {"value": float(mine @ matrix @ theirs), "neupl_mixture": mine.tolist(), "psro_mixture": theirs.tolist()}
 
 
-def _sigma(folder: str) -> list[list[float]]:
-    """The Sigma of the population a NeuPL run's U measured (the rows its policies were trained with)."""
-    from games.io import read_torch_file
-
-    return read_torch_file(os.path.join(folder, "state.pt"), what="NeuPL run")["population_sigma"].tolist()
-
-
 if __name__ == "__main__":
     main()
