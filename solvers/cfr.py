@@ -43,7 +43,10 @@ from games.extensive_form import ExtensiveFormGame
 from solvers.sequence_form import (
     Treeplex,
     intra_op_threads,
+    nash_conv,
+    nash_conv_of_plans,
     sequence_gradient,
+    terminal_weights,
     treeplexes,
 )
 
@@ -81,13 +84,22 @@ class TreeLearner:
         total = average_sum.sum(-1, keepdim=True)
         return torch.where(total > 0, average_sum / total.clamp_min(torch.finfo(total.dtype).tiny), self._uniform)
 
+    def nash_conv(self) -> float:
+        """NashConv of :meth:`average_policy` (:func:`solvers.sequence_form.nash_conv`)."""
+        with torch.inference_mode():
+            return float(nash_conv(self.game, self.average_policy()))
 
-def regret_matching(treeplex: Treeplex, regrets: Tensor) -> Tensor:
+
+def regret_matching(treeplex: Treeplex, regrets: Tensor, *, floored: bool = False) -> Tensor:
     """One player's strategy proportional to its positive regrets, uniform at the infosets
-    where none is positive. Shapes: ``(treeplex.size,)`` both, on its packed sequences."""
-    positive = regrets.clamp_min(0)
+    where none is positive. Shapes: ``(treeplex.size,)`` both, on its packed sequences.
+    ``floored`` says the regrets are already at least 0 (RM+), which saves a pass.
+    Not differentiable: where an infoset's total is 0 the quotient is NaN before ``where``
+    discards it."""
+    positive = regrets if floored else regrets.clamp_min(0)
     total = treeplex.segment_sums(positive).index_select(0, treeplex.sequence_infoset)
-    return torch.where(total > 0, positive / total.clamp_min(torch.finfo(regrets.dtype).tiny), treeplex.uniform)
+    # ``> 0.0``, not ``> 0``: an integer scalar is converted to the tensor's dtype on every call.
+    return torch.where(total > 0.0, positive / total, treeplex.uniform)
 
 
 class _PlayerState(NamedTuple):
@@ -150,8 +162,7 @@ class CFRSolver(TreeLearner):
         self.predictive = predictive
         self.threads = threads if threads is not None else intra_op_threads(game)
         self._treeplexes = treeplexes(game)  # built eagerly, outside what torch.compile traces
-        # chance(z) * u_i(z): the others' reach times this is player i's sequence gradient.
-        self._terminal_weights = [game.terminal_chance * game.terminal_utilities[:, p] for p in range(game.num_players)]
+        terminal_weights(game)
         self._state = [
             _PlayerState(tp.uniform.clone(), *(torch.zeros_like(tp.uniform) for _ in range(3)),
                          tp.realization_plan(tp.uniform))
@@ -178,13 +189,35 @@ class CFRSolver(TreeLearner):
     def _average_sum(self) -> Tensor:
         return self._unpacked("average_sum")
 
+    def nash_conv(self) -> float:
+        """NashConv of :meth:`average_policy`, from each player's average realization plan.
+
+        ``average_sum`` is a weighted sum of realization plans, so divided by the total weight
+        ``W`` it is the plan of the average strategy (where a strategy is normalized,
+        ``sum_a R[I, a]`` is the parent's ``R``, and the quotients telescope). ``W`` is what
+        the plan puts on the sequences of any infoset that follows the empty sequence: the
+        first infoset of the first level. This skips building the behavioural strategy and
+        its plans, about half the cost of a check on Leduc."""
+        if self.iteration == 0:
+            return super().nash_conv()
+        with torch.inference_mode():
+            plans = []
+            for treeplex, state in zip(self._treeplexes, self._state):
+                if treeplex.size == 0:
+                    plans.append(state.plan)
+                    continue
+                first = treeplex.levels[0].segment == 0
+                total = state.average_sum[treeplex.levels[0].sequences][first].sum()
+                plans.append(torch.cat([state.average_sum / total, state.plan[-1:]]))
+            return float(nash_conv_of_plans(self.game, plans))
+
     def _update_player(
         self, player: int, state: _PlayerState, others: list[Tensor], t: Tensor, weight: Tensor
     ) -> _PlayerState:
         """Steps 1-5 for one player whose opponents play the realization plans ``others``
         (``(size + 1,)`` each, this player's own entry unused); returns its new state."""
         treeplex = self._treeplexes[player]
-        values = sequence_gradient(self.game, others, player, self._terminal_weights[player])
+        values = sequence_gradient(self.game, others, player)
         values, infoset_values = treeplex.fold(values, state.strategy)
         instant = values[:-1] - infoset_values.index_select(0, treeplex.sequence_infoset)
         regrets = state.regrets + instant
@@ -194,12 +227,15 @@ class CFRSolver(TreeLearner):
             negative_scale = t**beta / (t**beta + 1)
             regrets = torch.where(regrets > 0, regrets * positive_scale, regrets * negative_scale)
         if self.regret_matching_plus:
-            regrets = regrets.clamp_min(0)
+            regrets = regrets.clamp_min_(0)  # a fresh tensor: in place saves an allocation
         last_regrets = instant if self.predictive else state.last_regrets
-        strategy = regret_matching(treeplex, regrets + last_regrets if self.predictive else regrets)
+        if self.predictive:
+            strategy = regret_matching(treeplex, regrets + last_regrets)
+        else:
+            strategy = regret_matching(treeplex, regrets, floored=self.regret_matching_plus)
         # Step 5 (textbook and OpenSpiel): the average is over the strategies *used* in
         # each iteration, weighted by the player's own reach: the plan before step 4.
-        average_sum = state.average_sum + weight * state.plan[:-1]
+        average_sum = state.average_sum.addcmul(state.plan[:-1], weight)
         return _PlayerState(strategy, regrets, last_regrets, average_sum, treeplex.realization_plan(strategy))
 
     def _iterate(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
@@ -209,7 +245,7 @@ class CFRSolver(TreeLearner):
             # DCFR: the running sum of iterations 1..t-1 is scaled by ((t-1)/t)^gamma.
             scale = ((t - 1) / t) ** self.discount[2]
             states = [state._replace(average_sum=state.average_sum * scale) for state in states]
-        weight = t**self.averaging_power
+        weight = t if self.averaging_power == 1 else t**self.averaging_power
         start = [state.plan for state in states]
         states = list(states)
         for player in range(self.game.num_players):
@@ -220,12 +256,17 @@ class CFRSolver(TreeLearner):
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""
         self.iteration += 1
-        t = torch.tensor(float(self.iteration), dtype=self.game.dtype, device=self.game.device)
+        t = torch.full((), self.iteration, dtype=self.game.dtype, device=self.game.device)  # cheaper than torch.tensor
         previous = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            self._state = self._iterate_function(self._state, t)
+            # Nothing here is differentiated; inference mode halves torch's cost per call
+            # (measured on Leduc: 3.3 against 1.6 us for a multiply), which an iteration of a
+            # few dozen calls on small tensors is made of. Policies are read out of it as
+            # ordinary tensors.
+            with torch.inference_mode():
+                self._state = self._iterate_function(self._state, t)
         finally:
             torch.set_num_threads(previous)
 

@@ -33,6 +33,7 @@ terminal sequences.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import NamedTuple
 
@@ -64,7 +65,8 @@ class _Layout:
 
 def segment_sum(values: Tensor, segment: Tensor, count: int) -> Tensor:
     """Sums of ``values`` ``(n, ...)`` per segment id in ``segment`` ``(n,)``. Shape ``(count, ...)``."""
-    return values.new_zeros((count, *values.shape[1:])).index_add_(0, segment, values)
+    zeros = values.new_zeros(count) if values.dim() == 1 else values.new_zeros((count, *values.shape[1:]))
+    return zeros.index_add_(0, segment, values)
 
 
 def segment_max(values: Tensor, segment: Tensor, count: int) -> Tensor:
@@ -79,13 +81,15 @@ class _Level(NamedTuple):
     sequences; ``segment`` ``(sequences,)`` numbers each sequence's infoset from 0 within
     the level; ``parents`` ``(infosets,)`` is each infoset's parent sequence (packed,
     ``size`` for the empty one); ``sequence_parents`` ``(sequences,)`` is each sequence's
-    parent sequence counted from the start of the level above (None on level 0)."""
+    parent sequence counted from the start of the level above (None on level 0), and
+    ``folds_into`` ``(sequences,)`` the same parent sequence as a packed index (``size`` on level 0)."""
 
     infosets: slice
     sequences: slice
     segment: Tensor
     parents: Tensor
     sequence_parents: Tensor | None
+    folds_into: Tensor
 
     @property
     def num_infosets(self) -> int:
@@ -144,8 +148,8 @@ class Treeplex:
                 sequence_parents = parents[segment] - above
                 if bool((sequence_parents < 0).any() | (sequence_parents >= sa - above).any()):
                     raise ValueError(f"a parent sequence of player {player}'s level {k} is not in the level above")
-            self.levels.append(_Level(slice(a, b), slice(sa, sb), segment, parents, sequence_parents))
-        self.level_bounds = sequence_bounds[1:-1]
+            self.levels.append(_Level(slice(a, b), slice(sa, sb), segment, parents, sequence_parents, parents[segment]))
+        self.level_sizes = [b - a for a, b in itertools.pairwise(sequence_bounds)]
 
     def pack(self, rows: Tensor) -> Tensor:
         """This player's legal entries of a ``(num_infosets, max_actions)`` tensor. Shape ``(size,)``."""
@@ -165,7 +169,7 @@ class Treeplex:
         """Per-sequence sums of per-terminal ``weights`` ``(num_terminals,)``, each terminal
         counted at the player's last sequence before it. Shape ``(size + 1,)``, the
         terminals the player never acts before last. Trailing dimensions of ``weights`` are a batch."""
-        return weights.new_zeros((self.size + 1, *weights.shape[1:])).index_add_(0, self.terminal_last, weights)
+        return segment_sum(weights, self.terminal_last, self.size + 1)
 
     def realization_plan(self, strategy: Tensor) -> Tensor:
         """The realization plan of the packed ``strategy`` ``(size,)``, 1 at the empty
@@ -176,7 +180,7 @@ class Treeplex:
         one short loop per level, where writing levels into one vector was a pass over the
         whole vector per level (measured on Leduc)."""
         pieces: list[Tensor] = []
-        for level, piece in zip(self.levels, strategy.tensor_split(self.level_bounds)):
+        for level, piece in zip(self.levels, strategy.split_with_sizes(self.level_sizes)):
             if level.sequence_parents is not None:
                 piece = pieces[-1].index_select(0, level.sequence_parents) * piece
             pieces.append(piece)
@@ -188,18 +192,25 @@ class Treeplex:
         ``strategy`` (packed) weighs each infoset's sequences; None takes their maximum (a
         best response). Returns ``(values, infoset_values (num_infosets,))``: the first now
         holds each sequence's counterfactual value and, last, the root's value. With a
-        ``strategy``, trailing dimensions of both are a batch: ``(size + 1, K)`` and ``(size, K)``."""
-        pieces: list[Tensor] = []
-        for level in reversed(self.levels):
-            here = values[level.sequences]
-            if strategy is None:
-                folded = segment_max(here, level.segment, level.num_infosets)
-            else:
-                folded = segment_sum(strategy[level.sequences] * here, level.segment, level.num_infosets)
-            pieces.append(folded)
-            values.index_add_(0, level.parents, folded)
-        infoset_values = torch.cat(pieces[::-1]) if pieces else values.new_zeros(0)
-        return values, infoset_values
+        ``strategy``, trailing dimensions of both are a batch: ``(size + 1, K)`` and ``(size, K)``.
+
+        On-policy, each level adds ``s(a|I) Q[I, a]`` straight into the parent sequence of
+        ``I`` (one multiply and one scatter a level), and the infoset values are one segment
+        sum at the end: an iteration of CFR on Leduc is a few dozen small tensor operations,
+        so each one saved is measurable."""
+        if strategy is None:
+            pieces: list[Tensor] = []
+            for level in reversed(self.levels):
+                folded = segment_max(values[level.sequences], level.segment, level.num_infosets)
+                pieces.append(folded)
+                values.index_add_(0, level.parents, folded)
+            return values, torch.cat(pieces[::-1]) if pieces else values.new_zeros(0)
+        sequences = values[:-1]
+        # split_with_sizes: Tensor.split is a Python wrapper that costs more than the split.
+        levels = zip(self.levels, sequences.split_with_sizes(self.level_sizes), strategy.split_with_sizes(self.level_sizes))
+        for level, here, weights in reversed(list(levels)):
+            values.index_add_(0, level.folds_into, weights * here)
+        return values, self.segment_sums(strategy * sequences)
 
 
 def treeplexes(game: ExtensiveFormGame) -> list[Treeplex]:
@@ -271,7 +282,17 @@ def reach_of_others(game: ExtensiveFormGame, own_reach: Tensor, player: int) -> 
     return reach
 
 
-def sequence_gradient(game: ExtensiveFormGame, plans: list[Tensor], player: int, weights: Tensor | None = None) -> Tensor:
+def terminal_weights(game: ExtensiveFormGame) -> list[Tensor]:
+    """``chance(z) * u_i(z)`` ``(num_terminals,)`` for each player i, and last their sum over
+    players; contiguous, built on first use and cached on the game."""
+    if "terminal_weights" not in game._cache:
+        weighted = game.terminal_chance[:, None] * game.terminal_utilities
+        game._cache["terminal_weights"] = [*(weighted[:, p].contiguous() for p in range(game.num_players)),
+                                           weighted.sum(-1)]
+    return game._cache["terminal_weights"]
+
+
+def sequence_gradient(game: ExtensiveFormGame, plans: list[Tensor], player: int) -> Tensor:
     """The gradient of ``player``'s expected payoff with respect to its realization plan.
 
     Sequence ``(I, a)`` gets ``sum_z chance(z) u_i(z) prod_{j != i} R_j(z)`` over the
@@ -281,15 +302,13 @@ def sequence_gradient(game: ExtensiveFormGame, plans: list[Tensor], player: int,
     Args:
         plans: every player's packed realization plan (:func:`player_plans`); ``player``'s
             own is not read.
-        weights: ``chance(z) * u_i(z)`` ``(num_terminals,)`` when the caller keeps it.
 
     Returns:
         ``(size + 1,)`` on ``player``'s packed sequences; the last entry collects the
         terminals that ``player`` never acts before.
     """
     forms = treeplexes(game)
-    if weights is None:
-        weights = game.terminal_chance * game.terminal_utilities[:, player]
+    weights = terminal_weights(game)[player]
     for j, plan in enumerate(plans):
         if j != player:
             weights = weights * plan.index_select(0, forms[j].terminal_last)
@@ -401,12 +420,25 @@ def best_response_to_reach(game: ExtensiveFormGame, player: int, reach_of_others
 def nash_conv(game: ExtensiveFormGame, strategy: Tensor) -> Tensor:
     """``sum_i [best-response value_i - value_i]``, OpenSpiel's NashConv. Shape ``()``.
 
-    One pass of realization plans serves both terms: the terminals' own reaches give the
-    profile's values (chance times their product) and each player's best-response fold.
+    ``strategy`` is ``(num_infosets, max_actions)``; see :func:`nash_conv_of_plans`.
     """
-    own_reach = [plan.index_select(0, form.terminal_last)
-                 for form, plan in zip(treeplexes(game), player_plans(game, strategy))]
-    probability = game.terminal_chance * torch.stack(own_reach).prod(0)
-    best = sum(_best_response_fold(game, player, reach_of_others(game, own_reach, player))[-1]
-               for player in range(game.num_players))
-    return best - (probability @ game.terminal_utilities).sum()
+    return nash_conv_of_plans(game, player_plans(game, strategy))
+
+
+def nash_conv_of_plans(game: ExtensiveFormGame, plans: list[Tensor]) -> Tensor:
+    """NashConv of the profile whose packed realization plans are ``plans`` (``(size + 1,)``
+    each, 1 last, as :func:`player_plans` gives them). Shape ``()``.
+
+    One pass of realization plans serves both terms: the terminals' own reaches give the
+    profile's values (chance times their product, against the players' summed payoffs) and
+    each player's best-response fold. A solver that keeps its average as a sum of
+    realization plans (CFR) measures it here without building the behavioural strategy.
+    """
+    forms, weights = treeplexes(game), terminal_weights(game)
+    own_reach = [plan.index_select(0, form.terminal_last) for form, plan in zip(forms, plans)]
+    best = []
+    for player, form in enumerate(forms):
+        others = [reach for j, reach in enumerate(own_reach) if j != player]
+        best.append(form.fold(form.terminal_sums(functools.reduce(torch.mul, others, weights[player])), None)[0][-1])
+    values = torch.dot(functools.reduce(torch.mul, own_reach), weights[-1])
+    return sum(best) - values

@@ -4,9 +4,12 @@ import torch
 from open_spiel.python.algorithms import cfr as openspiel_cfr
 from open_spiel.python.algorithms import discounted_cfr as openspiel_discounted
 
+from open_spiel.python.algorithms import exploitability as openspiel_exploitability
+
 from games.adapters.openspiel import (
     extensive_form_from_openspiel,
     strategy_from_tabular_policy,
+    strategy_to_tabular_policy,
 )
 from games.errors import SolverError
 from solvers import cfr
@@ -69,6 +72,33 @@ def test_iterates_equal_openspiels_python_solvers(game_name, label, ours, theirs
         b.evaluate_and_update_policy()
     torch.testing.assert_close(a.current_policy(), strategy_from_tabular_policy(game, b.current_policy()), atol=1e-9, rtol=0)
     torch.testing.assert_close(a.average_policy(), strategy_from_tabular_policy(game, b.average_policy()), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("game_name", ["leduc_poker", "kuhn_poker(players=3)"])
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_nash_conv_from_average_plans_equals_openspiels(game_name, name):
+    """The solver's NashConv, taken from its summed realization plans without building the
+    average strategy, equals OpenSpiel's exploitability code on that strategy."""
+    game = extensive_form_from_openspiel(game_name)
+    spiel = pyspiel.load_game(game_name)
+    solver = SOLVERS[name](game)
+    assert solver.nash_conv() == pytest.approx(float(nash_conv(game, solver.average_policy())), abs=1e-12)
+    for _ in range(7):
+        solver.step()
+    average = solver.average_policy()
+    theirs = openspiel_exploitability.nash_conv(spiel, strategy_to_tabular_policy(game, average, spiel))
+    assert solver.nash_conv() == pytest.approx(theirs, abs=1e-9)
+
+
+def test_policies_are_ordinary_tensors(kuhn):
+    """Iterations run in inference mode; what a solver hands out can still enter autograd."""
+    solver = cfr.CFRPlusSolver(kuhn)
+    for _ in range(3):
+        solver.step()
+    weights = torch.ones_like(solver.average_policy(), requires_grad=True)
+    (solver.average_policy() * weights).sum().backward()
+    torch.testing.assert_close(weights.grad, solver.average_policy())
+    (solver.current_policy() * weights).sum().backward()
 
 
 def test_same_iterates_on_every_device(kuhn, device):
