@@ -372,11 +372,14 @@ def solve(
     start = time.perf_counter()
     built = row.factory(game, seed)
     if hasattr(built, "step"):
-        history = _run_learner(built, lambda policy: measure(policy if not extensive else [policy]), budget,
-                               eval_every, target_nash_conv, callback)
+        learner_nash_conv = (lambda learner: learner.nash_conv()) if extensive else \
+            (lambda learner: measure(learner.average_policy()))
+        history = _run_learner(built, learner_nash_conv, budget, eval_every, target_nash_conv, callback)
         policy = built.average_policy()
         outcome = Outcome([policy] if extensive else policy, built.iteration, history)
+        measured = history[-1][1] if history[-1][0] == built.iteration else None
     else:
+        measured = None
         try:
             outcome = built(budget, every, target_nash_conv, callback)
         except SolverError:
@@ -386,7 +389,7 @@ def solve(
             row = spec(solver)
             outcome = row.factory(game, seed)(budget, every, target_nash_conv, callback)
     strategies = outcome.strategies
-    final = measure(strategies)
+    final = measure(strategies) if measured is None else measured  # the last check measured this policy
     if not extensive and outcome.joint is None and not row.exact and final > POLISH_BELOW:
         # An approximate normal-form answer: Newton's method on the support it suggests may make it exact.
         from solvers.support_enumeration import polish
@@ -445,12 +448,13 @@ def _run_learner(
     callback: Callable[[int, float], None] | None,
 ) -> list[tuple[int, float]]:
     """Steps ``learner`` (a normal-form no-regret solver or a CFR solver) up to ``budget``
-    iterations, measuring its average policy's NashConv at iteration 0, then every ``every``
+    iterations, measuring its average policy's NashConv (``measure(learner)``) at iteration 0, then every ``every``
     iterations, and at the end; stops at ``target_nash_conv``. Returns the ``(iteration,
     NashConv)`` history.
 
-    With ``every`` None, checks are spaced by their measured cost: after a check that took
-    ``c`` seconds, with steps taking ``s`` seconds on average, the next comes ``9 c / s``
+    With ``every`` None, checks are spaced by their measured cost: with the fastest check so
+    far taking ``c`` seconds (one slowed by a busy machine would space the rest too far, and
+    overshoot the target), and steps taking ``s`` seconds on average, the next comes ``9 c / s``
     iterations later (so checks take at most about ``CHECK_SHARE`` = 10% of the time), or
     ``CHECK_SPACING`` = 2% of the iterations run if that is later; the clock is read once per
     check, not per step. With a target, a check also comes where a ``1/T`` fall of NashConv
@@ -460,8 +464,9 @@ def _run_learner(
     """
     clock = time.perf_counter
     started = clock()
-    history = [(0, measure(learner.average_policy()))]
+    history = [(0, measure(learner))]
     checking = clock() - started  # seconds spent in checks so far
+    cheapest = math.inf  # the fastest check so far: a busy machine only ever slows one down
     next_check = 1 if every is None else every
     while learner.iteration < budget:
         learner.step()
@@ -469,7 +474,7 @@ def _run_learner(
         if iteration < next_check and iteration != budget:
             continue
         before = clock()
-        gap = measure(learner.average_policy())
+        gap = measure(learner)
         cost = clock() - before
         checking += cost
         history.append((iteration, gap))
@@ -481,7 +486,8 @@ def _run_learner(
             next_check = iteration + every
             continue
         step = max(clock() - started - checking, 1e-9) / iteration
-        spacing = (1 - CHECK_SHARE) / CHECK_SHARE * cost / step
+        cheapest = min(cheapest, cost)
+        spacing = (1 - CHECK_SHARE) / CHECK_SHARE * cheapest / step
         next_check = iteration + max(1, math.ceil(spacing), math.ceil(CHECK_SPACING * iteration))
         if target_nash_conv is not None and target_nash_conv > 0:
             # NashConv of the average falls about as 1/T (CFR+ and RM+ in practice): check where
