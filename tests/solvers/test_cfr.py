@@ -17,8 +17,8 @@ from solvers.sequence_form import expected_values, nash_conv
 from tests import known_values as known
 
 SOLVERS = {
-    "cfr": lambda g: cfr.CFRSolver(g),
-    "cfr-alternating": lambda g: cfr.CFRSolver(g, alternating=True),
+    "cfr": lambda g, **options: cfr.CFRSolver(g, **options),
+    "cfr-alternating": lambda g, **options: cfr.CFRSolver(g, alternating=True, **options),
     "cfr+": cfr.CFRPlusSolver,
     "lcfr": cfr.LinearCFRSolver,
     "dcfr": cfr.DCFRSolver,
@@ -88,6 +88,20 @@ def test_nash_conv_from_average_plans_equals_openspiels(game_name, name):
     average = solver.average_policy()
     theirs = openspiel_exploitability.nash_conv(spiel, strategy_to_tabular_policy(game, average, spiel))
     assert solver.nash_conv() == pytest.approx(theirs, abs=1e-9)
+
+
+@pytest.mark.parametrize("game_name", ["leduc_poker", "kuhn_poker(players=3)"])
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_traced_iterations_equal_eager_ones_bit_for_bit(game_name, name):
+    """Replaying the recorded iteration runs the same operations as Python does."""
+    game = extensive_form_from_openspiel(game_name)
+    traced, eager = SOLVERS[name](game), SOLVERS[name](game, trace=False)
+    for _ in range(25):
+        traced.step()
+        eager.step()
+    assert traced._record is not None and eager._record is None
+    assert torch.equal(traced.current_policy(), eager.current_policy())
+    assert torch.equal(traced.average_policy(), eager.average_policy())
 
 
 def test_policies_are_ordinary_tensors(kuhn):
