@@ -130,9 +130,10 @@ class CFRSolver(TreeLearner):
         predictive: regret matching on cumulative plus last instantaneous regrets.
         threads: intra-op threads during an iteration; by default one for small games on
             the CPU (:func:`solvers.sequence_form.intra_op_threads`), else torch's setting.
-        compile: fuse each iteration with ``torch.compile`` (about 4x faster per iteration on
-            Leduc on the CPU, after a one-time compilation of 10-20 s; needs a C++
-            compiler on the CPU, Triton on CUDA). NOTE: fused kernels add in another order,
+        compile: fuse each iteration with ``torch.compile``, after a one-time compilation of
+            2-20 s (needs a C++ compiler on the CPU, Triton on CUDA). Whether it pays depends
+            on the CPU: on Leduc it has measured 4x faster than an eager iteration on one
+            2-core machine, and slower than the replayed trace (``trace``) on another. NOTE: fused kernels add in another order,
             so iterates equal the eager ones only to rounding; RM+'s floor at zero lets
             those differences grow over hundreds of iterations into slightly different
             trajectories that converge alike.
@@ -180,6 +181,7 @@ class CFRSolver(TreeLearner):
         ]
         self._iterate_function = self._replay if trace and hasattr(torch.jit, "trace") else self._iterate
         self._record: Any = None
+        self.compiled = compile
         if compile:
             # On the CPU, inductor's C++ wrapper calls the fused kernels without a Python
             # call per kernel: on Leduc that is 25-30% of an iteration (measured).
@@ -293,8 +295,9 @@ class CFRSolver(TreeLearner):
             # Nothing here is differentiated; inference mode halves torch's cost per call
             # (measured on Leduc: 3.3 against 1.6 us for a multiply), which an iteration of a
             # few dozen calls on small tensors is made of. Policies are read out of it as
-            # ordinary tensors.
-            with torch.inference_mode():
+            # ordinary tensors. A compiled iteration keeps grad mode off instead: inference
+            # tensors fail its guards and recompile it, and its fused kernels run slower on them.
+            with torch.inference_mode(not self.compiled), torch.no_grad():
                 self._state = self._iterate_function(self._state, t)
         finally:
             torch.set_num_threads(previous)

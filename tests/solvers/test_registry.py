@@ -69,7 +69,8 @@ def test_every_extensive_form_solver_runs_on_kuhn_through_the_registry(solver):
 def test_checks_spaced_by_cost_stop_close_to_where_the_target_is_met_for_good():
     """CFR+'s average on Kuhn dips below 1e-3 and rises again before it stays below. With checks spaced by
     cost, the run stops at a check that meets the target, no later than a few percent after the
-    iteration from which every iteration meets it, with a fraction of the checks."""
+    iteration from which every iteration meets it. Checks come densely only within
+    ``NEAR_TARGET`` of the target; away from it they are a fraction of the iterations."""
     from games.adapters.openspiel import extensive_form_from_openspiel
 
     game = extensive_form_from_openspiel("kuhn_poker")
@@ -77,7 +78,8 @@ def test_checks_spaced_by_cost_stop_close_to_where_the_target_is_met_for_good():
     settled = next(iteration for iteration, _ in dense if all(gap <= 1e-3 for i, gap in dense if i >= iteration))
     spaced = registry.solve(game, "cfr+", iterations=5000, target_nash_conv=1e-3)
     assert spaced.nash_conv <= 1e-3 and spaced.iterations <= 1.05 * settled + 2
-    assert len(spaced.history) < settled / 5
+    far = [gap for _, gap in spaced.history if gap > registry.NEAR_TARGET * 1e-3]
+    assert len(far) < settled / 5
 
 
 def test_checks_do_not_change_a_run_without_a_target():
