@@ -179,8 +179,11 @@ class CFRSolver(TreeLearner):
                          tp.realization_plan(tp.uniform))
             for tp in self._treeplexes
         ]
-        self._iterate_function = self._replay if trace and hasattr(torch.jit, "trace") else self._iterate
-        self._record: Any = None
+        # Each player's first infoset's sequences lead its packed vectors (0 for a player who never acts).
+        self._first_infoset_sizes = [int((tp.levels[0].segment == 0).sum()) if tp.levels else 0 for tp in self._treeplexes]
+        self.traced = trace and hasattr(torch.jit, "trace")
+        self._records: dict[str, Any] = {}  # torch.jit.trace records, by what they compute
+        self._iterate_function = self._replay if self.traced else self._iterate
         self.compiled = compile
         if compile:
             # On the CPU, inductor's C++ wrapper calls the fused kernels without a Python
@@ -213,16 +216,16 @@ class CFRSolver(TreeLearner):
         its plans, about half the cost of a check on Leduc."""
         if self.iteration == 0:
             return super().nash_conv()
-        with torch.inference_mode():
+
+        def average_nash_conv(*average_sums: Tensor) -> Tensor:
             plans = []
-            for treeplex, state in zip(self._treeplexes, self._state):
-                if treeplex.size == 0:
-                    plans.append(state.plan)
-                    continue
-                first = treeplex.levels[0].segment == 0
-                total = state.average_sum[treeplex.levels[0].sequences][first].sum()
-                plans.append(torch.cat([state.average_sum / total, state.plan[-1:]]))
-            return float(nash_conv_of_plans(self.game, plans))
+            for first, average_sum in zip(self._first_infoset_sizes, average_sums):
+                plan = average_sum / average_sum[:first].sum() if first else average_sum
+                plans.append(torch.cat([plan, average_sum.new_ones(1)]))
+            return nash_conv_of_plans(self.game, plans)
+
+        with torch.inference_mode():
+            return float(self._recorded("nash_conv", average_nash_conv, tuple(state.average_sum for state in self._state)))
 
     def _update_player(
         self, player: int, state: _PlayerState, others: list[Tensor], t: Tensor, weight: Tensor
@@ -275,14 +278,22 @@ class CFRSolver(TreeLearner):
             states = [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
             return tuple(tensor for state in self._iterate(states, now) for tensor in state)
 
-        inputs = (*(tensor for state in states for tensor in state), t)
-        if self._record is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # see ``trace`` in the class docstring
-                self._record = torch.jit.trace(flat_iterate, inputs, check_trace=False)
-        with torch.jit.optimized_execution(False):
-            out = self._record(*inputs)
+        out = self._recorded("iterate", flat_iterate, (*(tensor for state in states for tensor in state), t))
         return [_PlayerState(*out[i : i + fields]) for i in range(0, len(out), fields)]
+
+    def _recorded(self, name: str, function: Any, inputs: tuple[Tensor, ...]) -> Any:
+        """``function(*inputs)``, replayed from a ``torch.jit.trace`` record of it made on its first
+        call (see ``trace`` in the class docstring), or called as it is when ``trace`` is off.
+        ``function`` must do the same tensor operations on every call, as the iteration and the
+        NashConv of the average do on one game."""
+        if not self.traced:
+            return function(*inputs)
+        if name not in self._records:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # deprecated: see the class docstring
+                self._records[name] = torch.jit.trace(function, inputs, check_trace=False)
+        with torch.jit.optimized_execution(False):
+            return self._records[name](*inputs)
 
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""

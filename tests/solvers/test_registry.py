@@ -3,7 +3,7 @@ import torch
 
 from games import catalog
 from games.errors import SolverError
-from solvers import registry
+from solvers import cfr, registry
 
 
 @pytest.mark.parametrize("solver", [name for name, spec in registry.SOLVERS.items()
@@ -78,8 +78,33 @@ def test_checks_spaced_by_cost_stop_close_to_where_the_target_is_met_for_good():
     settled = next(iteration for iteration, _ in dense if all(gap <= 1e-3 for i, gap in dense if i >= iteration))
     spaced = registry.solve(game, "cfr+", iterations=5000, target_nash_conv=1e-3)
     assert spaced.nash_conv <= 1e-3 and spaced.iterations <= 1.05 * settled + 2
-    far = [gap for _, gap in spaced.history if gap > registry.NEAR_TARGET * 1e-3]
-    assert len(far) < settled / 5
+
+
+@pytest.mark.parametrize("check_cost", [0.5, 3.0])
+def test_checks_far_from_the_target_take_a_tenth_of_the_time(monkeypatch, check_cost):
+    """On a clock where a step takes 1 unit and a check ``check_cost`` units, the checks made while
+    NashConv is far from the target take about CHECK_SHARE of the time (plus the 1/T prediction's
+    few), and the run still stops at the first check below the target."""
+    from games.adapters.openspiel import extensive_form_from_openspiel
+
+    now = [0.0]
+    monkeypatch.setattr(registry.time, "perf_counter", lambda: now[0])
+    solver = cfr.CFRPlusSolver(extensive_form_from_openspiel("kuhn_poker"))
+    step = solver.step
+
+    def timed_step():
+        now[0] += 1.0
+        step()
+
+    def timed_check(learner):
+        now[0] += check_cost
+        return learner.nash_conv()
+
+    solver.step = timed_step
+    history = registry._run_learner(solver, timed_check, 5000, None, 1e-3, None)
+    assert history[-1][1] <= 1e-3 and all(gap > 1e-3 for _, gap in history[:-1])
+    far = [gap for _, gap in history[1:] if gap > registry.NEAR_TARGET * 1e-3]
+    assert len(far) * check_cost <= 0.15 * solver.iteration + 10 * check_cost
 
 
 def test_checks_do_not_change_a_run_without_a_target():
