@@ -234,7 +234,7 @@ class CFRSolver(TreeLearner):
         (``(size + 1,)`` each, this player's own entry unused); returns its new state."""
         treeplex = self._treeplexes[player]
         values = sequence_gradient(self.game, others, player)
-        values, infoset_values = treeplex.fold(values, state.strategy)
+        values, infoset_values = treeplex.fold(values, state.strategy, root=False)  # the root's value is unused
         instant = values[:-1] - infoset_values.index_select(0, treeplex.sequence_infoset)
         regrets = state.regrets + instant
         if self.discount is not None:

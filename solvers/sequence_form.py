@@ -186,7 +186,7 @@ class Treeplex:
             pieces.append(piece)
         return torch.cat([*pieces, strategy.new_ones((1, *strategy.shape[1:]))])
 
-    def fold(self, values: Tensor, strategy: Tensor | None) -> tuple[Tensor, Tensor]:
+    def fold(self, values: Tensor, strategy: Tensor | None, root: bool = True) -> tuple[Tensor, Tensor]:
         """Folds the sequence gradient ``values`` ``(size + 1,)`` bottom-up (step 3), in place.
 
         ``strategy`` (packed) weighs each infoset's sequences; None takes their maximum (a
@@ -197,7 +197,9 @@ class Treeplex:
         On-policy, each level adds ``s(a|I) Q[I, a]`` straight into the parent sequence of
         ``I`` (one multiply and one scatter a level), and the infoset values are one segment
         sum at the end: an iteration of CFR on Leduc is a few dozen small tensor operations,
-        so each one saved is measurable."""
+        so each one saved is measurable. With ``root=False`` (on-policy only) the first level
+        is not folded into the root, whose entry then holds only the terminals reached before
+        the player acts: for a caller that needs the sequences' values and not the root's."""
         if strategy is None:
             pieces: list[Tensor] = []
             for level in reversed(self.levels):
@@ -208,8 +210,9 @@ class Treeplex:
         sequences = values[:-1]
         # split_with_sizes: Tensor.split is a Python wrapper that costs more than the split.
         levels = zip(self.levels, sequences.split_with_sizes(self.level_sizes), strategy.split_with_sizes(self.level_sizes))
-        for level, here, weights in reversed(list(levels)):
-            values.index_add_(0, level.folds_into, weights * here)
+        for depth, (level, here, weights) in reversed(list(enumerate(levels))):
+            if depth or root:
+                values.index_add_(0, level.folds_into, weights * here)
         return values, self.segment_sums(strategy * sequences)
 
 
