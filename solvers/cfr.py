@@ -34,13 +34,13 @@ realization plan is rebuilt only when its strategy changes.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
+from solvers.recording import Recorder
 from solvers.sequence_form import (
     Treeplex,
     intra_op_threads,
@@ -137,14 +137,11 @@ class CFRSolver(TreeLearner):
             so iterates equal the eager ones only to rounding; RM+'s floor at zero lets
             those differences grow over hundreds of iterations into slightly different
             trajectories that converge alike.
-        trace: without ``compile``, record the first iteration's tensor operations with
-            ``torch.jit.trace`` and replay that record from then on: the same operations on
-            the same tensors, so the same iterates bit for bit, without Python's cost per
-            call (an eager iteration on Leduc is about 80 small calls; replayed, it runs
-            about 1.8x faster on the CPU, measured). The record is run without TorchScript's
-            optimizing executor, whose first calls cost 0.1 s. NOTE: ``torch.jit.trace`` is
-            deprecated in favour of ``torch.compile``, whose one-time cost is seconds; where
-            a torch lacks it, iterations run eagerly.
+        trace: without ``compile``, record the first iteration's tensor operations, and the
+            first NashConv check's, and replay the records from then on
+            (:class:`solvers.recording.Recorder`): the same iterates bit for bit, without
+            Python's cost per call (an eager iteration on Leduc is about 80 small calls;
+            replayed, it runs about 1.8x faster on the CPU, measured).
     """
 
     def __init__(
@@ -181,9 +178,8 @@ class CFRSolver(TreeLearner):
         ]
         # Each player's first infoset's sequences lead its packed vectors (0 for a player who never acts).
         self._first_infoset_sizes = [int((tp.levels[0].segment == 0).sum()) if tp.levels else 0 for tp in self._treeplexes]
-        self.traced = trace and hasattr(torch.jit, "trace")
-        self._records: dict[str, Any] = {}  # torch.jit.trace records, by what they compute
-        self._iterate_function = self._replay if self.traced else self._iterate
+        self._recorder = Recorder(trace)
+        self._iterate_function = self._replay if self._recorder.enabled else self._iterate
         self.compiled = compile
         if compile:
             # On the CPU, inductor's C++ wrapper calls the fused kernels without a Python
@@ -225,7 +221,7 @@ class CFRSolver(TreeLearner):
             return nash_conv_of_plans(self.game, plans)
 
         with torch.inference_mode():
-            return float(self._recorded("nash_conv", average_nash_conv, tuple(state.average_sum for state in self._state)))
+            return float(self._recorder("nash_conv", average_nash_conv, tuple(state.average_sum for state in self._state)))
 
     def _update_player(
         self, player: int, state: _PlayerState, others: list[Tensor], t: Tensor, weight: Tensor
@@ -270,7 +266,7 @@ class CFRSolver(TreeLearner):
         return states
 
     def _replay(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
-        """:meth:`_iterate` through its ``torch.jit.trace`` record, made on the first call."""
+        """:meth:`_iterate`, replayed from its record (made on the first call)."""
         fields = len(_PlayerState._fields)
 
         def flat_iterate(*tensors: Tensor) -> tuple[Tensor, ...]:
@@ -278,22 +274,8 @@ class CFRSolver(TreeLearner):
             states = [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
             return tuple(tensor for state in self._iterate(states, now) for tensor in state)
 
-        out = self._recorded("iterate", flat_iterate, (*(tensor for state in states for tensor in state), t))
+        out = self._recorder("iterate", flat_iterate, (*(tensor for state in states for tensor in state), t))
         return [_PlayerState(*out[i : i + fields]) for i in range(0, len(out), fields)]
-
-    def _recorded(self, name: str, function: Any, inputs: tuple[Tensor, ...]) -> Any:
-        """``function(*inputs)``, replayed from a ``torch.jit.trace`` record of it made on its first
-        call (see ``trace`` in the class docstring), or called as it is when ``trace`` is off.
-        ``function`` must do the same tensor operations on every call, as the iteration and the
-        NashConv of the average do on one game."""
-        if not self.traced:
-            return function(*inputs)
-        if name not in self._records:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # deprecated: see the class docstring
-                self._records[name] = torch.jit.trace(function, inputs, check_trace=False)
-        with torch.jit.optimized_execution(False):
-            return self._records[name](*inputs)
 
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""

@@ -3,7 +3,6 @@ import pytest
 import torch
 from open_spiel.python.algorithms import cfr as openspiel_cfr
 from open_spiel.python.algorithms import discounted_cfr as openspiel_discounted
-
 from open_spiel.python.algorithms import exploitability as openspiel_exploitability
 
 from games.adapters.openspiel import (
@@ -99,7 +98,7 @@ def test_traced_iterations_equal_eager_ones_bit_for_bit(game_name, name):
     for _ in range(25):
         traced.step()
         eager.step()
-    assert "iterate" in traced._records and not eager._records
+    assert "iterate" in traced._recorder and "iterate" not in eager._recorder
     assert torch.equal(traced.current_policy(), eager.current_policy())
     assert torch.equal(traced.average_policy(), eager.average_policy())
     assert traced.nash_conv() == eager.nash_conv()

@@ -102,3 +102,16 @@ def test_a_compiled_run_follows_the_eager_one():
     compiled = nash_sgd(game, iterations=300, compile=True)
     for mine, theirs in zip(compiled, eager):
         assert torch.allclose(mine, theirs, atol=1e-9)
+
+
+@pytest.mark.parametrize("actions, batch", [([2, 2, 2], None), ([3, 4, 2], None), ([3, 3, 3], 5)])
+def test_a_replayed_run_equals_the_eager_one_bit_for_bit(actions, batch):
+    """The recorded iteration replays the same tensor operations, so its iterates are the eager ones exactly,
+    on single and batched games, and what the callback sees is an ordinary tensor."""
+    game = catalog.random_game(actions, seed=3) if batch is None else catalog.random_game(actions, seed=3, batch_size=batch)
+    seen = []
+    replayed = nash_sgd(game, iterations=150, callback=lambda i, profile: seen.append(profile), callback_every=50)
+    eager = nash_sgd(game, iterations=150, trace=False)
+    assert len(seen) == 3 and not seen[-1][0].is_inference()
+    for mine, theirs in zip(replayed, eager):
+        assert torch.equal(mine, theirs)
