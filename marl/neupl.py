@@ -496,8 +496,9 @@ class ConditionalPolicy(nn.Module):
 
 
 @dataclass(frozen=True)
-class NeuPLConfig:
-    """The settings of a NeuPL run (every field is recorded in its state)."""
+class PopulationSettings:
+    """The settings every NeuPL run has, on trees (:class:`NeuPLConfig`) and on Markov games
+    (``marl.neupl_markov.MarkovNeuPLConfig``)."""
 
     population: int = 8
     """N, the number of policies (rows of Sigma)."""
@@ -505,7 +506,29 @@ class NeuPLConfig:
     meta_solver: str = "nash"
     """The meta-solver of ``psro-n``'s rows and of the meta-Nash mixture (``solvers.psro.META_SOLVERS``)."""
     simplex: float = 0.0
-    """Simplex-NeuPL's weight on mixtures drawn from the simplex (0: NeuPL)."""
+    """Simplex-NeuPL's share of mixtures drawn from the simplex (0: NeuPL): on trees the weight of their
+    loss, on Markov games the probability that a copy's learner is conditioned on one."""
+
+    def check_population(self) -> None:
+        """Raises :class:`NeuPLError` naming the first of these settings that does not fit."""
+        if self.graph not in GRAPHS:
+            raise NeuPLError(f"unknown interaction graph {self.graph!r}{did_you_mean(self.graph, GRAPHS)}; "
+                             f"the graphs are {', '.join(GRAPHS)}")
+        from solvers.psro import META_SOLVERS
+
+        if self.meta_solver not in META_SOLVERS or self.meta_solver in ("ce", "cce", "rectified"):
+            names = [name for name in META_SOLVERS if name not in ("ce", "cce", "rectified")]
+            raise NeuPLError(f"meta-solver {self.meta_solver!r}: NeuPL takes one of {', '.join(names)}")
+        if not 2 <= self.population <= 1024:
+            raise NeuPLError(f"population {self.population}: a population has 2 to 1024 policies")
+        if not 0.0 <= self.simplex < 1.0 or math.isnan(self.simplex):
+            raise NeuPLError(f"simplex {self.simplex}: the weight of simplex mixtures is in [0, 1)")
+
+
+@dataclass(frozen=True)
+class NeuPLConfig(PopulationSettings):
+    """The settings of a NeuPL run on a tree (every field is recorded in its state)."""
+
     simplex_draws: int = 16
     """Mixtures drawn per step when ``simplex > 0``."""
     predict_opponent: float = 0.0
@@ -531,18 +554,7 @@ class NeuPLConfig:
 
     def check(self) -> None:
         """Raises :class:`NeuPLError` naming the first setting that does not fit."""
-        if self.graph not in GRAPHS:
-            raise NeuPLError(f"unknown interaction graph {self.graph!r}{did_you_mean(self.graph, GRAPHS)}; "
-                             f"the graphs are {', '.join(GRAPHS)}")
-        from solvers.psro import META_SOLVERS
-
-        if self.meta_solver not in META_SOLVERS or self.meta_solver in ("ce", "cce", "rectified"):
-            names = [name for name in META_SOLVERS if name not in ("ce", "cce", "rectified")]
-            raise NeuPLError(f"meta-solver {self.meta_solver!r}: NeuPL takes one of {', '.join(names)}")
-        if not 2 <= self.population <= 1024:
-            raise NeuPLError(f"population {self.population}: a population has 2 to 1024 policies")
-        if not 0.0 <= self.simplex < 1.0 or math.isnan(self.simplex):
-            raise NeuPLError(f"simplex {self.simplex}: the weight of simplex mixtures is in [0, 1)")
+        self.check_population()
         for name in ("simplex_draws", "steps_per_iteration", "episodes"):
             if getattr(self, name) < 1:
                 raise NeuPLError(f"{name} {getattr(self, name)}: must be at least 1")

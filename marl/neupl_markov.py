@@ -59,9 +59,9 @@ import torch
 
 from marl.maddpg import MADDPG, GameSpec, MADDPGConfig
 from marl.neupl import (
-    NeuPLConfig,
     NeuPLError,
     NeuPLIterate,
+    PopulationSettings,
     dirichlet_mixtures,
     interaction_graph,
     learner_rows,
@@ -84,15 +84,9 @@ def default_learner() -> MADDPGConfig:
 
 
 @dataclass(frozen=True)
-class MarkovNeuPLConfig:
+class MarkovNeuPLConfig(PopulationSettings):
     """The settings of a NeuPL run on a Markov game (every field is recorded in its state)."""
 
-    population: int = 8
-    """N, the number of policies (rows of Sigma)."""
-    graph: str = "psro-n"
-    meta_solver: str = "nash"
-    simplex: float = 0.0
-    """Simplex-NeuPL: the probability that a copy's learner is conditioned on a Dirichlet mixture."""
     steps_per_iteration: int = 50_000
     """Transitions collected (summed over copies) between meta-graph updates."""
     sims_per_entry: int = 16
@@ -103,8 +97,7 @@ class MarkovNeuPLConfig:
 
     def check(self) -> None:
         """Raises :class:`NeuPLError` naming the first setting that does not fit."""
-        NeuPLConfig(population=self.population, graph=self.graph, meta_solver=self.meta_solver,
-                    simplex=self.simplex, seed=self.seed).check()
+        self.check_population()
         for name in ("steps_per_iteration", "sims_per_entry"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
