@@ -14,7 +14,8 @@
    the command's wall time (Python start-up, imports, compiling the tree) is printed too.
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
 
-With ``--compile`` gamelab is also timed with ``torch.compile``; its one-time compilation
+On a CUDA device gamelab is also timed replaying each iteration as a CUDA graph
+(``cuda_graph=True``). With ``--compile`` gamelab is also timed with ``torch.compile``; its one-time compilation
 is reported as warm-up, outside the timed loop, like the anchors' own set-up (OpenSpiel
 building its solver, LiteEFG generating its game file). Ratios printed are anchor time /
 gamelab time.
@@ -39,17 +40,19 @@ def _synchronize(device: torch.device) -> None:
 
 
 def gamelab_to_target(
-    name: str, target: float, device: torch.device, check_every: int, limit: int, compile: bool = False
+    name: str, target: float, device: torch.device, check_every: int, limit: int, compile: bool = False,
+    cuda_graph: bool = False,
 ) -> dict:
     game = extensive_form_from_openspiel(name).to(device)
     start = time.perf_counter()
-    warm = CFRPlusSolver(game, compile=compile)
+    warm = CFRPlusSolver(game, compile=compile, cuda_graph=cuda_graph)
     warm.step()  # warm-up: caches the layout, first kernels (and compiles, with compile=True)
     warm_up = time.perf_counter() - start
-    solver = CFRPlusSolver(game, compile=compile)
+    solver = CFRPlusSolver(game, compile=compile, cuda_graph=cuda_graph)
     # The iteration is a pure function of the state tensors, and both solvers hold the same
-    # game and flags, so the timed solver reuses the warm-up's compiled function instead of
-    # compiling again.
+    # game and flags, so the timed solver reuses the warm-up's compiled function (or record, or
+    # CUDA graph, into whose buffers it copies its state on the first call) instead of making
+    # its own.
     solver._iterate_function = warm._iterate_function
     seconds, value = 0.0, float("inf")
     while solver.iteration < limit:
@@ -112,14 +115,17 @@ def iterations_per_second(name: str, device: torch.device, iterations: int) -> d
     import pyspiel
 
     game = extensive_form_from_openspiel(name).to(device)
-    solver = CFRPlusSolver(game)
-    solver.step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iterations):
+    rates = {}
+    for label, options in [("gamelab", {}), *([("gamelab_cuda_graph", {"cuda_graph": True})] if device.type == "cuda" else [])]:
+        solver = CFRPlusSolver(game, **options)
         solver.step()
-    _synchronize(device)
-    ours = iterations / (time.perf_counter() - start)
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            solver.step()
+        _synchronize(device)
+        rates[f"{label}_iterations_per_second"] = iterations / (time.perf_counter() - start)
+    ours = max(rates.values())
     spiel = pyspiel.CFRPlusSolver(pyspiel.load_game(name))
     spiel.evaluate_and_update_policy()  # warm-up, like gamelab's first step
     start = time.perf_counter()
@@ -127,7 +133,7 @@ def iterations_per_second(name: str, device: torch.device, iterations: int) -> d
     for _ in range(anchor_iterations):
         spiel.evaluate_and_update_policy()
     theirs = anchor_iterations / (time.perf_counter() - start)
-    return {"gamelab_iterations_per_second": ours, "openspiel_iterations_per_second": theirs, "ratio": ours / theirs}
+    return {**rates, "openspiel_iterations_per_second": theirs, "ratio": ours / theirs}
 
 
 def command_line_to_target(name: str, target: float) -> dict:
@@ -158,6 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     results = {"device": str(device), "torch_threads": torch.get_num_threads(), "target": args.target}
     results["gamelab"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit)
+    if device.type == "cuda":
+        results["gamelab_cuda_graph"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit, cuda_graph=True)
     if args.compile:
         results["gamelab_compiled"] = gamelab_to_target("leduc_poker", args.target, device, 10, args.limit, compile=True)
     if args.device == "cpu":
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["liteefg"] = liteefg_to_target("leduc_poker", args.target, 10, args.limit)
     print(f"CFR+ on leduc_poker to NashConv <= {args.target} (device {device}, {results['torch_threads']} threads; "
           "gamelab runs small CPU games on one of them, see solvers.sequence_form.intra_op_threads):")
-    for label in ("gamelab", "gamelab_compiled", "gamelab_command", "openspiel_cpp", "liteefg"):
+    for label in ("gamelab", "gamelab_cuda_graph", "gamelab_compiled", "gamelab_command", "openspiel_cpp", "liteefg"):
         if label in results:
             r = results[label]
             warm = f"  (warm-up {r['warm_up_seconds']:.1f} s, not timed)" if "warm_up_seconds" in r else ""
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                 warm = f"  (checks included; the whole command {r['command_seconds']:.2f} s)"
             print(f"  {label:17s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
                   f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}{warm}")
-    for ours in ("gamelab", "gamelab_compiled", "gamelab_command"):
+    for ours in ("gamelab", "gamelab_cuda_graph", "gamelab_compiled", "gamelab_command"):
         for label in ("openspiel_cpp", "liteefg"):
             if ours in results and label in results:
                 ratio = results[label]["seconds"] / results[ours]["seconds"]
@@ -184,8 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_liars_dice:
         results["liars_dice"] = iterations_per_second("liars_dice", device, 100)
         r = results["liars_dice"]
-        print(f"liars_dice CFR+ iterations/s: gamelab {r['gamelab_iterations_per_second']:.2f}, "
-              f"OpenSpiel C++ {r['openspiel_iterations_per_second']:.2f}, ratio {r['ratio']:.1f}x")
+        graph = (f", as a CUDA graph {r['gamelab_cuda_graph_iterations_per_second']:.2f}"
+                 if "gamelab_cuda_graph_iterations_per_second" in r else "")
+        print(f"liars_dice CFR+ iterations/s: gamelab {r['gamelab_iterations_per_second']:.2f}{graph}, "
+              f"OpenSpiel C++ {r['openspiel_iterations_per_second']:.2f}, ratio {r['ratio']:.1f}x (gamelab's best)")
     if args.json:
         print(json.dumps(results))
     return results

@@ -34,7 +34,7 @@ realization plan is rebuilt only when its strategy changes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -142,6 +142,12 @@ class CFRSolver(TreeLearner):
             (:class:`solvers.recording.Recorder`): the same iterates bit for bit, without
             Python's cost per call (an eager iteration on Leduc is about 80 small calls;
             replayed, it runs about 1.8x faster on the CPU, measured).
+        cuda_graph: on a CUDA device, capture one iteration in a CUDA graph and replay the
+            graph each step, so the GPU runs a whole iteration without a launch per kernel.
+            The state then lives in fixed buffers that each replay updates in place. NOTE:
+            CUDA's scatter-adds add in any order, so iterates equal the eager ones to
+            rounding; opt-in because no GPU has run this path yet (``tests/test_devices.py``
+            checks it where one is present).
     """
 
     def __init__(
@@ -156,6 +162,7 @@ class CFRSolver(TreeLearner):
         threads: int | None = None,
         compile: bool = False,
         trace: bool = True,
+        cuda_graph: bool = False,
     ) -> None:
         powers = {"uniform": 0, "linear": 1, "quadratic": 2}
         if averaging not in powers:
@@ -180,6 +187,11 @@ class CFRSolver(TreeLearner):
         self._first_infoset_sizes = [int((tp.levels[0].segment == 0).sum()) if tp.levels else 0 for tp in self._treeplexes]
         self._recorder = Recorder(trace)
         self._iterate_function = self._replay if self._recorder.enabled else self._iterate
+        if cuda_graph and game.device.type != "cuda":
+            raise SolverError(f"cuda_graph needs a game on a CUDA device; this one is on {game.device}")
+        self._graph: tuple[Any, list[Tensor], Tensor] | None = None  # (CUDA graph, state buffers, t)
+        if cuda_graph:
+            self._iterate_function = self._graph_replay
         self.compiled = compile
         if compile:
             # On the CPU, inductor's C++ wrapper calls the fused kernels without a Python
@@ -277,6 +289,39 @@ class CFRSolver(TreeLearner):
         out = self._recorder("iterate", flat_iterate, (*(tensor for state in states for tensor in state), t))
         return [_PlayerState(*out[i : i + fields]) for i in range(0, len(out), fields)]
 
+    def _graph_replay(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
+        """:meth:`_iterate` as a CUDA graph, captured on the first call, that updates the state's
+        buffers in place. Follows ``torch.cuda.graphs``' recipe: one warm-up iteration on a side
+        stream (on copies, so the state does not advance), then the capture."""
+        fields = len(_PlayerState._fields)
+        if self._graph is None:
+            buffers = [tensor.clone() for state in states for tensor in state]
+            now = t.clone()
+
+            def iterate_in_place(flat: list[Tensor]) -> None:
+                grouped = [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
+                fresh = [tensor for state in self._iterate(grouped, now) for tensor in state]
+                for buffer, value in zip(flat, fresh):
+                    if value is not buffer:
+                        buffer.copy_(value)
+
+            side = torch.cuda.Stream(device=t.device)
+            side.wait_stream(torch.cuda.current_stream(t.device))
+            with torch.cuda.stream(side):
+                iterate_in_place([tensor.clone() for tensor in buffers])
+            torch.cuda.current_stream(t.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                iterate_in_place(buffers)
+            self._graph = (graph, buffers, now)
+        graph, buffers, now = self._graph
+        for buffer, tensor in zip(buffers, (tensor for state in states for tensor in state)):
+            if tensor is not buffer:
+                buffer.copy_(tensor)  # the first call's state, or one set from outside
+        now.copy_(t)
+        graph.replay()
+        return [_PlayerState(*buffers[i : i + fields]) for i in range(0, len(buffers), fields)]
+
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""
         self.iteration += 1
@@ -297,39 +342,31 @@ class CFRSolver(TreeLearner):
 
 
 class CFRPlusSolver(CFRSolver):
-    """CFR+: RM+, alternating updates, linear averaging (Tammelin 2014)."""
+    """CFR+: RM+, alternating updates, linear averaging (Tammelin 2014). ``options``: how
+    :class:`CFRSolver` runs (``threads``, ``compile``, ``trace``, ``cuda_graph``)."""
 
-    def __init__(self, game: ExtensiveFormGame, *, threads: int | None = None, compile: bool = False,
-                 trace: bool = True) -> None:
-        super().__init__(
-            game, regret_matching_plus=True, alternating=True, averaging="linear", threads=threads, compile=compile, trace=trace
-        )
+    def __init__(self, game: ExtensiveFormGame, **options: Any) -> None:
+        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="linear", **options)
 
 
 class LinearCFRSolver(CFRSolver):
     """Linear CFR: DCFR(1, 1, 1), alternating updates (Brown and Sandholm 2019)."""
 
-    def __init__(self, game: ExtensiveFormGame, *, threads: int | None = None, compile: bool = False,
-                 trace: bool = True) -> None:
-        super().__init__(game, alternating=True, discount=(1.0, 1.0, 1.0), threads=threads, compile=compile, trace=trace)
+    def __init__(self, game: ExtensiveFormGame, **options: Any) -> None:
+        super().__init__(game, alternating=True, discount=(1.0, 1.0, 1.0), **options)
 
 
 class DCFRSolver(CFRSolver):
     """Discounted CFR with the paper's recommended (alpha, beta, gamma) = (1.5, 0, 2)."""
 
-    def __init__(
-        self, game: ExtensiveFormGame, alpha: float = 1.5, beta: float = 0.0, gamma: float = 2.0, *,
-        threads: int | None = None, compile: bool = False, trace: bool = True,
-    ) -> None:
-        super().__init__(game, alternating=True, discount=(alpha, beta, gamma), threads=threads, compile=compile, trace=trace)
+    def __init__(self, game: ExtensiveFormGame, alpha: float = 1.5, beta: float = 0.0, gamma: float = 2.0,
+                 **options: Any) -> None:
+        super().__init__(game, alternating=True, discount=(alpha, beta, gamma), **options)
 
 
 class PCFRPlusSolver(CFRSolver):
     """Predictive CFR+: predictive RM+, alternating updates, quadratic averaging (Farina et al. 2021)."""
 
-    def __init__(self, game: ExtensiveFormGame, *, threads: int | None = None, compile: bool = False,
-                 trace: bool = True) -> None:
-        super().__init__(
-            game, regret_matching_plus=True, alternating=True, averaging="quadratic", predictive=True,
-            threads=threads, compile=compile, trace=trace,
-        )
+    def __init__(self, game: ExtensiveFormGame, **options: Any) -> None:
+        super().__init__(game, regret_matching_plus=True, alternating=True, averaging="quadratic", predictive=True,
+                         **options)
