@@ -50,6 +50,7 @@ import torch
 from games.errors import SolverError
 from games.extensive_form import ExtensiveFormGame
 from solvers.cfr import TreeLearner
+from solvers.recording import Recorder
 from solvers.sampling import sample_paths
 from solvers.sequence_form import (
     Treeplex,
@@ -124,6 +125,7 @@ class _SequenceFTRL(TreeLearner):
         self.learning_rate = learning_rate
         self._treeplexes = treeplexes(game)
         self._gains = [torch.zeros(tp.size + 1, dtype=game.dtype, device=game.device) for tp in self._treeplexes]
+        self._rows = (game.num_infosets, game.max_actions)  # read here, not while an iteration is recorded
 
     def _accumulate_average(self) -> list[Tensor]:
         """Adds the current plans to the average's sum; returns them (packed, per player)."""
@@ -135,7 +137,7 @@ class _SequenceFTRL(TreeLearner):
     def _strategy_from(self, gains: list[Tensor], rates: Tensor, prior: Tensor | None = None) -> Tensor:
         """Every player's FTRL strategy; ``rates`` ``(num_infosets,)`` and ``prior``
         ``(num_infosets, max_actions)`` as in :func:`dilated_entropy_strategy`."""
-        strategy = torch.zeros_like(self._strategy)
+        strategy = rates.new_zeros(self._rows)
         log_prior = None if prior is None else torch.log(prior)
         for treeplex, total in zip(self._treeplexes, gains):
             prior_here = None if log_prior is None else treeplex.pack(log_prior)
@@ -157,12 +159,14 @@ class DilatedFTRL(_SequenceFTRL):
     """
 
     def __init__(
-        self, game: ExtensiveFormGame, *, learning_rate: float = 5.0, optimistic: bool = True, weights: str = "balanced"
+        self, game: ExtensiveFormGame, *, learning_rate: float = 5.0, optimistic: bool = True, weights: str = "balanced",
+        trace: bool = True,
     ) -> None:
         if weights not in ("uniform", "balanced"):
             raise SolverError(f"unknown weights {weights!r}; use 'uniform' or 'balanced'")
         super().__init__(game, learning_rate)
         self.optimistic = optimistic
+        self._recorder = Recorder(trace)  # replays the iteration (solvers.recording): the same iterates, less Python
         self._scale = torch.ones(game.num_infosets, dtype=game.dtype, device=game.device)
         if weights == "balanced":
             self._scale = 1 / balanced_weights(game)[0]
@@ -171,13 +175,24 @@ class DilatedFTRL(_SequenceFTRL):
     def step(self) -> None:
         """One simultaneous iteration: gradients at the current profile, then FTRL."""
         self.iteration += 1
-        plans = self._accumulate_average()
-        gradients = [sequence_gradient(self.game, plans, player) for player in range(self.game.num_players)]
-        for total, gradient in zip(self._gains, gradients):
-            total += gradient
         eta = self.learning_rate if self.optimistic else self.learning_rate / math.sqrt(self.iteration)
-        target = [g + d for g, d in zip(self._gains, gradients)] if self.optimistic else self._gains
-        self._strategy = self._strategy_from(target, eta * self._scale)
+        inputs = (self._strategy, self._average_sum, *self._gains,
+                  torch.full((), eta, dtype=self.game.dtype, device=self.game.device))
+        with torch.inference_mode():
+            self._strategy, self._average_sum, *self._gains = self._recorder("iterate", self._iterate, inputs)
+
+    def _iterate(self, strategy: Tensor, average_sum: Tensor, *gains_and_eta: Tensor) -> tuple[Tensor, ...]:
+        """One iteration as a pure function of tensors: the next strategy, average's sum and
+        gains (one per player, then ``eta`` as a 0-dim tensor)."""
+        *gains, eta = gains_and_eta
+        plans = player_plans(self.game, strategy)
+        average_sum = average_sum.clone()
+        for treeplex, plan in zip(self._treeplexes, plans):
+            average_sum.view(-1).index_add_(0, treeplex.sequence_index, plan[:-1])
+        gradients = [sequence_gradient(self.game, plans, player) for player in range(self.game.num_players)]
+        gains = [total + gradient for total, gradient in zip(gains, gradients)]
+        target = [g + d for g, d in zip(gains, gradients)] if self.optimistic else gains
+        return (self._strategy_from(target, eta * self._scale), average_sum, *gains)
 
 
 class BalancedFTRL(_SequenceFTRL):

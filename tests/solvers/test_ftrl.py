@@ -106,3 +106,15 @@ def test_bad_options(kuhn):
         DilatedFTRL(kuhn, learning_rate=0.0)
     with pytest.raises(SolverError, match="episodes"):
         BalancedFTRL(kuhn, episodes=0)
+
+
+@pytest.mark.parametrize("options", [{}, {"optimistic": False}, {"weights": "uniform"}])
+def test_replayed_iterations_equal_eager_ones_bit_for_bit(leduc, options):
+    """Dilated FTRL's iteration is recorded once and replayed (solvers.recording): the same iterates."""
+    replayed, eager = DilatedFTRL(leduc, **options), DilatedFTRL(leduc, trace=False, **options)
+    for _ in range(20):
+        replayed.step()
+        eager.step()
+    assert "iterate" in replayed._recorder and "iterate" not in eager._recorder
+    assert torch.equal(replayed.current_policy(), eager.current_policy())
+    assert torch.equal(replayed.average_policy(), eager.average_policy())
