@@ -177,7 +177,7 @@ class CFRSolver(TreeLearner):
         self.predictive = predictive
         self.threads = threads if threads is not None else intra_op_threads(game)
         self._treeplexes = treeplexes(game)  # built eagerly, outside what torch.compile traces
-        terminal_weights(game)
+        terminal_weights(game)  # cached on the game, so built here and not while an iteration is recorded
         self._state = [
             _PlayerState(tp.uniform.clone(), *(torch.zeros_like(tp.uniform) for _ in range(3)),
                          tp.realization_plan(tp.uniform))
@@ -187,6 +187,8 @@ class CFRSolver(TreeLearner):
         self._first_infoset_sizes = [int((tp.levels[0].segment == 0).sum()) if tp.levels else 0 for tp in self._treeplexes]
         self._recorder = Recorder(trace)
         self._iterate_function = self._replay if self._recorder.enabled else self._iterate
+        if cuda_graph and compile:
+            raise SolverError("cuda_graph and compile are two ways to run an iteration; choose one")
         if cuda_graph and game.device.type != "cuda":
             raise SolverError(f"cuda_graph needs a game on a CUDA device; this one is on {game.device}")
         self._graph: tuple[Any, list[Tensor], Tensor] | None = None  # (CUDA graph, state buffers, t)

@@ -134,6 +134,8 @@ def test_policies_are_distributions_over_legal_actions(leduc):
 def test_bad_options(kuhn):
     with pytest.raises(SolverError, match="cuda_graph needs a game on a CUDA device"):
         cfr.CFRPlusSolver(kuhn, cuda_graph=True)
+    with pytest.raises(SolverError, match="choose one"):
+        cfr.CFRPlusSolver(kuhn, cuda_graph=True, compile=True)
     with pytest.raises(SolverError, match="averaging"):
         cfr.CFRSolver(kuhn, averaging="cubic")
     with pytest.raises(SolverError, match="discount"):
