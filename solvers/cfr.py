@@ -115,6 +115,17 @@ class _PlayerState(NamedTuple):
     plan: Tensor
 
 
+def _flattened(states: list[_PlayerState]) -> list[Tensor]:
+    """Every player's state tensors in one list, player by player (what a record or graph takes)."""
+    return [tensor for state in states for tensor in state]
+
+
+def _grouped(flat: list[Tensor] | tuple[Tensor, ...]) -> list[_PlayerState]:
+    """The inverse of :func:`_flattened`."""
+    fields = len(_PlayerState._fields)
+    return [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
+
+
 class CFRSolver(TreeLearner):
     """Counterfactual regret minimization with the family's options as flags.
 
@@ -133,7 +144,8 @@ class CFRSolver(TreeLearner):
         compile: fuse each iteration with ``torch.compile``, after a one-time compilation of
             2-20 s (needs a C++ compiler on the CPU, Triton on CUDA). Whether it pays depends
             on the CPU: on Leduc it has measured 4x faster than an eager iteration on one
-            2-core machine, and slower than the replayed trace (``trace``) on another. NOTE: fused kernels add in another order,
+            2-core machine, and slower than the replayed trace (``trace``) on another.
+            NOTE: fused kernels add in another order,
             so iterates equal the eager ones only to rounding; RM+'s floor at zero lets
             those differences grow over hundreds of iterations into slightly different
             trajectories that converge alike.
@@ -281,29 +293,23 @@ class CFRSolver(TreeLearner):
 
     def _replay(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
         """:meth:`_iterate`, replayed from its record (made on the first call)."""
-        fields = len(_PlayerState._fields)
 
         def flat_iterate(*tensors: Tensor) -> tuple[Tensor, ...]:
             *flat, now = tensors
-            states = [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
-            return tuple(tensor for state in self._iterate(states, now) for tensor in state)
+            return tuple(_flattened(self._iterate(_grouped(flat), now)))
 
-        out = self._recorder("iterate", flat_iterate, (*(tensor for state in states for tensor in state), t))
-        return [_PlayerState(*out[i : i + fields]) for i in range(0, len(out), fields)]
+        return _grouped(self._recorder("iterate", flat_iterate, (*_flattened(states), t)))
 
     def _graph_replay(self, states: list[_PlayerState], t: Tensor) -> list[_PlayerState]:
         """:meth:`_iterate` as a CUDA graph, captured on the first call, that updates the state's
         buffers in place. Follows ``torch.cuda.graphs``' recipe: one warm-up iteration on a side
         stream (on copies, so the state does not advance), then the capture."""
-        fields = len(_PlayerState._fields)
         if self._graph is None:
-            buffers = [tensor.clone() for state in states for tensor in state]
+            buffers = [tensor.clone() for tensor in _flattened(states)]
             now = t.clone()
 
             def iterate_in_place(flat: list[Tensor]) -> None:
-                grouped = [_PlayerState(*flat[i : i + fields]) for i in range(0, len(flat), fields)]
-                fresh = [tensor for state in self._iterate(grouped, now) for tensor in state]
-                for buffer, value in zip(flat, fresh):
+                for buffer, value in zip(flat, _flattened(self._iterate(_grouped(flat), now))):
                     if value is not buffer:
                         buffer.copy_(value)
 
@@ -317,12 +323,12 @@ class CFRSolver(TreeLearner):
                 iterate_in_place(buffers)
             self._graph = (graph, buffers, now)
         graph, buffers, now = self._graph
-        for buffer, tensor in zip(buffers, (tensor for state in states for tensor in state)):
+        for buffer, tensor in zip(buffers, _flattened(states)):
             if tensor is not buffer:
                 buffer.copy_(tensor)  # the first call's state, or one set from outside
         now.copy_(t)
         graph.replay()
-        return [_PlayerState(*buffers[i : i + fields]) for i in range(0, len(buffers), fields)]
+        return _grouped(buffers)
 
     def step(self) -> None:
         """One iteration: every player's update (steps 1-5)."""

@@ -177,8 +177,9 @@ def nash_sgd(
         callback: called as ``callback(iteration, profile)`` every ``callback_every`` steps.
         compile: fuse each exact-value iteration with ``torch.compile`` (measured on 2 cores,
             2x2x2 to 4x4x4 games: 111-177 us per iteration against 1.2-1.5 ms eager, after a
-            compile of 6-17 s, so only long runs gain). NOTE: fused kernels add in another order, so iterates match the eager
-            ones to rounding, not bit for bit. Sampled estimates (``samples``) are not compiled.
+            compile of 6-17 s, so only long runs gain). NOTE: fused kernels add in another
+            order, so iterates match the eager ones to rounding, not bit for bit. Sampled
+            estimates (``samples``) are not compiled.
         trace: without ``compile``, replay a record of the first exact-value iteration's tensor
             operations (:class:`solvers.recording.Recorder`): the same iterates bit for bit,
             about 2.3x faster per iteration on a 3x3x3 game (measured).
