@@ -127,12 +127,14 @@ class _SequenceFTRL(TreeLearner):
         self._gains = [torch.zeros(tp.size + 1, dtype=game.dtype, device=game.device) for tp in self._treeplexes]
         self._rows = (game.num_infosets, game.max_actions)  # read here, not while an iteration is recorded
 
-    def _accumulate_average(self) -> list[Tensor]:
-        """Adds the current plans to the average's sum; returns them (packed, per player)."""
-        plans = player_plans(self.game, self._strategy)
+    def _with_plans_added(self, strategy: Tensor, average_sum: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``average_sum`` plus the realization plans of ``strategy`` (a new tensor), and those
+        plans (packed, per player)."""
+        plans = player_plans(self.game, strategy)
+        average_sum = average_sum.clone()
         for treeplex, plan in zip(self._treeplexes, plans):
-            self._average_sum.view(-1).index_add_(0, treeplex.sequence_index, plan[:-1])
-        return plans
+            average_sum.view(-1).index_add_(0, treeplex.sequence_index, plan[:-1])
+        return average_sum, plans
 
     def _strategy_from(self, gains: list[Tensor], rates: Tensor, prior: Tensor | None = None) -> Tensor:
         """Every player's FTRL strategy; ``rates`` ``(num_infosets,)`` and ``prior``
@@ -185,10 +187,7 @@ class DilatedFTRL(_SequenceFTRL):
         """One iteration as a pure function of tensors: the next strategy, average's sum and
         gains (one per player, then ``eta`` as a 0-dim tensor)."""
         *gains, eta = gains_and_eta
-        plans = player_plans(self.game, strategy)
-        average_sum = average_sum.clone()
-        for treeplex, plan in zip(self._treeplexes, plans):
-            average_sum.view(-1).index_add_(0, treeplex.sequence_index, plan[:-1])
+        average_sum, plans = self._with_plans_added(strategy, average_sum)
         gradients = [sequence_gradient(self.game, plans, player) for player in range(self.game.num_players)]
         gains = [total + gradient for total, gradient in zip(gains, gradients)]
         target = [g + d for g, d in zip(gains, gradients)] if self.optimistic else gains
@@ -238,7 +237,7 @@ class BalancedFTRL(_SequenceFTRL):
         """One iteration: ``episodes`` trajectories, loss estimates, FTRL (steps 1-3)."""
         self.iteration += 1
         game = self.game
-        self._accumulate_average()
+        self._average_sum, _ = self._with_plans_added(self._strategy, self._average_sum)
         eta = self.learning_rate / math.sqrt(self.iteration)
         paths = sample_paths(game, self._strategy, self.episodes, self._generator)
         losses = (self._loss_offset - game.terminal_utilities[paths.terminal]) / self._loss_scale
