@@ -15,8 +15,8 @@
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
 
 On a CUDA device gamelab is also timed replaying each iteration as a CUDA graph
-(``cuda_graph=True``). With ``--compile`` gamelab is also timed with ``torch.compile``; its one-time compilation
-is reported as warm-up, outside the timed loop, like the anchors' own set-up (OpenSpiel
+(``cuda_graph=True``). With ``--compile`` gamelab is also timed with ``torch.compile``; its
+one-time compilation is reported as warm-up, outside the timed loop, like the anchors' own set-up (OpenSpiel
 building its solver, LiteEFG generating its game file). Ratios printed are anchor time /
 gamelab time.
 """
