@@ -14,11 +14,39 @@ obstacles):
 
 - single integrator (``u`` a velocity): ``dh/dt + alpha h >= 0``, decentralized as
   ``2 dp . u_i >= -rho alpha h``;
-- double integrator (``u`` an acceleration, the particle engine's ``v' = u - c v`` with
-  ``c = damping / dt``): the high-order CBF ``psi_2 = h'' + 2 alpha h' + alpha^2 h >= 0``
-  (``psi_1 = h' + alpha h``, both with gain ``alpha``), decentralized as
+- double integrator (``u`` an acceleration), ``barrier="hocbf"``: with the particle engine's
+  ``v' = u - c v``, ``c = damping / dt``, the high-order CBF
+  ``psi_2 = h'' + 2 alpha h' + alpha^2 h >= 0`` (``psi_1 = h' + alpha h``, both with gain
+  ``alpha``), decentralized as
   ``2 dp . u_i >= -rho (2 |dv|^2 - 2 c dp . dv + 4 alpha dp . dv + alpha^2 h)``, assuming
-  the neighbour's own command carries its share and an obstacle stands still.
+  the neighbour's own command carries its share and an obstacle stands still;
+- double integrator, ``barrier="braking"`` (the default): Wang, Ames and Egerstedt's braking
+  barrier, written for the engine's discrete steps. The pair brakes at ``a = A / rho`` (``A``
+  the box on each command). With ``d = |dp|``, ``D = r_i + r_j + margin`` and the closing rate
+  ``s = dp . dv / d``, ``h = room(d) + s``, where ``room(d)`` is the closing speed from which
+  braking at ``a`` stops within ``d - D`` when each step first moves by the present velocity
+  (explicit Euler): ``room(d) = sqrt(2 a (d - D)) - a dt / 2``. (Braking from ``s`` covers at
+  most ``s^2 / (2 a) + s dt / 2 + a dt^2 / 8``, and ``s <= room(d)`` holds again one braking
+  step later if it holds now.) The position
+  after this step, ``dp' = dp + dt dv``, does not depend on the command; the next closing
+  rate ``s' = n' . ((1 - damping) dv + dt du)`` does, linearly, with ``n' = dp' / |dp'|``. The
+  discrete CBF condition ``h' >= (1 - gamma) h``, ``gamma = min(alpha dt, 1)``, is then one
+  linear row per neighbour, ``n' . u_i >= rho ((1 - gamma) h - room(|dp'|) - (1 - damping)
+  n' . dv) / dt``, and braking at full keeps ``h >= 0`` once it holds. Damping is left out of
+  ``room`` (it only helps braking), and in the row it is exact.
+
+  Beyond the sensing radius ``R`` nothing is known, so each agent also keeps its speed
+  under the limit from which a pair first seen at ``R`` can still brake in time
+  (:func:`sensing_speed`): three sides of an octagon inside that speed's disk, as linear rows
+  on the next velocity (:func:`speed_rows`); navigation's default settings give 0.66, against
+  a ``max_speed`` of 1. Each pair's row can then always be met by braking; only where an
+  agent's rows cannot all be met at once does the slack enter (:func:`solve_qp`).
+
+Deadlocks: an agent the filter holds almost still while its nominal command points on
+(the filter removes over half of it and the agent moves at under a fifth of ``max_speed``)
+has its nominal command turned by ``detour`` degrees (90, counter-clockwise, by default)
+and filtered again. Agents facing each other around an obstacle then both turn the same
+way and pass; the filtered command is still the QP's, so safety is unchanged.
 
 One QP per agent, all agents of all copies at once (:func:`solve_qp`):
 ``min_u,d |u - u_nom|^2 / 2 + w d^2 / 2`` s.t. ``A u + d >= b``, ``d >= 0``,
@@ -47,6 +75,7 @@ import torch
 from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
+BARRIERS = ("braking", "hocbf")  # of the double integrator
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -164,6 +193,72 @@ def solve_qp(nominal: torch.Tensor, matrix: torch.Tensor, bound: torch.Tensor, l
     return command.clamp(low, high).to(given), slack.to(given)
 
 
+def braking_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: torch.Tensor,
+                 responsibility: torch.Tensor, alpha: torch.Tensor | float, acceleration: float, dt: float,
+                 damping: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``A u >= b`` of the discrete braking barrier of the particle engine (module docstring).
+
+    Args:
+        offset, relative_velocity, reach, responsibility, alpha: as :func:`barrier_rows`.
+        acceleration: ``A``, the box on each agent's command; the pair brakes at ``A / rho``.
+        dt, damping: the engine's step and per-step velocity damping.
+
+    Returns:
+        ``(A (..., K, 2), b (..., K))``: ``A`` is the unit normal ``n'`` of the offset after this
+        step, so ``b`` is in units of acceleration.
+    """
+    alpha = torch.as_tensor(alpha, dtype=offset.dtype, device=offset.device)
+    if alpha.dim():
+        alpha = alpha[..., None]
+    braking = acceleration / responsibility
+
+    def room(distance: torch.Tensor) -> torch.Tensor:  # the closing speed from which braking stops in time
+        return (2 * braking * (distance - reach).clamp_min(0.0)).sqrt() - braking * dt / 2
+
+    distance = offset.norm(dim=-1)
+    closing = (offset * relative_velocity).sum(-1) / distance.clamp_min(1e-12)
+    barrier = room(distance) + closing
+    ahead = offset + dt * relative_velocity  # explicit Euler: this step's velocity moves the positions
+    normal = ahead / ahead.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    kept = (1.0 - damping) * (normal * relative_velocity).sum(-1)
+    decay = 1.0 - (alpha * dt).clamp(max=1.0)
+    ahead_distance = ahead.norm(dim=-1)
+    return normal, responsibility * (decay * barrier - room(ahead_distance) - kept) / dt
+
+
+def sensing_speed(sensing_radius: float, reach: float, braking: float, dt: float) -> float:
+    """The closing speed ``sigma`` from which a pair first seen at ``sensing_radius`` still stops in time.
+
+    A pair out of range one step closes by at most ``sigma dt`` before it is seen, so it is first
+    seen at ``R - sigma dt`` or farther; it is in the braking barrier's safe set there when
+    ``room(R - sigma dt) >= sigma``, the root of ``sigma^2 + 3 a dt sigma + (a dt)^2 / 4 - 2 a (R - D) = 0``.
+    """
+    if sensing_radius <= reach:
+        raise TrainingError(f"the CBF filter needs a sensing radius ({sensing_radius}) above the sum of radii and "
+                            f"margin ({reach:g}); nothing could move safely")
+    step = braking * dt
+    return -1.5 * step + math.sqrt(2 * step * step + 2 * braking * (sensing_radius - reach))
+
+
+def speed_rows(velocity: torch.Tensor, limit: float, dt: float, damping: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``A u >= b`` keeping each agent's next velocity ``(1 - d) v + u dt`` inside the regular octagon
+    inscribed in the disk of radius ``limit``: its three sides nearest the heading of ``v``, the only ones a
+    step can reach while ``|u dt|`` is small next to ``limit``.
+
+    Args:
+        velocity: ``(..., 2)`` the agents' velocities.
+
+    Returns:
+        ``(A (..., 3, 2), b (..., 3))``.
+    """
+    side = math.pi / 4
+    nearest = torch.round(torch.atan2(velocity[..., 1], velocity[..., 0]) / side)
+    angle = (nearest[..., None] + torch.tensor([-1.0, 0.0, 1.0], dtype=velocity.dtype, device=velocity.device)) * side
+    facing = torch.stack([angle.cos(), angle.sin()], -1)  # (..., 3, 2)
+    reach = limit * math.cos(side / 2)
+    return -facing, ((1.0 - damping) * (facing * velocity[..., None, :]).sum(-1) - reach) / dt
+
+
 def barrier_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: torch.Tensor,
                  responsibility: torch.Tensor, alpha: torch.Tensor, dynamics: str,
                  damping_rate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,11 +294,14 @@ class CBFFilter:
         neighbours: ``k``, the nearest agents and obstacles each agent keeps; >= 1.
         dynamics: ``double`` (the particle engine's; commands are forces) or ``single``.
         slack_weight: see :func:`solve_qp`.
+        barrier: ``braking`` (the default) or ``hocbf``, the double integrator's barrier.
+        detour: degrees the nominal command of an agent held still is turned (module docstring);
+            0: never.
     """
 
     def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
-                 slack_weight: float = 1e3) -> None:
-        for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight)):
+                 slack_weight: float = 1e3, barrier: str = "braking", detour: float = 90.0) -> None:
+        for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight), ("detour", detour)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TrainingError(f"CBF {name} must be a finite number, got {value!r}")
         if alpha <= 0:
@@ -216,8 +314,11 @@ class CBFFilter:
             raise TrainingError(f"CBF neighbours (k) must be an integer in 1..16, got {neighbours!r}")
         if dynamics not in DYNAMICS:
             raise TrainingError(f"CBF dynamics must be one of {', '.join(DYNAMICS)}, got {dynamics!r}")
+        if barrier not in BARRIERS:
+            raise TrainingError(f"CBF barrier must be one of {', '.join(BARRIERS)}, got {barrier!r}")
         self.alpha, self.margin, self.neighbours = float(alpha), float(margin), neighbours
-        self.dynamics, self.slack_weight = dynamics, float(slack_weight)
+        self.dynamics, self.slack_weight, self.barrier = dynamics, float(slack_weight), barrier
+        self.detour = float(detour)
 
     def constraints(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A (B, N, k, 2), b (B, N, k))`` of every agent of a navigation game against its ``k``
@@ -241,6 +342,18 @@ class CBFFilter:
         near_velocity = velocity[:, :count, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
         reach = world.sizes[:count][None, :, None] + world.sizes[:others][index] + self.margin
         responsibility = torch.where(index < count, 0.5, 1.0).to(offset.dtype)
+        if self.dynamics == "double" and self.barrier == "braking":
+            matrix, bound = braking_rows(near_offset, near_velocity, reach, responsibility, alpha, config.acceleration,
+                                         world.dt, world.damping)
+            bound = torch.where(nearest <= config.sensing_radius, bound, -math.inf)
+            # What lies beyond the sensing radius is unknown: each agent keeps to the speed from which it can
+            # still avoid an agent (closing at twice that speed) or an obstacle first seen at the edge.
+            pair = sensing_speed(config.sensing_radius, 2 * config.agent_size + self.margin,
+                                 2 * config.acceleration, world.dt) / 2
+            still = sensing_speed(config.sensing_radius, config.agent_size + config.obstacle_size + self.margin,
+                                  config.acceleration, world.dt)
+            limit_rows, limit_bound = speed_rows(velocity[:, :count], min(pair, still), world.dt, world.damping)
+            return torch.cat([matrix, limit_rows], 2), torch.cat([bound, limit_bound], 2)
         damping_rate = world.damping / world.dt
         matrix, bound = barrier_rows(near_offset, near_velocity, reach, responsibility, alpha, self.dynamics,
                                      damping_rate)
@@ -254,8 +367,20 @@ class CBFFilter:
         matrix, bound = self.constraints(game, alpha)
         copies, count = nominal.shape[:2]
         limit = game.config.acceleration if self.dynamics == "double" else game.config.max_speed
-        filtered, _ = solve_qp(nominal.reshape(-1, 2), matrix.reshape(copies * count, -1, 2),
-                               bound.reshape(copies * count, -1), -limit, limit, self.slack_weight)
+        nominal, matrix, bound = nominal.reshape(-1, 2), matrix.reshape(copies * count, -1, 2), bound.reshape(copies * count, -1)
+        filtered, _ = solve_qp(nominal, matrix, bound, -limit, limit, self.slack_weight)
+        if self.detour:
+            # Deadlock escape: an agent the filter holds nearly still (it removes over half the nominal command
+            # while the agent moves at under a fifth of its top speed) is given its nominal turned by `detour`.
+            speed = game.world.velocity[:, :count].reshape(-1, 2).norm(dim=-1)
+            held = (filtered - nominal).norm(dim=-1) > 0.5 * nominal.norm(dim=-1)
+            blocked = (held & (speed < 0.2 * game.config.max_speed)).nonzero()[:, 0]
+            if blocked.numel():
+                angle = math.radians(self.detour)
+                turn = torch.tensor([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]],
+                                    dtype=nominal.dtype, device=nominal.device)  # x @ turn rotates x by +angle
+                filtered[blocked] = solve_qp(nominal[blocked] @ turn, matrix[blocked], bound[blocked], -limit, limit,
+                                             self.slack_weight)[0]
         return filtered.view(copies, count, 2)
 
     def filter_actions(self, game: Any, actions: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:

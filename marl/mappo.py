@@ -55,6 +55,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from marl.cbf import BARRIERS
 from marl.errors import TrainingError
 
 MODELS = ("mlp", "gnn")
@@ -117,6 +118,10 @@ class MAPPOConfig:
     """``online-cbf``: distance added to the sum of radii in the barrier."""
     cbf_neighbours: int = 8
     """``online-cbf``: k, the nearest agents and obstacles each agent's filter keeps."""
+    cbf_barrier: str = "braking"
+    """``online-cbf``: the filter's barrier, ``braking`` or ``hocbf`` (``marl.cbf``)."""
+    cbf_detour: float = 90.0
+    """``online-cbf``: degrees the filter turns the nominal command of an agent it holds still; 0: never."""
     checkpoint_minutes: float = 5.0
     """Write a checkpoint after this many minutes of training (and at the end); 0: at the end only."""
     log_every: int = 20_000
@@ -136,16 +141,18 @@ class MAPPOConfig:
             raise TrainingError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.filter not in FILTERS:
             raise TrainingError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
+        if self.cbf_barrier not in BARRIERS:
+            raise TrainingError(f"cbf_barrier must be one of {', '.join(BARRIERS)}, got {self.cbf_barrier!r}")
         for name in ("centralized_critic", "value_normalization"):
             if not isinstance(getattr(self, name), bool):
                 raise TrainingError(f"{name} must be true or false, got {getattr(self, name)!r}")
         bounded = {"gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "clip": (0.0, 1.0)}
         for name in ("learning_rate", "clip", "gamma", "gae_lambda", "entropy_coef", "value_coef", "huber_delta",
-                     "max_grad_norm", "initial_log_std", "cbf_alpha", "cbf_margin", "checkpoint_minutes"):
+                     "max_grad_norm", "initial_log_std", "cbf_alpha", "cbf_margin", "cbf_detour", "checkpoint_minutes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TrainingError(f"{name} must be a finite number, got {value!r}")
-            low, high = bounded.get(name, (-math.inf if name == "initial_log_std" else 0.0, math.inf))
+            low, high = bounded.get(name, (-math.inf if name in ("initial_log_std", "cbf_detour") else 0.0, math.inf))
             if not low <= value <= high:
                 raise TrainingError(f"{name} must be in [{low}, {high}], got {value}")
         for name in ("learning_rate", "clip", "huber_delta", "max_grad_norm", "cbf_alpha"):

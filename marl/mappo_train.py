@@ -58,7 +58,8 @@ def controller_of(config: MAPPOConfig) -> Callable | None:
         return None
     from marl.cbf import CBFFilter, OnlineCBF
 
-    return OnlineCBF(CBFFilter(alpha=config.cbf_alpha, margin=config.cbf_margin, neighbours=config.cbf_neighbours))
+    return OnlineCBF(CBFFilter(alpha=config.cbf_alpha, margin=config.cbf_margin, neighbours=config.cbf_neighbours,
+                               barrier=config.cbf_barrier, detour=config.cbf_detour))
 
 
 def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
@@ -240,7 +241,8 @@ def load_policy(saved: dict[str, Any], path: str | os.PathLike, game: Any | None
     (and, for its critic, the number of agents) it was trained with.
     """
     try:
-        config = MAPPOConfig.from_dict(saved["config"])
+        # Checkpoints from before the braking barrier were trained with the high-order CBF and no detour.
+        config = MAPPOConfig.from_dict({"cbf_barrier": "hocbf", "cbf_detour": 0.0, **saved["config"]})
         spec = PolicySpec(**saved["spec"])
     except (KeyError, TypeError, TrainingError) as error:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: malformed MAPPO checkpoint header: {error}") from None

@@ -5,7 +5,9 @@ agents to hundreds, with local sensing. Agents (radius ``agent_size``) and obsta
 (radius ``obstacle_size``) collide with mpe2's contact forces; goals do not collide.
 The arena is ``[-S, S]^2`` with ``S = arena_size``, by default ``max(1, sqrt(N / 8))`` so
 that the density of agents stays that of 8 agents in ``[-1, 1]^2``. Agents and goals
-start uniformly in the arena and obstacles in its inner 80%.
+start uniformly in the arena and obstacles in its inner 80%, ``obstacle_gap`` apart. Episodes
+last ``max_cycles`` steps, by default ``round(100 S)``, so that the farthest goals stay as
+reachable as in [-1, 1]^2.
 
 Observation of agent ``i`` (``6 + 3 K + 3 K_o`` numbers, ``K = max_neighbours``,
 ``K_o = max_obstacles_seen``): ``[v_i, p_i, g_i - p_i]``, then for the ``K`` nearest other
@@ -58,7 +60,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "num_agents": 3, "num_obstacles": 3, "agent_size": 0.05, "obstacle_size": 0.05, "arena_size": 1.0,
         "sensing_radius": 1.0, "goal_radius": 0.05, "collision_penalty": 5.0, "acceleration": 5.0, "max_speed": 2.0,
         "max_cycles": 25, "continuous_actions": False, "reward": "goal", "goal_reward": 5.0, "shared_reward": True,
-        "terminate_on_goals": False,
+        "terminate_on_goals": False, "obstacle_gap": 0.0,
     },
 }
 
@@ -89,8 +91,8 @@ class NavigationConfig:
     """Force per unit of action."""
     max_speed: float = 1.0
     """Speed limit of the agents."""
-    max_cycles: int = 100
-    """Episode length in steps."""
+    max_cycles: int | None = None
+    """Episode length in steps; ``None`` scales it with the arena as ``round(100 S)`` (100 steps in [-1, 1]^2)."""
     continuous_actions: bool = True
     """``Box(0, 1, (5,))`` actions (the default here) instead of ``Discrete(5)``."""
     reward: str = "progress"
@@ -105,6 +107,10 @@ class NavigationConfig:
     """Draw again (up to 16 rounds) any agent that starts overlapping an agent or obstacle (with a gap of
     ``agent_size``), and any goal where its agent, at rest, would overlap an obstacle or another agent at its
     goal; without it every safe policy fails the episodes whose goal lies inside an obstacle."""
+    obstacle_gap: float = 0.3
+    """With ``clear_starts``, the free space kept between obstacles (surface to surface), as far as its rounds of
+    draws find room: a narrower gap is a trap for goal seekers that a safety filter does not let through; 0 keeps
+    no gap."""
     preset: str = "default"
     """The preset these settings start from (``default`` or ``informarl``), applied by ``scenarios.configure``."""
 
@@ -124,7 +130,9 @@ class NavigationConfig:
         require_float("collision_penalty", self.collision_penalty, 0.0)
         require_float("acceleration", self.acceleration, 0.0, open_minimum=True)
         require_float("max_speed", self.max_speed, 0.0, open_minimum=True)
-        require_int("max_cycles", self.max_cycles, 1)
+        if self.max_cycles is not None:
+            require_int("max_cycles", self.max_cycles, 1)
+        require_float("obstacle_gap", self.obstacle_gap, 0.0)
         require_bool("continuous_actions", self.continuous_actions)
         if self.reward not in REWARDS:
             raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
@@ -141,6 +149,11 @@ class NavigationConfig:
     def half_width(self) -> float:
         return self.arena_size if self.arena_size is not None else max(1.0, math.sqrt(self.num_agents / 8))
 
+    @property
+    def episode_length(self) -> int:
+        """``max_cycles``, or ``round(100 S)`` when it is ``None``."""
+        return self.max_cycles if self.max_cycles is not None else round(100 * self.half_width)
+
 
 class Navigation(ParticleGame):
     """Goal reaching with collisions counted. See the module docstring."""
@@ -154,7 +167,7 @@ class Navigation(ParticleGame):
         names = [f"agent_{i}" for i in range(count)]
         size = 6 + 3 * config.max_neighbours + 3 * config.max_obstacles_seen
         super().__init__(
-            names, dict.fromkeys(names, size), continuous=config.continuous_actions, max_steps=config.max_cycles, **game
+            names, dict.fromkeys(names, size), continuous=config.continuous_actions, max_steps=config.episode_length, **game
         )
         self.world = ParticleWorld(
             self.num_envs,
@@ -222,11 +235,13 @@ class Navigation(ParticleGame):
         agent, obstacle = self.config.agent_size, self.config.obstacle_size
         kind = torch.tensor([0] * count + [1] * obstacles + [2] * count, device=self.device)  # agent, obstacle, goal
         size = torch.where(kind == 1, obstacle, agent).to(self.dtype)
-        gap = size[:, None] + size[None, :] + agent
-        # Rules: agent-agent, agent-obstacle, goal-goal and goal-obstacle; no rule for agent-goal (an agent may
-        # start near any goal) or obstacle-obstacle pairs.
         row, column = kind[:, None], kind[None, :]
-        free = ((row == 0) & (column == 2)) | ((row == 2) & (column == 0)) | ((row == 1) & (column == 1))
+        between_obstacles = (row == 1) & (column == 1)
+        gap = size[:, None] + size[None, :] + torch.where(between_obstacles, self.config.obstacle_gap, agent)
+        # Rules: agent-agent, agent-obstacle, goal-goal, goal-obstacle and obstacle-obstacle (``obstacle_gap``,
+        # if above 0); no rule for agent-goal pairs (an agent may start near any goal).
+        free = ((row == 0) & (column == 2)) | ((row == 2) & (column == 0))
+        free = free | (between_obstacles & (self.config.obstacle_gap == 0))
         return torch.where(free, 0.0, gap.square())
 
     def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
@@ -341,7 +356,7 @@ def episode_metrics(policy: Policy, game: Navigation, seed: int) -> dict[str, fl
     Steps after a copy's episode ended (all agents home with ``terminate_on_goals``) do not
     count; its agents have all reached their goals.
     """
-    count, copies, length = game.config.num_agents, game.num_envs, game.config.max_cycles
+    count, copies, length = game.config.num_agents, game.num_envs, game.config.episode_length
     first = torch.full((count, copies), float("inf"), dtype=torch.float64, device=game.device)
     collisions = torch.zeros(count, copies, dtype=torch.float64, device=game.device)
     counted = torch.ones(copies, dtype=torch.bool, device=game.device)  # copies whose episode this step is in

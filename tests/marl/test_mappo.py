@@ -160,3 +160,18 @@ def _exit_code(args) -> int:
         return main(args)
     except SystemExit as stop:
         return int(stop.code)
+
+
+def test_checkpoints_from_before_the_braking_barrier_keep_the_filter_they_were_trained_with():
+    from marl.mappo import MAPPO, MAPPOConfig, PolicySpec
+    from marl.mappo_train import load_policy, policy_payload
+
+    game = scenarios.make("navigation", num_envs=2, seed=0, num_agents=3)
+    config = MAPPOConfig(model="gnn", filter="online-cbf")
+    saved = policy_payload(MAPPO(PolicySpec.of(game, config), config, "cpu"), "navigation", {"num_agents": 3})
+    current = load_policy(saved, "run/policy.pt", game).controller.cbf
+    assert (current.barrier, current.detour) == ("braking", 90.0)
+    for key in ("cbf_barrier", "cbf_detour"):
+        del saved["config"][key]
+    older = load_policy(saved, "run/policy.pt", game).controller.cbf
+    assert (older.barrier, older.detour) == ("hocbf", 0.0)

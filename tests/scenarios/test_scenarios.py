@@ -149,6 +149,26 @@ def test_navigation_scales_to_hundreds_of_agents_and_goal_seeking_gets_home():
     assert float(game.goal_distance().mean()) < 0.35 * float(start)
 
 
+def test_navigation_episodes_grow_with_the_arena_and_obstacles_start_apart():
+    """Episodes last 100 steps per unit of the arena's half-width; obstacles start ``obstacle_gap`` apart
+    (surface to surface), and the InforMARL preset keeps no such rule."""
+    lengths = {count: scenarios.make("navigation", num_envs=1, seed=0, num_agents=count).max_steps
+               for count in (3, 8, 32, 256)}
+    assert lengths == {3: 100, 8: 100, 32: 200, 256: round(100 * math.sqrt(32))}
+    assert scenarios.make("navigation", num_envs=1, seed=0, num_agents=256, max_cycles=40).max_steps == 40
+    assert scenarios.configure("navigation", {"preset": "informarl"}).obstacle_gap == 0.0
+
+    def too_close(gap: float) -> float:  # the share of copies with two obstacles under 2 r_o + 0.3 apart
+        game = scenarios.make("navigation", num_envs=1000, seed=3, obstacle_gap=gap)
+        game.reset(seed=1)
+        obstacles = game.entities()["obstacle_position"]  # (B, 4, 2)
+        distance = (obstacles[:, :, None] - obstacles[:, None]).norm(dim=-1) + 9 * torch.eye(4)
+        return float((distance.flatten(1).min(1).values < 2 * 0.1 + 0.3).double().mean())
+
+    # Redrawing stops after 16 rounds (clear_starts), so a few copies can keep a close pair.
+    assert too_close(0.3) < 0.05 and too_close(0.0) > 0.3
+
+
 def test_navigation_informarl_preset_is_informarls_task_and_settings_override_it():
     """InforMARL's navigation (Nayak et al., ICML 2023): 3 agents, 3 obstacles, [-1, 1]^2, radius 0.05,
     5 discrete actions, 25 steps, goal reward and collision penalty 5, shared reward."""
@@ -201,21 +221,19 @@ def test_navigation_episode_metrics_equal_a_step_by_step_count():
     metrics = episode_metrics(goal_seeking_policy, game, seed=4)
 
     game = scenarios.make("navigation", num_envs=8, seed=2, dtype=torch.float64, **settings)
+    game.autoreset = False  # finished copies keep their final positions, to be counted here
     observations, _ = game.reset(seed=4)
     first = torch.full((8, 6), math.inf, dtype=torch.float64)
     hits = torch.zeros(8, 6, dtype=torch.float64)
     running = torch.ones(8, dtype=torch.bool)
     for step in range(1, 31):
         observations, _, terminated, truncated, _ = game.step(goal_seeking_policy(game, observations))
-        position, sizes = game.world.position, game.world.sizes  # copies that ended were reset: use final state
+        position, sizes = game.world.position, game.world.sizes
         done = terminated["agent_0"] | truncated["agent_0"]
         if step == 1:
             assert not done.any()
         for copy in range(8):
             if not running[copy]:
-                continue
-            if done[copy] and terminated["agent_0"][copy]:  # every agent home: all reached this step
-                first[copy] = torch.where(first[copy].isinf(), float(step), first[copy])
                 continue
             for i in range(6):
                 if float((position[copy, 6 + 3 + i] - position[copy, i]).norm()) <= 0.05 and math.isinf(first[copy, i]):
