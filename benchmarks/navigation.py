@@ -39,7 +39,7 @@ import time
 import torch
 
 import scenarios
-from marl.cbf import CBFFilter, scripted_cbf_policy
+from marl.cbf import CBFFilter, nominal_forces, scripted_cbf_policy
 from marl.mappo import MAPPOConfig, MAPPOPolicy
 from marl.mappo_train import controller_of, train
 from scenarios.navigation import episode_metrics, goal_seeking_policy
@@ -165,7 +165,7 @@ def scale(device: torch.device, repeats: int = 5) -> dict:
         graph = timed(lambda: navigation_graph(game.entities(), radius))
         actor = timed(lambda: learner.model.act(snapshot))
         cbf = CBFFilter()
-        nominal = torch.zeros(1, 1024, 2, device=device, dtype=game.dtype)
+        nominal = nominal_forces(game)  # goal seeking: agents whose command breaks a row are projected
         filtering = timed(lambda: cbf.commands(game, nominal, 5.0))
 
         current = [observations]

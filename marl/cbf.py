@@ -105,13 +105,19 @@ def _project(rows: torch.Tensor, limits: torch.Tensor, valid: torch.Tensor, orig
     Returns:
         ``(points (T, D), found (T,))``: ``found`` is False where the polyhedron is empty.
     """
-    problems, count, dimension = rows.shape
+    count, dimension = rows.shape[1:]
     scale = rows.norm(dim=-1).clamp_min(1e-12) * (1 + torch.where(valid, limits, 0.0).abs())
 
-    def feasible(points: torch.Tensor) -> torch.Tensor:  # (T, C, D) -> (T, C)
+    def feasible(rows, limits, valid, scale, points: torch.Tensor) -> torch.Tensor:  # (T, C, D) -> (T, C)
         residual = torch.einsum("tmd,tcd->tcm", rows, points) - limits[:, None]
         return ((residual >= -tolerance * scale[:, None]) | ~valid[:, None]).all(-1)
 
+    inside = feasible(rows, limits, valid, scale, origin[:, None])[:, 0]
+    outside = (~inside).nonzero()[:, 0]  # only these are projected: the faces cost C solves a problem
+    projected, found = origin.clone(), inside.clone()
+    if not outside.numel():
+        return projected, found
+    rows, limits, valid, scale, origin = rows[outside], limits[outside], valid[outside], scale[outside], origin[outside]
     index, used = _subsets(count, dimension, rows.device)  # (C, D)
     picked = rows[:, index] * used[..., None]  # (T, C, D, D): unused slots are zero rows
     gram = picked @ picked.transpose(-1, -2) + torch.diag_embed((~used).to(rows.dtype))
@@ -120,11 +126,11 @@ def _project(rows: torch.Tensor, limits: torch.Tensor, valid: torch.Tensor, orig
     multipliers, info = torch.linalg.solve_ex(gram, target[..., None])
     points = origin[:, None] + (picked.transpose(-1, -2) @ multipliers)[..., 0]  # (T, C, D)
     usable = valid[:, index].where(used, True).all(-1) & (info == 0) & torch.isfinite(points).all(-1)
-    usable = usable & feasible(points)
+    usable = usable & feasible(rows, limits, valid, scale, points)
     distance = torch.where(usable, (points - origin[:, None]).square().sum(-1), math.inf)
-    best = points[torch.arange(problems, device=rows.device), distance.argmin(1)]
-    inside = feasible(origin[:, None])[:, 0]
-    return torch.where(inside[:, None], origin, best), inside | usable.any(1)
+    projected[outside] = points[torch.arange(outside.numel(), device=rows.device), distance.argmin(1)]
+    found[outside] = usable.any(1)
+    return projected, found
 
 
 def solve_qp(nominal: torch.Tensor, matrix: torch.Tensor, bound: torch.Tensor, low: float, high: float,
