@@ -327,8 +327,9 @@ class CBFFilter:
         self.detour = float(detour)
 
     def constraints(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A (B, N, k, 2), b (B, N, k))`` of every agent of a navigation game against its ``k``
-        nearest agents and obstacles within the sensing radius (absent rows: ``b = -inf``)."""
+        """``(A (B, N, R, 2), b (B, N, R))`` of every agent of a navigation game against its ``k``
+        nearest agents and obstacles within the sensing radius (absent rows: ``b = -inf``); with the
+        braking barrier, the 3 rows of the sensing speed limit follow (``R = k + 3``, else ``R = k``)."""
         config, world = game.config, game.world
         count, obstacles = config.num_agents, config.num_obstacles
         others = count + obstacles  # entities are stored agents, obstacles, goals
