@@ -225,10 +225,10 @@ def braking_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: t
     closing = (offset * relative_velocity).sum(-1) / distance.clamp_min(1e-12)
     barrier = room(distance) + closing
     ahead = offset + dt * relative_velocity  # explicit Euler: this step's velocity moves the positions
-    normal = ahead / ahead.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    ahead_distance = ahead.norm(dim=-1)
+    normal = ahead / ahead_distance.clamp_min(1e-12)[..., None]
     kept = (1.0 - damping) * (normal * relative_velocity).sum(-1)
     decay = 1.0 - (alpha * dt).clamp(max=1.0)
-    ahead_distance = ahead.norm(dim=-1)
     return normal, responsibility * (decay * barrier - room(ahead_distance) - kept) / dt
 
 
