@@ -106,7 +106,9 @@ class NavigationConfig:
     clear_starts: bool = True
     """Draw again (up to 16 rounds) any agent that starts overlapping an agent or obstacle (with a gap of
     ``agent_size``), and any goal where its agent, at rest, would overlap an obstacle or another agent at its
-    goal; without it every safe policy fails the episodes whose goal lies inside an obstacle."""
+    goal; without it every safe policy fails the episodes whose goal lies inside an obstacle. Obstacles too
+    close to each other (``obstacle_gap``) are drawn again in the first 8 rounds only, so that agents and goals
+    have the rest to clear them."""
     obstacle_gap: float = 0.3
     """With ``clear_starts``, the free space kept between obstacles (surface to surface), as far as its rounds of
     draws find room: a narrower gap is a trap for goal seekers that a safety filter does not let through; 0 keeps
@@ -218,10 +220,12 @@ class Navigation(ParticleGame):
         draws = (self._uniform(2 * entities * rounds) * 2.0 - 1.0).view(self.num_envs, rounds, entities, 2)
         position = draws[:, 0] * scale  # (B, E, 2): agents, obstacles, goals
         if rounds > 1:
-            limit = self._start_gaps()  # (E, E), as cheap as one round's distances (and kept out of state_dict)
+            limit, yields = self._start_gaps()  # (E, E) each, as cheap as one round's distances (kept out of state_dict)
             for draw in range(1, rounds):
                 close = (position[:, :, None] - position[:, None]).square().sum(-1) < limit  # (B, E, E)
-                again = close.tril(-1).any(-1)  # the later entity of a close pair is drawn again
+                again = (close & yields).any(-1)
+                if draw > rounds // 2:  # obstacles settle in the first half; agents and goals then clear them
+                    again[:, count : count + obstacles] = False
                 if not bool(again.any()):
                     break
                 position = torch.where(again[..., None], draws[:, draw] * scale, position)
@@ -229,8 +233,13 @@ class Navigation(ParticleGame):
         self._goal_distance = torch.where(mask, self.goal_distance_bl(), self._goal_distance)
         self.episode_collisions = self.episode_collisions.masked_fill(mask, 0)
 
-    def _start_gaps(self) -> torch.Tensor:
-        """``(E, E)`` squared distances entities must start apart (0: no rule); see ``clear_starts``."""
+    def _start_gaps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(E, E)`` squared distances entities must start apart (0: no rule), and ``(E, E)`` bool: whether
+        ``e`` is drawn again when it starts too close to ``f`` (see ``clear_starts``).
+
+        Of a close pair, an agent or goal is drawn again rather than an obstacle, and otherwise the later
+        entity: an obstacle drawn again for an agent's sake could land on another agent in the last round,
+        and an agent can start anywhere."""
         count, obstacles = self.config.num_agents, self.config.num_obstacles
         agent, obstacle = self.config.agent_size, self.config.obstacle_size
         kind = torch.tensor([0] * count + [1] * obstacles + [2] * count, device=self.device)  # agent, obstacle, goal
@@ -242,7 +251,8 @@ class Navigation(ParticleGame):
         # if above 0); no rule for agent-goal pairs (an agent may start near any goal).
         free = ((row == 0) & (column == 2)) | ((row == 2) & (column == 0))
         free = free | (between_obstacles & (self.config.obstacle_gap == 0))
-        return torch.where(free, 0.0, gap.square())
+        order = torch.where(kind == 1, -1, kind) * size.numel() + torch.arange(size.numel(), device=self.device)
+        return torch.where(free, 0.0, gap.square()), order[None, :] < order[:, None]
 
     def _nearest(self, distance: torch.Tensor, offset: torch.Tensor, slots: int) -> torch.Tensor:
         """``(N, 3 slots, B)``: ``[offset, 1]`` of the ``slots`` nearest in range, zero-padded.

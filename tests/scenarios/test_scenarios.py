@@ -167,6 +167,14 @@ def test_navigation_episodes_grow_with_the_arena_and_obstacles_start_apart():
 
     # Redrawing stops after 16 rounds (clear_starts), so a few copies can keep a close pair.
     assert too_close(0.3) < 0.05 and too_close(0.0) > 0.3
+    # Yet no agent starts on an obstacle or another agent: agents, not obstacles, are drawn again for those.
+    game = scenarios.make("navigation", num_envs=4000, seed=0)
+    game.reset(seed=0)
+    entities = game.entities()
+    agents, obstacles = entities["agent_position"], entities["obstacle_position"]
+    assert float((agents[:, :, None] - obstacles[:, None]).norm(dim=-1).min()) >= 0.05 + 0.1 + 0.05 - 1e-6
+    apart = (agents[:, :, None] - agents[:, None]).norm(dim=-1) + 9 * torch.eye(8)
+    assert float(apart.min()) >= 3 * 0.05 - 1e-6
 
 
 def test_navigation_informarl_preset_is_informarls_task_and_settings_override_it():
