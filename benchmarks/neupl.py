@@ -147,6 +147,18 @@ def main(argv: list[str] | None = None) -> dict:
              "neupl": at(neupl_row["history"], psro_seconds)}
     print(f"  at PSRO's {psro_seconds:.2f} s: PSRO {equal['psro']:.4f}, NeuPL "
           + ("(no iteration yet)" if equal["neupl"] is None else f"{equal['neupl']:.4f}"), flush=True)
+    # NeuPL's NashConv moves while every policy keeps training: the share of its iterations below PSRO's
+    # final figure, its median over the last two-thirds of the run, and when it last crossed above it.
+    history = neupl_row["history"]
+    late = sorted(r["nash_conv"] for r in history[len(history) // 3:])
+    above = [r["seconds"] for r in history if r["nash_conv"] >= psro_row["final_nash_conv"]]
+    summary = {"late_median": late[len(late) // 2], "share_below_psro": sum(
+        r["nash_conv"] < psro_row["final_nash_conv"] for r in history) / len(history),
+               "below_psro_after_s": above[-1] if above else 0.0}
+    neupl_row["summary"] = summary
+    print(f"  NeuPL's median NashConv over the last two-thirds of its iterations {summary['late_median']:.4f}; "
+          f"{100 * summary['share_below_psro']:.0f}% of its iterations below PSRO's final "
+          f"{psro_row['final_nash_conv']:.4f}, and every one after {summary['below_psro_after_s']:.1f} s", flush=True)
     rpp = relative_population_performance(neupl, psro)
     print(f"  relative population performance of NeuPL's population against PSRO's: {rpp:+.4f}", flush=True)
     results.update(psro=psro_row, neupl=neupl_row, equal_time=equal, relative_population_performance=rpp)

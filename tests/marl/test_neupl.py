@@ -12,6 +12,7 @@ from games.extensive_form import tree_from_normal_form
 from games.loading import load_game
 from marl.neupl import (
     GRAPHS,
+    LOGIT_PENALTY_PER_PAYOFF,
     NeuPL,
     NeuPLConfig,
     NeuPLError,
@@ -222,12 +223,19 @@ def test_a_state_of_other_settings_or_format_is_refused():
         kuhn_run().load_state_dict({"format": "gamelab.psro"})
 
 
+def test_the_default_logit_penalty_is_in_units_of_the_payoff_range():
+    assert kuhn_run().logit_penalty == pytest.approx(LOGIT_PENALTY_PER_PAYOFF * 4.0)  # Kuhn's payoffs: -2 to 2
+    assert kuhn_run(logit_penalty=0.5).logit_penalty == 0.5
+    assert kuhn_run(logit_penalty=0.0).logit_penalty == 0.0
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"graph": "psro"}, "unknown interaction graph 'psro'.*psro-n"),
     ({"population": 1}, "population 1"),
     ({"simplex": 1.0}, "simplex 1.0"),
     ({"gradient": "magic"}, "gradient 'magic'"),
     ({"meta_solver": "cce"}, "meta-solver 'cce'"),
+    ({"logit_penalty": -0.1}, "logit_penalty -0.1"),
 ])
 def test_bad_settings_are_refused_by_name(settings, message):
     with pytest.raises(NeuPLError, match=message):
