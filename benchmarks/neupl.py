@@ -1,11 +1,13 @@
 """NeuPL against PSRO at equal wall time, Simplex-NeuPL's responses to mixtures, and the command's cost.
 
-    python -m benchmarks.neupl [--game leduc_poker] [--population 16] [--seconds 300] [--json]
+    python -m benchmarks.neupl [--game leduc_poker] [--population 16] [--seconds 300] [--json] [--plot FILE]
 
 1) NeuPL (``psro-n``, N policies in one network) and PSRO (exact best responses, ``nash``,
    until its populations hold N members) on one game, each from its start: NashConv of
    its meta-Nash mixture against seconds of training (NashConv measurements excluded
    from PSRO's clock, included in NeuPL's: its iterations measure U anyway). Then the
+   share of NeuPL's iterations below PSRO's final NashConv, and NeuPL's median over the
+   last two-thirds of its run (its policies keep training, so its NashConv moves). Then the
    relative population performance (Balduzzi et al., ICML 2019) of the two populations:
    the value of the zero-sum game ``A[i, j]``, NeuPL's policy i against PSRO's generation j
    (its two best responses of iteration j as one policy), seats averaged; positive when
@@ -122,6 +124,31 @@ def at(history: list[dict], seconds: float) -> float | None:
     return before[-1] if before else None
 
 
+def plot(results: dict, path: str) -> None:
+    """NashConv against seconds of PSRO, NeuPL and Simplex-NeuPL (seconds on a log axis: PSRO's run is
+    over in about half a second), written as a PNG."""
+    from marl.plots import pyplot, write_png
+
+    figure, axes = pyplot().subplots(figsize=(7, 4))
+    for key, label in (("psro", "PSRO (exact best responses)"), ("neupl", "NeuPL"), ("simplex", "Simplex-NeuPL")):
+        if key in results:
+            history = results[key]["history"]
+            axes.plot([r["seconds"] for r in history], [r["nash_conv"] for r in history], label=label,
+                      drawstyle="steps-post")
+    if "psro" in results:  # PSRO's populations are full: its NashConv stays where it ended
+        end = max(r["seconds"] for key in ("neupl", "simplex") if key in results for r in results[key]["history"])
+        last = results["psro"]["history"][-1]
+        axes.plot([last["seconds"], end], [last["nash_conv"]] * 2, color="C0", linestyle="--", linewidth=1)
+    axes.set_xscale("log")
+    axes.set_xlabel("seconds of training (2 CPU cores)")
+    axes.set_ylabel("NashConv of the meta-Nash mixture")
+    axes.set_title(f"{results['game']}, populations of {results['population']}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    write_png(path, figure)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench neupl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="leduc_poker")
@@ -131,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--predict-opponent", type=float, default=1.0,
                         help="weight of Simplex-NeuPL's opponent-prediction head (0: none)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    parser.add_argument("--plot", metavar="FILE", help="write NashConv against seconds of each run as a PNG")
     args = parser.parse_args(argv)
     results: dict = {"benchmark": "neupl", "game": args.game, "population": args.population}
 
@@ -180,6 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["command"] = command_timing()
     print(f"gamelab neupl kuhn_poker --iterations 10: {results['command']['command_wall_s']:.1f} s as a command, "
           f"{results['command']['run_s']:.1f} s of it training", flush=True)
+    if args.plot:
+        plot(results, args.plot)
     if args.json:
         print(json.dumps(results))
     return results
