@@ -18,7 +18,9 @@ Reward of agent ``i`` at each step, ``reward="progress"`` (the default): its pro
 towards its goal (the drop in distance) minus ``collision_penalty`` for each agent or
 obstacle it overlaps. ``reward="goal"`` (InforMARL's): ``goal_reward`` while within
 ``goal_radius`` of its goal, minus its distance otherwise, minus ``collision_penalty`` per
-overlap. With ``shared_reward`` every agent receives the sum of all agents' rewards. An
+overlap. With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
+the rewards of the other agents within ``sensing_radius``; with ``shared_reward`` every
+agent receives the sum of all agents' rewards. An
 episode terminates when every agent is within ``goal_radius`` of its goal (unless
 ``terminate_on_goals`` is off), or is truncated at ``max_cycles``.
 
@@ -101,6 +103,9 @@ class NavigationConfig:
     """``reward="goal"``: reward per step while within ``goal_radius`` of the goal."""
     shared_reward: bool = False
     """Every agent receives the sum of all agents' rewards."""
+    neighbour_reward: float = 0.0
+    """Weight of the rewards of the other agents within ``sensing_radius`` added to each agent's own: a local
+    share of the team's reward, which credits an agent for letting its neighbours through."""
     terminate_on_goals: bool = True
     """End an episode early once every agent is within ``goal_radius`` of its goal."""
     clear_starts: bool = True
@@ -140,6 +145,7 @@ class NavigationConfig:
             raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         require_float("goal_reward", self.goal_reward)
         require_bool("shared_reward", self.shared_reward)
+        require_float("neighbour_reward", self.neighbour_reward, 0.0)
         require_bool("terminate_on_goals", self.terminate_on_goals)
         require_bool("clear_starts", self.clear_starts)
         if self.preset not in PRESETS:
@@ -304,6 +310,9 @@ class Navigation(ParticleGame):
             reward = self._goal_distance - distance
         self._goal_distance = distance
         reward = reward - config.collision_penalty * per_agent.to(self.dtype)
+        if config.neighbour_reward:
+            near = (self.world.distances_bl(agents, agents) <= config.sensing_radius) & ~self._eye  # (N, N, B)
+            reward = reward + config.neighbour_reward * (near.to(self.dtype) * reward[None]).sum(1)
         if config.shared_reward:
             reward = reward.sum(0, keepdim=True).expand_as(reward)
         return reward

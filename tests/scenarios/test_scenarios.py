@@ -208,6 +208,25 @@ def test_navigation_goal_reward_is_shared_and_counts_goals_distances_and_collisi
     assert not terminated["agent_0"].any()
 
 
+def test_navigation_neighbour_reward_adds_the_rewards_of_the_agents_in_sensing_range():
+    games = [scenarios.make("navigation", num_envs=16, seed=2, dtype=torch.float64, neighbour_reward=weight)
+             for weight in (0.0, 0.5)]
+    generator = torch.Generator().manual_seed(0)
+    for game in games:
+        game.reset()
+    for _ in range(5):
+        actions = {a: torch.rand(16, 5, generator=generator, dtype=torch.float64) for a in games[0].possible_agents}
+        own, shared = ([torch.stack([r[a] for a in game.possible_agents], 1) for r in [game.step(actions)[1]]][0]
+                       for game in games)  # (B, N) each
+        agents = games[0].world.position[:, :8]  # rewards do not move anything: both worlds are one
+        assert torch.equal(agents, games[1].world.position[:, :8])
+        near = (agents[:, :, None] - agents[:, None]).norm(dim=-1) <= games[0].config.sensing_radius
+        near &= ~torch.eye(8, dtype=torch.bool)
+        expected = own + 0.5 * (near.to(own.dtype) * own[:, None, :]).sum(-1)
+        assert torch.allclose(shared, expected, atol=1e-12)
+        assert bool(near.any())  # the case is not empty
+
+
 def test_navigation_starts_clear_of_overlaps():
     game = scenarios.make("navigation", num_envs=64, seed=3, num_agents=16, num_obstacles=6, dtype=torch.float64)
     game.reset()
