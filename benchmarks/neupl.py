@@ -180,8 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     history = neupl_row["history"]
     late = sorted(r["nash_conv"] for r in history[len(history) // 3:])
     above = [r["seconds"] for r in history if r["nash_conv"] >= psro_row["final_nash_conv"]]
-    summary = {"late_median": late[len(late) // 2], "share_below_psro": sum(
-        r["nash_conv"] < psro_row["final_nash_conv"] for r in history) / len(history),
+    summary = {"late_median": late[len(late) // 2], "share_below_psro": 1 - len(above) / len(history),
                "below_psro_after_s": above[-1] if above else 0.0}
     neupl_row["summary"] = summary
     print(f"  NeuPL's median NashConv over the last two-thirds of its iterations {summary['late_median']:.4f}; "

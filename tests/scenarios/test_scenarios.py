@@ -214,10 +214,14 @@ def test_navigation_neighbour_reward_adds_the_rewards_of_the_agents_in_sensing_r
     generator = torch.Generator().manual_seed(0)
     for game in games:
         game.reset()
+
+    def step(game, actions) -> torch.Tensor:  # (B, N) rewards
+        rewards = game.step(actions)[1]
+        return torch.stack([rewards[a] for a in game.possible_agents], 1)
+
     for _ in range(5):
         actions = {a: torch.rand(16, 5, generator=generator, dtype=torch.float64) for a in games[0].possible_agents}
-        own, shared = ([torch.stack([r[a] for a in game.possible_agents], 1) for r in [game.step(actions)[1]]][0]
-                       for game in games)  # (B, N) each
+        own, shared = (step(game, actions) for game in games)
         agents = games[0].world.position[:, :8]  # rewards do not move anything: both worlds are one
         assert torch.equal(agents, games[1].world.position[:, :8])
         near = (agents[:, :, None] - agents[:, None]).norm(dim=-1) <= games[0].config.sensing_radius
