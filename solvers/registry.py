@@ -460,7 +460,9 @@ def _run_learner(
 
     With ``every`` None, checks are spaced by their measured cost: with the fastest check so
     far taking ``c`` seconds (one slowed by a busy machine would space the rest too far, and
-    overshoot the target), and steps taking ``s`` seconds on average, the next comes ``9 c / s``
+    overshoot the target), and steps taking ``s`` seconds (the fastest mean over the stretches
+    between checks: a run's first steps record or compile the iteration, and a mean over the
+    whole run would count that cost for hundreds of steps), the next comes ``9 c / s``
     iterations later (so checks take at most about ``CHECK_SHARE`` = 10% of the time), or
     ``CHECK_SPACING`` = 2% of the iterations run if that is later; the clock is read once per
     check, not per step. With a target, a check also comes where a ``1/T`` fall of NashConv
@@ -470,10 +472,10 @@ def _run_learner(
     the result.
     """
     clock = time.perf_counter
-    started = clock()
     history = [(0, measure(learner))]
-    checking = clock() - started  # seconds spent in checks so far
     cheapest = math.inf  # the fastest check so far: a busy machine only ever slows one down
+    fastest_step = math.inf  # the fastest mean step between two checks: the first steps record or compile
+    stepping_since, stepped_from = clock(), learner.iteration
     next_check = 1 if every is None else every
     while learner.iteration < budget:
         learner.step()
@@ -481,9 +483,10 @@ def _run_learner(
         if iteration < next_check and iteration != budget:
             continue
         before = clock()
+        fastest_step = min(fastest_step, (before - stepping_since) / max(iteration - stepped_from, 1))
         gap = measure(learner)
-        cost = clock() - before
-        checking += cost
+        stepping_since, stepped_from = clock(), iteration
+        cost = stepping_since - before
         history.append((iteration, gap))
         if callback is not None:
             callback(iteration, gap)
@@ -492,7 +495,7 @@ def _run_learner(
         if every is not None:
             next_check = iteration + every
             continue
-        step = max(clock() - started - checking, 1e-9) / iteration
+        step = max(fastest_step, 1e-9)
         cheapest = min(cheapest, cost)
         near = target_nash_conv is not None and gap <= NEAR_TARGET * target_nash_conv
         share, floor = (NEAR_SHARE, 1) if near else (CHECK_SHARE, math.ceil(CHECK_SPACING * iteration))
