@@ -9,7 +9,7 @@
    excluded from the timed loop; each library's NashConv comes from its own
    routine (gamelab's is verified against OpenSpiel's elsewhere in the tests).
    Then the path a user takes: ``gamelab solve leduc_poker --target-nash-conv target
-   --json`` in a fresh process. Its reported ``seconds`` (the solve with every NashConv check
+   --json`` in five fresh processes. The median of their reported ``seconds`` (the solve with every NashConv check
    it makes, spaced by their measured cost) is compared with the anchors' check-free time;
    the command's wall time (Python start-up, imports, compiling the tree) is printed too.
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
@@ -136,19 +136,26 @@ def iterations_per_second(name: str, device: torch.device, iterations: int) -> d
     return {**rates, "openspiel_iterations_per_second": theirs, "ratio": ours / theirs}
 
 
-def command_line_to_target(name: str, target: float) -> dict:
-    """``gamelab solve NAME --target-nash-conv TARGET --json`` in a fresh process: its own ``seconds``
-    and the command's wall time."""
+def command_line_to_target(name: str, target: float, repeats: int = 5) -> dict:
+    """``gamelab solve NAME --target-nash-conv TARGET --json`` in ``repeats`` fresh processes: the
+    median of their own ``seconds`` (each a whole solve, checks included), every run's figure, and
+    the median of the commands' wall times. A single run on a shared machine can be 30% off."""
+    import statistics
     import subprocess
     import sys
 
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "marl.cli", "solve", name, "--target-nash-conv", str(target),
-                             "--json"], capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - started
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    return {"seconds": payload["seconds"], "command_seconds": wall, "iterations": payload["iterations"],
-            "nash_conv": payload["nash_conv"], "iterations_per_second": payload["iterations"] / payload["seconds"]}
+    runs, walls = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "marl.cli", "solve", name, "--target-nash-conv", str(target),
+                                 "--json"], capture_output=True, text=True, check=True)
+        walls.append(time.perf_counter() - started)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    middle = sorted(runs, key=lambda payload: payload["seconds"])[len(runs) // 2]
+    return {"seconds": middle["seconds"], "command_seconds": statistics.median(walls),
+            "iterations": middle["iterations"], "nash_conv": middle["nash_conv"],
+            "iterations_per_second": middle["iterations"] / middle["seconds"],
+            "runs_seconds": [payload["seconds"] for payload in runs]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -180,7 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
             r = results[label]
             warm = f"  (warm-up {r['warm_up_seconds']:.1f} s, not timed)" if "warm_up_seconds" in r else ""
             if "command_seconds" in r:
-                warm = f"  (checks included; the whole command {r['command_seconds']:.2f} s)"
+                spread = ", ".join(f"{seconds:.3f}" for seconds in r["runs_seconds"])
+                warm = (f"  (median of {len(r['runs_seconds'])} commands: {spread} s, checks included; "
+                        f"the whole command {r['command_seconds']:.2f} s)")
             print(f"  {label:17s} {r['seconds']:8.2f} s  {r['iterations']:6d} iterations  "
                   f"{r['iterations_per_second']:8.1f} it/s  NashConv {r['nash_conv']:.2e}{warm}")
     for ours in ("gamelab", "gamelab_cuda_graph", "gamelab_compiled", "gamelab_command"):
