@@ -9,9 +9,10 @@
    excluded from the timed loop; each library's NashConv comes from its own
    routine (gamelab's is verified against OpenSpiel's elsewhere in the tests).
    Then the path a user takes: ``gamelab solve leduc_poker --target-nash-conv target
-   --json`` in five fresh processes. The median of their reported ``seconds`` (the solve with every NashConv check
-   it makes, spaced by their measured cost) is compared with the anchors' check-free time;
-   the command's wall time (Python start-up, imports, compiling the tree) is printed too.
+   --json`` in five fresh processes. The median of their reported ``seconds`` (the solve
+   with every NashConv check it makes, spaced by their measured cost) is compared with the
+   anchors' check-free time; the command's wall time (Python start-up, imports, compiling
+   the tree) is printed too.
 2) Iterations per second on ``liars_dice`` for gamelab and OpenSpiel's C++ CFR+.
 
 On a CUDA device gamelab is also timed replaying each iteration as a CUDA graph

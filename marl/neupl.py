@@ -919,6 +919,6 @@ def run(neupl: NeuPL, *, iterations: int | None = None, seconds: float | None = 
     return neupl
 
 
-__all__ = ["GRAPHS", "LOGIT_PENALTY_PER_PAYOFF", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError", "NeuPLIterate", "SymmetricTree",
-           "config_from_record", "dirichlet_mixtures", "interaction_graph", "learner_rows", "load_neupl_game", "run",
-           "saved_history", "symmetric_decisions", "unique_rows"]
+__all__ = ["GRAPHS", "LOGIT_PENALTY_PER_PAYOFF", "ConditionalPolicy", "NeuPL", "NeuPLConfig", "NeuPLError",
+           "NeuPLIterate", "SymmetricTree", "config_from_record", "dirichlet_mixtures", "interaction_graph",
+           "learner_rows", "load_neupl_game", "run", "saved_history", "symmetric_decisions", "unique_rows"]
