@@ -1,6 +1,7 @@
 """Matrix-game solving: gamelab against its anchors, in one process and one run.
 
-    python -m benchmarks.matrix [--size 1000] [--batch 4096] [--device cpu] [--json]
+    python -m benchmarks.matrix [--size 1000] [--batch 4096] [--device cpu] [--n-player] [--nash-sgd]
+        [--skip-two-player] [--json]
 
 1) A seeded random ``size x size`` zero-sum game (payoffs uniform on [-1, 1]) solved to
    NashConv <= 1e-6: gamelab's ``solve_zero_sum`` (batched interior point + exact
@@ -17,6 +18,11 @@
    ``ipa``, each given up to ``--anchor-limit`` seconds per game. Reported per method: the
    fraction of games solved to NashConv <= 1e-9 (recomputed by gamelab) and the mean seconds
    per game.
+4) Nash-SGD's iteration (``--nash-sgd``): microseconds per iteration of ``nash_sgd`` with exact
+   values on one seeded random game of 2x2x2, 3x3x3, 4x4x4 and 3^4 actions, eager and replayed
+   (the default), the best of three 1,000-iteration runs after a warm-up; then one call on
+   ``--batch`` random 4x4x4 games, per iteration. No anchor: Gemp et al.'s code is not a
+   dependency; the figure answers the goal of tens of microseconds per iteration.
 
 Times are wall-clock seconds of the solve alone (game construction excluded); on CUDA
 the device is synchronized before each reading. Printed ratios are anchor / gamelab.
@@ -172,6 +178,44 @@ def n_player_benchmark(games: int, limit: float, run_anchor: bool) -> dict:
     return rows
 
 
+def nash_sgd_benchmark(batch: int, device: torch.device, iterations: int = 1000) -> dict:
+    from solvers.nash_sgd import nash_sgd
+
+    rows = {}
+    for shape in ([2, 2, 2], [3, 3, 3], [4, 4, 4], [3, 3, 3, 3]):
+        game = catalog.random_game(shape, seed=0, device=device)
+        row = {}
+        for mode, trace in (("eager", False), ("replayed", True)):
+            nash_sgd(game, iterations=20, trace=trace)  # warm-up (allocator, the record)
+            seconds = []
+            for _ in range(3):
+                _synchronize(device)
+                start = time.perf_counter()
+                nash_sgd(game, iterations=iterations, trace=trace)
+                _synchronize(device)
+                seconds.append(time.perf_counter() - start)
+            row[f"{mode}_microseconds"] = min(seconds) / iterations * 1e6
+        rows["x".join(map(str, shape))] = row
+    games = catalog.random_game([4, 4, 4], seed=0, batch_size=batch, device=device)
+    nash_sgd(games, iterations=20)
+    _synchronize(device)
+    start = time.perf_counter()
+    nash_sgd(games, iterations=200)
+    _synchronize(device)
+    per_iteration = (time.perf_counter() - start) / 200
+    return {"single_game": rows, "batch": {"games": batch, "shape": "4x4x4", "milliseconds_per_iteration":
+                                            per_iteration * 1e3, "microseconds_per_game_iteration": per_iteration / batch * 1e6}}
+
+
+def _print_nash_sgd(result: dict) -> None:
+    print("Nash-SGD, exact values, microseconds per iteration (best of 3 runs of 1,000):")
+    for label, row in result["single_game"].items():
+        print(f"  {label:8s} eager {row['eager_microseconds']:7.1f}   replayed {row['replayed_microseconds']:7.1f}")
+    batch = result["batch"]
+    print(f"  {batch['games']} games of {batch['shape']} in one call: {batch['milliseconds_per_iteration']:.2f} ms per "
+          f"iteration, {batch['microseconds_per_game_iteration']:.2f} us per game")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench matrix", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1000, help="actions per player of the zero-sum game")
@@ -181,12 +225,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-player", action="store_true", help="also run the N-player comparison (section 3)")
     parser.add_argument("--games", type=int, default=5, help="N-player games of each shape")
     parser.add_argument("--anchor-limit", type=float, default=30.0, help="seconds a pygambit method gets per game")
-    parser.add_argument("--skip-two-player", action="store_true", help="run only the N-player comparison")
+    parser.add_argument("--nash-sgd", action="store_true", help="also time Nash-SGD's iteration (section 4)")
+    parser.add_argument("--skip-two-player", action="store_true", help="skip sections 1 and 2")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     if args.skip_two_player:
-        results = {"n_player": n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)}
-        _print_n_player(results["n_player"])
+        results = {}
+        if args.n_player:
+            results["n_player"] = n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)
+            _print_n_player(results["n_player"])
+        if args.nash_sgd:
+            results["nash_sgd"] = nash_sgd_benchmark(args.batch, torch.device(args.device))
+            _print_nash_sgd(results["nash_sgd"])
         if args.json:
             print(json.dumps(results))
         return results
@@ -213,6 +263,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.n_player:
         results["n_player"] = n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)
         _print_n_player(results["n_player"])
+    if args.nash_sgd:
+        results["nash_sgd"] = nash_sgd_benchmark(args.batch, device)
+        _print_nash_sgd(results["nash_sgd"])
     if args.json:
         print(json.dumps(results))
     return results

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from games import catalog
 from games.errors import SolverError
 from solvers.exploitability import nash_conv
-from solvers.nash_sgd import nash_loss, nash_sgd
+from solvers.nash_sgd import StackedPayoffs, nash_loss, nash_sgd
 
 
 def test_three_player_matching_pennies_reaches_its_unique_uniform_equilibrium():
@@ -92,6 +92,29 @@ def test_the_closed_form_gradient_equals_autograds(seed, actions, temperature):
     assert torch.allclose(value, loss.detach(), atol=1e-12)
     for mine, theirs in zip(gradients, expected):
         assert torch.allclose(mine, theirs, atol=1e-10)
+    # The stacked form (all players in one call, unequal counts padded) gives the same loss and gradient.
+    stacked = StackedPayoffs(game.batched_payoffs, actions)
+    padded = torch.zeros(3, len(actions), max(actions), dtype=torch.float64)
+    for player, strategy in enumerate(strategies):
+        padded[:, player, :actions[player]] = strategy.detach()
+    value, gradient = stacked.loss_and_gradient(padded, temperature)
+    assert torch.allclose(value, loss.detach(), atol=1e-12)
+    for player, (mine, theirs) in enumerate(zip(stacked.unstack(gradient), expected)):
+        assert torch.allclose(mine, theirs, atol=1e-10)
+        assert torch.all(gradient[:, player, actions[player]:] == 0)
+
+
+def test_stacking_refuses_padding_that_would_dwarf_the_game_and_nash_sgd_keeps_the_per_player_form():
+    """Counts (2, 2, 40) padded to 40 each would hold 64,000 entries per table for 160 payoffs."""
+    game = catalog.random_game([2, 2, 40], seed=4)
+    with pytest.raises(ValueError, match="stacking"):
+        StackedPayoffs(game.as_batched().batched_payoffs, [2, 2, 40])
+    StackedPayoffs(catalog.random_game([2, 2, 9], seed=4).as_batched().batched_payoffs, [2, 2, 9])  # small: padded
+    replayed = nash_sgd(game, iterations=100)
+    eager = nash_sgd(game, iterations=100, trace=False)
+    for mine, theirs in zip(replayed, eager):
+        assert torch.equal(mine, theirs)
+        assert torch.allclose(mine.sum(), torch.tensor(1.0, dtype=mine.dtype))
 
 
 @pytest.mark.slow
