@@ -136,7 +136,7 @@ class StackedPayoffs:
     Players with fewer actions than the largest count ``A`` are padded with actions of payoff 0
     that softmax gives probability 0 (a logit bias of -inf). The stack holds N-1 copies of the
     payoffs (one per opponent axis, below). ``ValueError`` is raised, and the caller keeps the
-    per-player form, when the stack would exceed ``_MAX_STACKED`` entries, or ``_SMALL_STACK``
+    per-player form, for a one-player game, and when the stack would exceed ``_MAX_STACKED`` entries, or ``_SMALL_STACK``
     entries and four times the payoffs' own size times N-1 (padding that costs more work than
     the calls it saves).
 
@@ -157,6 +157,8 @@ class StackedPayoffs:
 
     def __init__(self, payoffs: Tensor, sizes: Sequence[int]) -> None:
         batch, players = payoffs.shape[:2]
+        if players < 2:
+            raise ValueError("stacking serves games of two players or more")
         width, slots = max(sizes), players - 1
         padded_size = batch * players * slots * width**players
         wasteful = padded_size > 4 * batch * players * slots * math.prod(sizes) and padded_size > _SMALL_STACK

@@ -138,3 +138,11 @@ def test_a_replayed_run_equals_the_eager_one_bit_for_bit(actions, batch):
     assert len(seen) == 3 and not seen[-1][0].is_inference()
     for mine, theirs in zip(replayed, eager):
         assert torch.equal(mine, theirs)
+
+
+def test_a_one_player_game_keeps_the_per_player_form_and_finds_the_best_action():
+    game = catalog.random_game([3], seed=0)  # payoffs 0.94, 0.42, -0.08
+    with pytest.raises(ValueError, match="two players"):
+        StackedPayoffs(game.as_batched().batched_payoffs, [3])
+    (profile,) = nash_sgd(game, iterations=300)
+    assert int(profile.argmax()) == int(game.payoffs[0].argmax()) and float(profile.max()) > 0.99
