@@ -304,8 +304,8 @@ def nash_sgd(
             Sampled estimates (``samples``) are not compiled.
         trace: without ``compile``, replay a record of the first exact-value iteration's tensor
             operations (:class:`solvers.recording.Recorder`): the same iterates bit for bit.
-            Measured on 2 cores: 70-82 us per iteration on 2x2x2, 4x4x4 and 3x3x3x3 games
-            against 118-142 us eager (``benchmarks/matrix.py --nash-sgd``).
+            Measured on 2 cores: 69-85 us per iteration on 2x2x2 to 3x3x3x3 games
+            against 116-147 us eager, over two runs (``benchmarks/matrix.py --nash-sgd``).
 
     Returns:
         The profile: N tensors ``(A_i,)``, or ``(B, A_i)`` for a batched game.
