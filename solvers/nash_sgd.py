@@ -48,6 +48,7 @@ import torch
 
 from games.errors import SolverError
 from games.normal_form import NormalFormGame, contract
+from solvers.exploitability import product_distribution
 from solvers.recording import Recorder
 
 Tensor = torch.Tensor
@@ -136,9 +137,9 @@ class StackedPayoffs:
     Players with fewer actions than the largest count ``A`` are padded with actions of payoff 0
     that softmax gives probability 0 (a logit bias of -inf). The stack holds N-1 copies of the
     payoffs (one per opponent axis, below). ``ValueError`` is raised, and the caller keeps the
-    per-player form, for a one-player game, and when the stack would exceed ``_MAX_STACKED`` entries, or ``_SMALL_STACK``
-    entries and four times the payoffs' own size times N-1 (padding that costs more work than
-    the calls it saves).
+    per-player form, for a one-player game, and when the stack would exceed ``_MAX_STACKED``
+    entries, or ``_SMALL_STACK`` entries and four times the payoffs' own size times N-1 (padding
+    that costs more work than the calls it saves).
 
     Shapes (M = N-1 opponents, each player's opponents in increasing order, called slots):
         - ``by_slot``: ``(B, N, M, A, A^M)``; ``by_slot[b, k, s, a]`` is player k's payoff for its
@@ -204,7 +205,7 @@ class StackedPayoffs:
         players, width = len(self.sizes), max(self.sizes)  # Python numbers, so a recorded step reads no shapes
         slots = players - 1
         others = strategies.index_select(1, self.others).view(-1, players, slots, width)
-        joint = _outer(others.unbind(2))  # the opponents' joint distribution, (B, N, A^M)
+        joint = product_distribution(others.unbind(2), flat=True)  # the opponents' joint distribution, (B, N, A^M)
         values = (self.tables @ joint.unsqueeze(-1)).squeeze(-1)  # (B, N, A)
         # Pi removes constants, so tau's "+ 1" is left out of the entropy term's gradient.
         gradient = values - temperature * torch.log(strategies)
@@ -217,20 +218,13 @@ class StackedPayoffs:
         rest = (projected.view(-1, players, 1, 1, width) @ self.by_slot).view(
             -1, players, slots, width ** (slots - 1), width)  # (B, N, M, A^(M-1), A)
         if slots > 1:
-            others_but = _outer([others.index_select(2, index) for index in self.leave_one_out])  # (B, N, M, A^(M-1))
+            others_but = product_distribution([others.index_select(2, index) for index in self.leave_one_out],
+                                              flat=True)  # (B, N, M, A^(M-1))
             rest = others_but.unsqueeze(-2) @ rest  # (B, N, M, 1, A)
         cross = rest.view(-1, players * slots, width).index_select(1, self.sources)
         cross = cross.view(-1, players, slots, width).sum(2)  # (B, N, A)
         safe = strategies if self.padded is None else strategies + self.ones_at_padding  # padded: 0 / 1
         return (projected * projected).sum((1, 2)), 2 * (cross - temperature * projected / safe)
-
-
-def _outer(factors: Sequence[Tensor]) -> Tensor:
-    """The outer product of ``(..., A)`` factors over their last axis, flattened: ``(..., A^len)``."""
-    joint = factors[0]
-    for factor in factors[1:]:
-        joint = (joint.unsqueeze(-1) * factor.unsqueeze(-2)).flatten(-2)
-    return joint
 
 
 def nash_loss(
