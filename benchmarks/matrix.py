@@ -219,7 +219,8 @@ def _print_nash_sgd(result: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="gamelab bench matrix", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1000, help="actions per player of the zero-sum game")
-    parser.add_argument("--batch", type=int, default=4096, help="number of 8x8 bimatrix games")
+    parser.add_argument("--batch", type=int, default=4096,
+                        help="games in one call: 8x8 bimatrix games (section 2), 4x4x4 games (section 4)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-anchor", action="store_true", help="skip nashpy and pygambit")
     parser.add_argument("--n-player", action="store_true", help="also run the N-player comparison (section 3)")
@@ -229,37 +230,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-two-player", action="store_true", help="skip sections 1 and 2")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
-    if args.skip_two_player:
-        results = {}
-        if args.n_player:
-            results["n_player"] = n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)
-            _print_n_player(results["n_player"])
-        if args.nash_sgd:
-            results["nash_sgd"] = nash_sgd_benchmark(args.batch, torch.device(args.device))
-            _print_nash_sgd(results["nash_sgd"])
-        if args.json:
-            print(json.dumps(results))
-        return results
+    if args.skip_two_player and not (args.n_player or args.nash_sgd):
+        parser.error("--skip-two-player leaves nothing to run: add --n-player or --nash-sgd")
     device = torch.device(args.device)
-    results = {
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "zero_sum": zero_sum_benchmark(args.size, device, not args.no_anchor),
-        "bimatrix": bimatrix_benchmark(args.batch, device, not args.no_anchor),
-    }
-    zero_sum, bimatrix = results["zero_sum"], results["bimatrix"]
-    print(f"device {device}, torch threads {results['torch_threads']}")
-    print(f"{args.size}x{args.size} zero-sum to NashConv <= 1e-6:")
-    print(f"  gamelab  {zero_sum['gamelab_seconds']:8.3f} s   NashConv {zero_sum['gamelab_nash_conv']:.2e}")
-    if "nashpy_seconds" in zero_sum:
-        print(f"  nashpy   {zero_sum['nashpy_seconds']:8.3f} s   NashConv {zero_sum['nashpy_nash_conv']:.2e}")
-        print(f"  ratio nashpy / gamelab: {zero_sum['speedup']:.1f}x")
-    print(f"{args.batch} random 8x8 bimatrix games, one equilibrium each:")
-    print(f"  gamelab  {bimatrix['gamelab_seconds']:8.3f} s   max NashConv {bimatrix['gamelab_max_nash_conv']:.2e}"
-          f"   converged {bimatrix['gamelab_converged']}/{args.batch}")
-    if "pygambit_seconds" in bimatrix:
-        print(f"  pygambit {bimatrix['pygambit_seconds']:8.3f} s   max NashConv {bimatrix['pygambit_max_nash_conv']:.2e}")
-        print(f"  ratio pygambit / gamelab: {bimatrix['speedup']:.1f}x")
+    results: dict = {}
+    if not args.skip_two_player:
+        results = {
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "zero_sum": zero_sum_benchmark(args.size, device, not args.no_anchor),
+            "bimatrix": bimatrix_benchmark(args.batch, device, not args.no_anchor),
+        }
+        _print_two_player(results, args.size, args.batch)
     if args.n_player:
         results["n_player"] = n_player_benchmark(args.games, args.anchor_limit, not args.no_anchor)
         _print_n_player(results["n_player"])
@@ -269,6 +251,22 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(results))
     return results
+
+
+def _print_two_player(results: dict, size: int, batch: int) -> None:
+    zero_sum, bimatrix = results["zero_sum"], results["bimatrix"]
+    print(f"device {results['device']}, torch threads {results['torch_threads']}")
+    print(f"{size}x{size} zero-sum to NashConv <= 1e-6:")
+    print(f"  gamelab  {zero_sum['gamelab_seconds']:8.3f} s   NashConv {zero_sum['gamelab_nash_conv']:.2e}")
+    if "nashpy_seconds" in zero_sum:
+        print(f"  nashpy   {zero_sum['nashpy_seconds']:8.3f} s   NashConv {zero_sum['nashpy_nash_conv']:.2e}")
+        print(f"  ratio nashpy / gamelab: {zero_sum['speedup']:.1f}x")
+    print(f"{batch} random 8x8 bimatrix games, one equilibrium each:")
+    print(f"  gamelab  {bimatrix['gamelab_seconds']:8.3f} s   max NashConv {bimatrix['gamelab_max_nash_conv']:.2e}"
+          f"   converged {bimatrix['gamelab_converged']}/{batch}")
+    if "pygambit_seconds" in bimatrix:
+        print(f"  pygambit {bimatrix['pygambit_seconds']:8.3f} s   max NashConv {bimatrix['pygambit_max_nash_conv']:.2e}")
+        print(f"  ratio pygambit / gamelab: {bimatrix['speedup']:.1f}x")
 
 
 def _print_n_player(rows: dict) -> None:
