@@ -108,9 +108,7 @@ def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool
     out["goal_seeker"] = {count: _metrics(goal_seeking_policy, {**preset, "num_agents": count}, 100, device)
                           for count in TRANSFER_SIZES}
     if log:
-        for count, row in out["goal_seeker"].items():
-            print(f"goal seeker N={count:>2}: S% {row['success_rate']:5.1f}  collisions/agent "
-                  f"{row['collisions_per_agent']:.3f}  T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+        _print_transfer("goal seeker", out["goal_seeker"])
     for model, budget in (("gnn", minutes), ("mlp", mlp_minutes)):
         # NOTE: 5 PPO epochs (MAPPO's MPE runs: 10): on a wall-clock budget, fresh samples help more.
         config = MAPPOConfig(model=model, env_steps=10**12, num_envs=128, epochs=5, log_every=128 * 25 * 8)
@@ -121,11 +119,15 @@ def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool
                              for count in TRANSFER_SIZES}
         out[model] = run
         if log:
-            for count, row in run["evaluation"].items():
-                print(f"{model} N={count:>2}: S% {row['success_rate']:5.1f}  collisions/agent "
-                      f"{row['collisions_per_agent']:.3f} (InforMARL {INFORMARL_COLLISIONS[count]:.2f})  "
-                      f"T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+            _print_transfer(model, run["evaluation"])
     return out
+
+
+def _print_transfer(label: str, rows: dict) -> None:
+    for count, row in rows.items():
+        print(f"{label} N={count:>2}: S% {row['success_rate']:5.1f}  collisions/agent "
+              f"{row['collisions_per_agent']:.3f} (InforMARL {INFORMARL_COLLISIONS[count]:.2f})  "
+              f"T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
 
 
 def safety(minutes: float, device: torch.device, log: bool) -> dict:
