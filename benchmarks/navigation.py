@@ -16,7 +16,7 @@ Measured, each part on its own when named (all of them by default):
    scripted goal seeker (straight at the goal, blind to everyone) as a reference.
 
    NOTE: the trained policies collide about as often as the goal seeker: over 200 episodes
-   their obstacle overlaps stay at 0.23-0.25 per agent at every N, the goal seeker's figure,
+   their obstacle overlaps stay at 0.23-0.25 per agent at every N (the goal seeker's: 0.25-0.26),
    and they gain on it in agent-agent overlaps (N = 15: 1.10 against 1.24) and in T. A
    heavier collision penalty in training (the evaluation keeps the task's 5) did not change
    that within 20 minutes (two runs at once, one thread each, 1.4-2.1 million steps;
