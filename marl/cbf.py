@@ -57,11 +57,16 @@ dimensions, is solved exactly by trying every face of its polygon at once (see
 :func:`solve_qp`). Everything is whole-batch tensor work on the device, with no iteration
 count to tune and no tolerance to trade against speed.
 
+Discrete moves (InforMARL's five MPE actions, :meth:`CBFFilter.filter_moves`): the rows are
+the same; each agent keeps its move where it meets them all, and otherwise takes the move
+that does and is most along its own, turning left before it stops (a shield in the sense of
+Alshiekh et al., "Safe Reinforcement Learning via Shielding", AAAI 2018).
+
 Gains: a fixed ``alpha`` (the seed paper's baseline), or ``alpha_i(t)`` per agent and step
 from a policy (:class:`OnlineCBF`, trained by ``marl.mappo`` with ``filter=online-cbf``).
 
 Shapes: ``S`` problems (agents of all copies), ``K`` constraints each: ``A (S, K, 2)``,
-``b (S, K)``, nominal ``(S, 2)``; the filters work on ``(B, N, 2)`` commands.
+``b (S, K)``, nominal ``(S, 2)``; the filters work on ``(B, N, 2)`` commands or ``(B, N)`` moves.
 """
 
 from __future__ import annotations
@@ -396,17 +401,56 @@ class CBFFilter:
         force = torch.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]], -1) * limit
         return force_to_actions(self.commands(game, force, alpha), limit)
 
+    def filter_moves(self, game: Any, moves: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``(B, N)`` discrete MPE moves -> the filtered ``(B, N)`` int64 moves (double integrator).
+
+        The five moves apply no force or the full force ``A`` along one axis (``games.particle.MOVES``).
+        An agent keeps its move where it meets every row; otherwise it takes, of the moves that do,
+        the one most along its own, then most along its own turned by ``detour`` degrees (with 90: turn
+        left, else stop, else turn right, else reverse), then the one with the most room on its
+        tightest row; where no move meets every row, the one of least squared violation (the
+        slack's choice). The rows are the continuous filter's: they brake along the normal ``n'``
+        at ``A``, and the move nearest ``n'`` brakes along it at between ``A / sqrt 2`` and ``A``.
+        """
+        from games.particle import MOVES
+
+        if self.dynamics != "double":
+            raise TrainingError("discrete moves are forces: filter them with dynamics=double")
+        alpha = self.alpha if alpha is None else alpha
+        matrix, bound = self.constraints(game, alpha)  # (B, N, R, 2), (B, N, R)
+        limit = game.config.acceleration
+        forces = torch.tensor(MOVES, dtype=matrix.dtype, device=matrix.device) * limit  # (5, 2)
+        present = torch.isfinite(bound)[:, :, None]  # (B, N, 1, R)
+        residual = torch.einsum("bnrd,md->bnmr", matrix, forces) - bound[:, :, None]  # (B, N, 5, R)
+        residual = torch.where(present, residual, math.inf)
+        tolerance = 1e-6 * (1.0 + torch.where(present, bound[:, :, None], 0.0).abs())
+        feasible = (residual >= -tolerance).all(-1)  # (B, N, 5)
+        violation = torch.where(present, (-residual).clamp_min(0.0), 0.0).square().sum(-1)
+        moves = moves.to(device=matrix.device, dtype=torch.long)
+        nominal = forces[moves] / limit  # (B, N, 2), unit or zero
+        angle = math.radians(self.detour)
+        turned = torch.stack([math.cos(angle) * nominal[..., 0] - math.sin(angle) * nominal[..., 1],
+                              math.sin(angle) * nominal[..., 0] + math.cos(angle) * nominal[..., 1]], -1)
+        unit = forces / limit
+        room = residual.amin(-1).clamp(max=limit) / limit  # (B, N, 5) in [.., 1]; inf (no rows) -> 1
+        score = (3.0 * torch.einsum("md,bnd->bnm", unit, nominal) + torch.einsum("md,bnd->bnm", unit, turned)
+                 + 0.01 * torch.tanh(room))
+        best = torch.where(feasible, score, -math.inf).argmax(-1)
+        fallback = torch.where(feasible.any(-1), best, violation.argmin(-1))
+        return torch.where(feasible.gather(-1, moves[..., None])[..., 0], moves, fallback)
+
     def __call__(self, policy: Any) -> Any:
-        """``policy`` (continuous navigation actions) with its commands filtered at the fixed gain."""
+        """``policy`` (navigation's continuous actions or discrete moves) filtered at the fixed gain."""
         if self.dynamics != "double":
             raise TrainingError("a policy's forces are filtered with dynamics=double")
 
         def filtered(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             chosen = policy(game, observations)
-            stacked = torch.stack([chosen[agent] for agent in game.possible_agents], 1).to(game.dtype)
-            if stacked.dim() != 3:
-                raise TrainingError("--filter cbf filters continuous commands: set continuous_actions=true")
-            safe = self.filter_actions(game, stacked)
+            stacked = torch.stack([chosen[agent] for agent in game.possible_agents], 1)
+            if stacked.dim() == 2:
+                safe = self.filter_moves(game, stacked).to(stacked.device)
+            else:
+                safe = self.filter_actions(game, stacked.to(game.dtype))
             return {agent: safe[:, index] for index, agent in enumerate(game.possible_agents)}
 
         return filtered
@@ -450,10 +494,19 @@ class OnlineCBF:
 
 
 def scripted_cbf_policy(cbf: CBFFilter) -> Any:
-    """The goal-seeking policy filtered at ``cbf``'s fixed gain (the seed paper's baseline)."""
+    """The goal-seeking policy filtered at ``cbf``'s fixed gain (the seed paper's baseline): forces, or
+    moves with :meth:`CBFFilter.filter_moves` where the game's actions are discrete."""
 
     def policy(game: Any, observations: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        safe = force_to_actions(cbf.commands(game, nominal_forces(game)), game.config.acceleration)
+        if game.continuous:
+            safe = force_to_actions(cbf.commands(game, nominal_forces(game)), game.config.acceleration)
+        else:
+            from games.particle import steer
+
+            entities = game.entities()
+            moves = steer(entities["goal_position"] - entities["agent_position"], entities["agent_velocity"],
+                          game.world, False)
+            safe = cbf.filter_moves(game, moves).to(game.device)
         return {agent: safe[:, index] for index, agent in enumerate(game.possible_agents)}
 
     return policy

@@ -108,6 +108,10 @@ def test_train_mappo_gnn_then_evaluate_it_with_more_agents(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["settings"] == {"preset": "informarl", "num_agents": 9} and evaluated["episodes"] == 3
     assert 0.0 <= evaluated["safe_rate"] <= 1.0
+    # Its discrete moves play through the fixed-gain filter too.
+    assert main(["evaluate", str(folder / "policy.pt"), "--filter", "cbf", "--param", "alpha=10", "--episodes", "3",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["filter"] == "cbf"
 
 
 def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys):
