@@ -83,6 +83,10 @@ from scenarios.navigation import episode_metrics, goal_seeking_policy
 
 INFORMARL_COLLISIONS = {3: 0.40, 7: 0.74, 10: 0.95, 15: 1.28}  # Nayak et al. 2023, Table 2 (S% = 100 at each)
 TRANSFER_SIZES = (3, 7, 10, 15)
+# The move filters the transfer part also plays (at alpha = 10, gamma = 1): the one-step lookahead with half
+# responsibility between agents, and with each agent taking on the whole of every pair.
+TRANSFER_FILTERS = {"lookahead": CBFFilter(alpha=10.0, barrier="lookahead"),
+                    "lookahead_share1": CBFFilter(alpha=10.0, barrier="lookahead", share=1.0)}
 SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
 PARTS = ("transfer", "safety", "unfiltered", "scale")
@@ -119,6 +123,11 @@ def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool
                           for count in TRANSFER_SIZES}
     if log:
         _print_transfer("goal seeker", out["goal_seeker"])
+    for name, cbf in TRANSFER_FILTERS.items():
+        out[f"goal_seeker_{name}"] = {count: _metrics(scripted_cbf_policy(cbf), {**preset, "num_agents": count}, 100,
+                                                      device) for count in TRANSFER_SIZES}
+        if log:
+            _print_transfer(f"goal seeker, {name}", out[f"goal_seeker_{name}"])
     for model, budget in (("gnn", minutes), ("mlp", mlp_minutes)):
         # NOTE: 5 PPO epochs (MAPPO's MPE runs: 10): on a wall-clock budget, fresh samples help more.
         config = MAPPOConfig(model=model, env_steps=10**12, num_envs=128, epochs=5, log_every=128 * 25 * 8)
@@ -127,9 +136,15 @@ def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool
         policy = MAPPOPolicy(result.learner)
         run["evaluation"] = {count: _metrics(policy, {**preset, "num_agents": count}, 100, device)
                              for count in TRANSFER_SIZES}
+        if model == "gnn":  # the trained moves through the move filter (marl.cbf.CBFFilter.filter_moves)
+            for name, cbf in TRANSFER_FILTERS.items():
+                run[f"evaluation_{name}"] = {count: _metrics(cbf(policy), {**preset, "num_agents": count}, 100, device)
+                                             for count in TRANSFER_SIZES}
         out[model] = run
         if log:
             _print_transfer(model, run["evaluation"])
+            for name in TRANSFER_FILTERS if model == "gnn" else ():
+                _print_transfer(f"{model}, {name}", run[f"evaluation_{name}"])
     return out
 
 

@@ -42,6 +42,18 @@ obstacles):
   a ``max_speed`` of 1. Each pair's row can then always be met by braking; only where an
   agent's rows cannot all be met at once does the slack enter (:func:`solve_qp`).
 
+- double integrator, ``barrier="lookahead"``: a discrete-time CBF (Agrawal and Sreenath,
+  "Discrete Control Barrier Functions for Safety-Critical Control of Discrete Systems with
+  Application to Bipedal Robot Navigation", RSS 2017) on the distance itself,
+  ``h = |dp| - D``, at the first position this step's command moves: the engine moves each
+  step by the velocity before it, so the command moves ``dp`` two steps on, to
+  ``dp'' = c + dt^2 du`` with the coasting prediction ``c = dp + dt (2 - damping) dv``.
+  The condition ``h(dp'') >= (1 - gamma) h(dp')``, ``dp' = dp + dt dv``, is linearized at
+  ``c``: ``|c + x| >= |c| + n . x`` with ``n = c / |c|``, so the row
+  ``n . u_i >= rho ((1 - gamma) h(dp') + D - |c|) / dt^2`` is sufficient. It looks one
+  step ahead only: it guarantees nothing beyond, keeps no speed limit, and intervenes
+  far less than the braking barrier.
+
 Deadlocks: an agent the filter holds almost still while its nominal command points on
 (the filter removes over half of it and the agent moves at under a fifth of ``max_speed``)
 has its nominal command turned by ``detour`` degrees (90, counter-clockwise, by default)
@@ -80,7 +92,7 @@ import torch
 from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
-BARRIERS = ("braking", "hocbf")  # of the double integrator
+BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -237,6 +249,30 @@ def braking_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: t
     return normal, responsibility * (decay * barrier - room(ahead_distance) - kept) / dt
 
 
+def lookahead_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach: torch.Tensor,
+                   responsibility: torch.Tensor, alpha: torch.Tensor | float, dt: float,
+                   damping: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``A u >= b`` of the one-step-lookahead discrete CBF (module docstring, ``barrier="lookahead"``).
+
+    Args:
+        offset, relative_velocity, reach, responsibility, alpha: as :func:`barrier_rows`.
+        dt, damping: the engine's step and per-step velocity damping.
+
+    Returns:
+        ``(A (..., K, 2), b (..., K))``: ``A`` is the unit normal ``n`` of the coasting prediction.
+    """
+    alpha = torch.as_tensor(alpha, dtype=offset.dtype, device=offset.device)
+    if alpha.dim():
+        alpha = alpha[..., None]
+    after = offset + dt * relative_velocity  # dp', which no command of this step changes
+    coasting = after + dt * (1.0 - damping) * relative_velocity  # c: dp'' with no command
+    distance = coasting.norm(dim=-1)
+    normal = coasting / distance.clamp_min(1e-12)[..., None]
+    decay = 1.0 - (alpha * dt).clamp(max=1.0)
+    barrier = after.norm(dim=-1) - reach
+    return normal, responsibility * (decay * barrier + reach - distance) / (dt * dt)
+
+
 def sensing_speed(sensing_radius: float, reach: float, braking: float, dt: float) -> float:
     """The closing speed ``sigma`` from which a pair first seen at ``sensing_radius`` still stops in time.
 
@@ -305,14 +341,17 @@ class CBFFilter:
         neighbours: ``k``, the nearest agents and obstacles each agent keeps; >= 1.
         dynamics: ``double`` (the particle engine's; commands are forces) or ``single``.
         slack_weight: see :func:`solve_qp`.
-        barrier: ``braking`` (the default) or ``hocbf``, the double integrator's barrier.
+        barrier: ``braking`` (the default), ``hocbf`` or ``lookahead``, the double integrator's barrier.
         detour: degrees the nominal command of an agent held still is turned (module docstring);
             0: never.
+        share: ``rho`` between agents, the part of each pair's constraint an agent takes on (0.5, the
+            default, is half responsibility; 1 treats the other agent as one that will not yield).
     """
 
     def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
-                 slack_weight: float = 1e3, barrier: str = "braking", detour: float = 90.0) -> None:
-        for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight), ("detour", detour)):
+                 slack_weight: float = 1e3, barrier: str = "braking", detour: float = 90.0, share: float = 0.5) -> None:
+        for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight), ("detour", detour),
+                            ("share", share)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise TrainingError(f"CBF {name} must be a finite number, got {value!r}")
         if alpha <= 0:
@@ -321,6 +360,8 @@ class CBFFilter:
             raise TrainingError(f"CBF margin must be >= 0, got {margin}")
         if slack_weight <= 0:
             raise TrainingError(f"CBF slack_weight must be > 0, got {slack_weight}")
+        if not 0 < share <= 1:
+            raise TrainingError(f"CBF share must be in (0, 1], got {share}")
         if isinstance(neighbours, bool) or not isinstance(neighbours, int) or not 1 <= neighbours <= 16:
             raise TrainingError(f"CBF neighbours (k) must be an integer in 1..16, got {neighbours!r}")
         if dynamics not in DYNAMICS:
@@ -329,7 +370,7 @@ class CBFFilter:
             raise TrainingError(f"CBF barrier must be one of {', '.join(BARRIERS)}, got {barrier!r}")
         self.alpha, self.margin, self.neighbours = float(alpha), float(margin), neighbours
         self.dynamics, self.slack_weight, self.barrier = dynamics, float(slack_weight), barrier
-        self.detour = float(detour)
+        self.detour, self.share = float(detour), float(share)
 
     def constraints(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A (B, N, R, 2), b (B, N, R))`` of every agent of a navigation game against its ``k``
@@ -353,7 +394,7 @@ class CBFFilter:
         near_offset = offset.gather(2, pick)
         near_velocity = velocity[:, :count, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
         reach = world.sizes[:count][None, :, None] + world.sizes[:others][index] + self.margin
-        responsibility = torch.where(index < count, 0.5, 1.0).to(offset.dtype)
+        responsibility = torch.where(index < count, self.share, 1.0).to(offset.dtype)
         if self.dynamics == "double" and self.barrier == "braking":
             matrix, bound = braking_rows(near_offset, near_velocity, reach, responsibility, alpha, config.acceleration,
                                          world.dt, world.damping)
@@ -366,6 +407,10 @@ class CBFFilter:
                                   config.acceleration, world.dt)
             limit_rows, limit_bound = speed_rows(velocity[:, :count], min(pair, still), world.dt, world.damping)
             return torch.cat([matrix, limit_rows], 2), torch.cat([bound, limit_bound], 2)
+        if self.dynamics == "double" and self.barrier == "lookahead":
+            matrix, bound = lookahead_rows(near_offset, near_velocity, reach, responsibility, alpha, world.dt,
+                                           world.damping)
+            return matrix, torch.where(nearest <= config.sensing_radius, bound, -math.inf)
         damping_rate = world.damping / world.dt
         matrix, bound = barrier_rows(near_offset, near_velocity, reach, responsibility, alpha, self.dynamics,
                                      damping_rate)
@@ -406,9 +451,10 @@ class CBFFilter:
 
         The five moves apply no force or the full force ``A`` along one axis (``games.particle.MOVES``).
         An agent keeps its move where it meets every row; otherwise it takes, of the moves that do,
-        the one most along its own, then most along its own turned by ``detour`` degrees (with 90: turn
-        left, else stop, else turn right, else reverse), then the one with the most room on its
-        tightest row; where no move meets every row, the one of least squared violation (the
+        the one most along its own, then most along its velocity (it slides on round what blocks it,
+        rather than undo with its next move what this one did), then most along its own turned by
+        ``detour`` degrees (with 90: turn left before stopping), then the one with the most room on
+        its tightest row; where no move meets every row, the one of least squared violation (the
         slack's choice). The rows are the continuous filter's: they brake along the normal ``n'``
         at ``A``, and the move nearest ``n'`` brakes along it at between ``A / sqrt 2`` and ``A``.
         """
@@ -431,10 +477,14 @@ class CBFFilter:
         angle = math.radians(self.detour)
         turned = torch.stack([math.cos(angle) * nominal[..., 0] - math.sin(angle) * nominal[..., 1],
                               math.sin(angle) * nominal[..., 0] + math.cos(angle) * nominal[..., 1]], -1)
+        velocity = game.world.velocity[:, : game.config.num_agents].to(matrix.dtype)  # (B, N, 2)
+        heading = velocity / velocity.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit or zero
         unit = forces / limit
         room = residual.amin(-1).clamp(max=limit) / limit  # (B, N, 5) in [.., 1]; inf (no rows) -> 1
-        score = (3.0 * torch.einsum("md,bnd->bnm", unit, nominal) + torch.einsum("md,bnd->bnm", unit, turned)
-                 + 0.01 * torch.tanh(room))
+        # Along the move weighs 3 and moves in steps of 1, so it decides first; the velocity (within [-1, 1])
+        # then, and the turned move (0.1) and the room (0.01) settle what is left.
+        score = (3.0 * torch.einsum("md,bnd->bnm", unit, nominal) + torch.einsum("md,bnd->bnm", unit, heading)
+                 + 0.1 * torch.einsum("md,bnd->bnm", unit, turned) + 0.01 * torch.tanh(room))
         best = torch.where(feasible, score, -math.inf).argmax(-1)
         fallback = torch.where(feasible.any(-1), best, violation.argmin(-1))
         return torch.where(feasible.gather(-1, moves[..., None])[..., 0], moves, fallback)
@@ -512,5 +562,5 @@ def scripted_cbf_policy(cbf: CBFFilter) -> Any:
     return policy
 
 
-__all__ = ["ALPHA_RANGE", "CBFFilter", "OnlineCBF", "barrier_rows", "force_to_actions", "nominal_forces",
-           "scripted_cbf_policy", "solve_qp"]
+__all__ = ["ALPHA_RANGE", "BARRIERS", "CBFFilter", "OnlineCBF", "barrier_rows", "braking_rows", "force_to_actions",
+           "lookahead_rows", "nominal_forces", "scripted_cbf_policy", "solve_qp"]

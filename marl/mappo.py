@@ -119,7 +119,7 @@ class MAPPOConfig:
     cbf_neighbours: int = 8
     """``online-cbf``: k, the nearest agents and obstacles each agent's filter keeps."""
     cbf_barrier: str = "braking"
-    """``online-cbf``: the filter's barrier, ``braking`` or ``hocbf`` (``marl.cbf``)."""
+    """``online-cbf``: the filter's barrier, ``braking``, ``hocbf`` or ``lookahead`` (``marl.cbf``)."""
     cbf_detour: float = 90.0
     """``online-cbf``: degrees the filter turns the nominal command of an agent it holds still; 0: never."""
     checkpoint_minutes: float = 5.0

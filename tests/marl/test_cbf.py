@@ -121,6 +121,7 @@ def test_the_filter_keeps_goal_seeking_agents_apart():
     ({"dynamics": "triple"}, "dynamics must be one of single, double"),
     ({"barrier": "wall"}, "barrier must be one of braking, hocbf"),
     ({"detour": math.inf}, "detour must be a finite number"),
+    ({"share": 0.0}, r"share must be in \(0, 1\]"),
 ])
 def test_infeasible_filter_settings_are_refused(settings, message):
     with pytest.raises(TrainingError, match=message):
@@ -150,6 +151,49 @@ def test_braking_rows_are_the_discrete_barrier_condition():
     later = barrier(offset[:, 0] + dt * velocity[:, 0], (1 - damping) * velocity[:, 0] + dt * u)
     residual = (matrix[:, 0] * u).sum(-1) - bound[:, 0]
     torch.testing.assert_close(residual, (later - (1 - alpha * dt) * now) / dt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0), st.floats(-2.0, 2.0), st.floats(-2.0, 2.0),
+       st.floats(-8.0, 8.0), st.floats(-8.0, 8.0), st.sampled_from([0.5, 4.0, 20.0]))
+def test_a_command_meeting_the_lookahead_row_meets_the_discrete_barrier(px, py, vx, vy, ux, uy, alpha):
+    """The linearized row is sufficient: a command that meets it keeps ``h = |dp| - D`` at the position it first
+    moves (two engine steps on) at least ``(1 - gamma)`` times ``h`` one step on, for an obstacle (``rho = 1``)."""
+    from marl.cbf import lookahead_rows
+
+    offset, velocity = torch.tensor([[[px, py]]], dtype=torch.float64), torch.tensor([[[vx, vy]]], dtype=torch.float64)
+    u = torch.tensor([[ux, uy]], dtype=torch.float64)
+    reach, dt, damping = 0.1, 0.1, 0.25
+    matrix, bound = lookahead_rows(offset, velocity, torch.full((1, 1), reach, dtype=torch.float64),
+                                   torch.ones(1, 1, dtype=torch.float64), alpha, dt, damping)
+    after = offset[0, 0] + dt * velocity[0, 0]
+    later = after + dt * ((1 - damping) * velocity[0, 0] + dt * u[0])  # the engine: position by the old velocity
+    if float((matrix[0, 0] * u[0]).sum() - bound[0, 0]) >= 0:
+        gamma = min(alpha * dt, 1.0)
+        assert float(later.norm()) - reach >= (1 - gamma) * (float(after.norm()) - reach) - 1e-9
+
+
+def test_lookahead_rows_predict_the_engine():
+    """With no command, the row's coasting prediction (its normal, and with ``gamma = 1`` its bound
+    ``(D - |c|) / dt^2``) is where the engine puts an agent two steps on."""
+    from marl.cbf import lookahead_rows
+
+    game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, num_agents=1, num_obstacles=1,
+                          max_speed=5.0)
+    game.reset(seed=0)
+    game.world.reset_entities(torch.ones(1, dtype=torch.bool),
+                              torch.tensor([[-0.6, 0.1], [0.0, 0.0], [0.6, 0.0]], dtype=torch.float64)[..., None])
+    game.world.vel[0, :, 0] = torch.tensor([0.8, -0.3], dtype=torch.float64)
+    entities = game.entities()
+    offset = entities["agent_position"][:, :, None] - entities["obstacle_position"][:, None]  # (1, 1, 1, 2)
+    velocity = entities["agent_velocity"][:, :, None]
+    normal, bound = lookahead_rows(offset, velocity, torch.full((1, 1, 1), 0.15, dtype=torch.float64),
+                               torch.ones(1, 1, 1, dtype=torch.float64), 10.0, game.world.dt, game.world.damping)
+    for _ in range(2):
+        game.step({"agent_0": torch.zeros(1, 5, dtype=torch.float64)})
+    moved = game.entities()["agent_position"][0, 0] - entities["obstacle_position"][0, 0]
+    torch.testing.assert_close(normal[0, 0, 0], moved / moved.norm())
+    torch.testing.assert_close(moved.norm(), 0.15 - bound[0, 0, 0] * game.world.dt ** 2)
 
 
 @pytest.mark.parametrize("braking, reach", [(6.0, 0.15), (3.0, 0.2), (1.0, 0.05)])
@@ -227,14 +271,14 @@ def _moving_informarl_world(count: int, copies: int, seed: int):
     return game, torch.randint(0, 5, (copies, count), generator=generator)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_filtered_moves_meet_every_row_that_some_move_meets(seed):
+@pytest.mark.parametrize("seed, barrier", [(0, "braking"), (1, "braking"), (2, "lookahead"), (3, "lookahead")])
+def test_filtered_moves_meet_every_row_that_some_move_meets(seed, barrier):
     """Of the five moves, the filter keeps one that meets every row, and otherwise takes the one most along it
     among those that do, or, where none does, the one of least squared violation."""
     from games.particle import MOVES
 
     game, moves = _moving_informarl_world(7, 64, seed)
-    cbf = CBFFilter(alpha=10.0)
+    cbf = CBFFilter(alpha=10.0, barrier=barrier)
     safe = cbf.filter_moves(game, moves)
     matrix, bound = cbf.constraints(game, 10.0)
     forces = torch.tensor(MOVES, dtype=torch.float64) * game.config.acceleration
