@@ -239,11 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="scenario settings (repeatable), over the ones the checkpoint records")
     evaluate.add_argument("--filter", choices=["none", "cbf", "online-cbf"], default=None,
-                          help="cbf: pass the policy's commands through the CBF safety filter at a fixed gain; "
+                          help="cbf: pass the policy's commands (or discrete moves) through the CBF safety filter "
+                               "at a fixed gain; "
                                "online-cbf: the gains of a checkpoint trained with it (default: what the checkpoint "
                                "records)")
     evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                          help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8)")
+                          help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8), "
+                               "barrier (braking, hocbf or lookahead), detour (90), share (0.5)")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
