@@ -41,11 +41,12 @@ Measured, each part on its own when named (all of them by default):
    and with full responsibility between agents). It cuts collisions per agent to 0.03-0.06
    (half) or 0.06-0.39 (full) at N = 3-15, and keeps S% at 99 with 3 agents only: with more,
    agents turned aside by the filter run out of the 25 steps (S% 84 / 80 / 52 at N = 7 / 10 / 15
-   with half responsibility). The braking barrier, with its speed limit, costs more S% still
-   (about 80 / 37 / 29 / 7). Neither training through the filter (the policy learns with the
-   filter in its loop; 20 minutes, one thread: S% 99 / 92 / 80 / 35 with the lookahead filter)
-   nor letting the filter pick the policy's most likely admissible move (S% 97 / 90 / 77 / 52)
-   did better.
+   with half responsibility). On a policy of an earlier run of this recipe, the braking barrier,
+   with its speed limit, costs more S% still (88 / 49 / 41 / 9 at N = 3 / 7 / 10 / 15, against the
+   lookahead's 98 / 83 / 85 / 52). Neither training through the filter (the policy learns with a
+   lookahead filter in its loop, full responsibility; 20 minutes, one thread: S% 99 / 92 / 80 /
+   35) nor letting the filter pick the policy's most likely admissible move instead of the one
+   most along its choice (97 / 90 / 77 / 52) did better.
 2. **safety** (Gao, Yang and Prorok, MRS 2023; GCBF+'s rates): on navigation's default
    settings (continuous commands, an arena that keeps the density of 8 agents in
    [-1, 1]^2), the online CBF (a GNN sets each agent's gain; ``filter=online-cbf``)
