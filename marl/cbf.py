@@ -71,7 +71,7 @@ count to tune and no tolerance to trade against speed.
 
 Discrete moves (InforMARL's five MPE actions, :meth:`CBFFilter.filter_moves`): the rows are
 the same; each agent keeps its move where it meets them all, and otherwise takes the move
-that does and is most along its own, turning left before it stops (a shield in the sense of
+that does and is most along its own, then along its velocity (a shield in the sense of
 Alshiekh et al., "Safe Reinforcement Learning via Shielding", AAAI 2018).
 
 Gains: a fixed ``alpha`` (the seed paper's baseline), or ``alpha_i(t)`` per agent and step
@@ -455,8 +455,9 @@ class CBFFilter:
         rather than undo with its next move what this one did), then most along its own turned by
         ``detour`` degrees (with 90: turn left before stopping), then the one with the most room on
         its tightest row; where no move meets every row, the one of least squared violation (the
-        slack's choice). The rows are the continuous filter's: they brake along the normal ``n'``
-        at ``A``, and the move nearest ``n'`` brakes along it at between ``A / sqrt 2`` and ``A``.
+        slack's choice). The rows are the continuous filter's; the braking barrier's assume braking
+        along the normal ``n'`` at ``A``, and the move nearest ``n'`` brakes along it at between
+        ``A / sqrt 2`` and ``A``.
         """
         from games.particle import MOVES
 
@@ -514,13 +515,18 @@ def force_to_actions(force: torch.Tensor, limit: float) -> torch.Tensor:
                         (-push[..., 1]).clamp_min(0), push[..., 1].clamp_min(0)], -1)
 
 
-def nominal_forces(game: Any) -> torch.Tensor:
-    """``(B, N, 2)`` the goal-seeking forces of ``scenarios.navigation.goal_seeking_policy``."""
+def _steer_home(game: Any, continuous: bool) -> torch.Tensor:
+    """The goal seeker's actions (``games.particle.steer`` at each agent's goal): ``(B, N, 5)`` or ``(B, N)`` moves."""
     from games.particle import steer
 
     entities = game.entities()
-    actions = steer(entities["goal_position"] - entities["agent_position"], entities["agent_velocity"], game.world,
-                    True)
+    return steer(entities["goal_position"] - entities["agent_position"], entities["agent_velocity"], game.world,
+                 continuous)
+
+
+def nominal_forces(game: Any) -> torch.Tensor:
+    """``(B, N, 2)`` the goal-seeking forces of ``scenarios.navigation.goal_seeking_policy``."""
+    actions = _steer_home(game, continuous=True)
     limit = game.config.acceleration
     return torch.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]], -1) * limit
 
@@ -551,12 +557,7 @@ def scripted_cbf_policy(cbf: CBFFilter) -> Any:
         if game.continuous:
             safe = force_to_actions(cbf.commands(game, nominal_forces(game)), game.config.acceleration)
         else:
-            from games.particle import steer
-
-            entities = game.entities()
-            moves = steer(entities["goal_position"] - entities["agent_position"], entities["agent_velocity"],
-                          game.world, False)
-            safe = cbf.filter_moves(game, moves).to(game.device)
+            safe = cbf.filter_moves(game, _steer_home(game, continuous=False)).to(game.device)
         return {agent: safe[:, index] for index, agent in enumerate(game.possible_agents)}
 
     return policy
