@@ -147,6 +147,10 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
           "neighbours=0"], "neighbours (k) must be an integer"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
           "margin=-0.1"], "margin must be >= 0"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+          "share=2"], "share must be in (0, 1]"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+          "barrier=wall"], "barrier must be one of braking, hocbf, lookahead"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "sieve"], "invalid choice"),
     ]
     for args, message in cases:
