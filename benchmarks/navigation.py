@@ -38,8 +38,8 @@ Measured, each part on its own when named (all of them by default):
 
    The part also plays the trained GNN's moves, and the goal seeker's, through the move filter
    (``TRANSFER_FILTERS``: the one-step-lookahead barrier at alpha 10 with no margin, with half
-   and with full responsibility between agents). It cuts collisions per agent to 0.03-0.06
-   (half) or 0.06-0.39 (full) at N = 3-15, and keeps S% at 99 with 3 agents only: with more,
+   and with full responsibility between agents). It cuts the GNN's collisions per agent to
+   0.03-0.06 (half) or 0.06-0.39 (full) at N = 3-15, and keeps S% at 99 with 3 agents only: with more,
    agents turned aside by the filter run out of the 25 steps (S% 84 / 80 / 52 at N = 7 / 10 / 15
    with half responsibility). On a policy of an earlier run of this recipe, the braking barrier,
    with its speed limit, costs more S% still (88 / 49 / 41 / 9 at N = 3 / 7 / 10 / 15, against the
