@@ -433,12 +433,16 @@ class CBFFilter:
             held = (filtered - nominal).norm(dim=-1) > 0.5 * nominal.norm(dim=-1)
             blocked = (held & (speed < 0.2 * game.config.max_speed)).nonzero()[:, 0]
             if blocked.numel():
-                angle = math.radians(self.detour)
-                turn = torch.tensor([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]],
-                                    dtype=nominal.dtype, device=nominal.device)  # x @ turn rotates x by +angle
-                filtered[blocked] = solve_qp(nominal[blocked] @ turn, matrix[blocked], bound[blocked], -limit, limit,
-                                             self.slack_weight)[0]
+                filtered[blocked] = solve_qp(self._turned(nominal[blocked]), matrix[blocked], bound[blocked], -limit,
+                                             limit, self.slack_weight)[0]
         return filtered.view(copies, count, 2)
+
+    def _turned(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``(..., 2)`` vectors turned by ``detour`` degrees, counter-clockwise."""
+        angle = math.radians(self.detour)
+        turn = torch.tensor([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]],
+                            dtype=vectors.dtype, device=vectors.device)  # x @ turn rotates x by +angle
+        return vectors @ turn
 
     def filter_actions(self, game: Any, actions: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
         """``(B, N, 5)`` continuous MPE actions -> the filtered ``(B, N, 5)`` (double integrator)."""
@@ -475,9 +479,7 @@ class CBFFilter:
         violation = torch.where(present, (-residual).clamp_min(0.0), 0.0).square().sum(-1)
         moves = moves.to(device=matrix.device, dtype=torch.long)
         nominal = forces[moves] / limit  # (B, N, 2), unit or zero
-        angle = math.radians(self.detour)
-        turned = torch.stack([math.cos(angle) * nominal[..., 0] - math.sin(angle) * nominal[..., 1],
-                              math.sin(angle) * nominal[..., 0] + math.cos(angle) * nominal[..., 1]], -1)
+        turned = self._turned(nominal)
         velocity = game.world.velocity[:, : game.config.num_agents].to(matrix.dtype)  # (B, N, 2)
         heading = velocity / velocity.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # unit or zero
         unit = forces / limit
