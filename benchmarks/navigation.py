@@ -132,33 +132,28 @@ def _train(config: MAPPOConfig, settings: dict, minutes: float, device: torch.de
 def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool) -> dict:
     preset = {"preset": "informarl"}
     out = {"informarl_collisions_per_agent": INFORMARL_COLLISIONS}
-    # A reference with no learning: each agent pushes straight at its goal and ignores everyone.
-    out["goal_seeker"] = {count: _metrics(goal_seeking_policy, {**preset, "num_agents": count}, 100, device)
-                          for count in TRANSFER_SIZES}
-    if log:
-        _print_transfer("goal seeker", out["goal_seeker"])
-    for name, cbf in TRANSFER_FILTERS.items():
-        out[f"goal_seeker_{name}"] = {count: _metrics(scripted_cbf_policy(cbf), {**preset, "num_agents": count}, 100,
-                                                      device) for count in TRANSFER_SIZES}
+
+    def sweep(policy, label: str) -> dict:  # InforMARL's task with each of TRANSFER_SIZES agents, 100 episodes each
+        rows = {count: _metrics(policy, {**preset, "num_agents": count}, 100, device) for count in TRANSFER_SIZES}
         if log:
-            _print_transfer(f"goal seeker, {name}", out[f"goal_seeker_{name}"])
+            _print_transfer(label, rows)
+        return rows
+
+    # A reference with no learning: each agent pushes straight at its goal and ignores everyone.
+    out["goal_seeker"] = sweep(goal_seeking_policy, "goal seeker")
+    for name, cbf in TRANSFER_FILTERS.items():
+        out[f"goal_seeker_{name}"] = sweep(scripted_cbf_policy(cbf), f"goal seeker, {name}")
     for model, budget in (("gnn", minutes), ("mlp", mlp_minutes)):
         # NOTE: 5 PPO epochs (MAPPO's MPE runs: 10): on a wall-clock budget, fresh samples help more.
         config = MAPPOConfig(model=model, env_steps=10**12, num_envs=128, epochs=5, log_every=128 * 25 * 8)
         result, run = _train(config, preset, budget, device, f"MAPPO {model}", log)
         run["config"] = {"epochs": config.epochs, "num_envs": config.num_envs, "model": model}
         policy = MAPPOPolicy(result.learner)
-        run["evaluation"] = {count: _metrics(policy, {**preset, "num_agents": count}, 100, device)
-                             for count in TRANSFER_SIZES}
+        run["evaluation"] = sweep(policy, model)
         if model == "gnn":  # the trained moves through the move filter (marl.cbf.CBFFilter.filter_moves)
             for name, cbf in TRANSFER_FILTERS.items():
-                run[f"evaluation_{name}"] = {count: _metrics(cbf(policy), {**preset, "num_agents": count}, 100, device)
-                                             for count in TRANSFER_SIZES}
+                run[f"evaluation_{name}"] = sweep(cbf(policy), f"{model}, {name}")
         out[model] = run
-        if log:
-            _print_transfer(model, run["evaluation"])
-            for name in TRANSFER_FILTERS if model == "gnn" else ():
-                _print_transfer(f"{model}, {name}", run[f"evaluation_{name}"])
     return out
 
 
