@@ -70,9 +70,15 @@ dimensions, is solved exactly by trying every face of its polygon at once (see
 count to tune and no tolerance to trade against speed.
 
 Discrete moves (InforMARL's five MPE actions, :meth:`CBFFilter.filter_moves`): the rows are
-the same; each agent keeps its move where it meets them all, and otherwise takes the move
-that does and is most along its own, then along its velocity (a shield in the sense of
-Alshiekh et al., "Safe Reinforcement Learning via Shielding", AAAI 2018).
+the same (the lookahead barrier's checked on the exact distance each move gives); each agent
+keeps its move where it meets them all, and otherwise takes the move that does and is most
+along its own, then along its velocity (a shield in the sense of Alshiekh et al., "Safe
+Reinforcement Learning via Shielding", AAAI 2018).
+
+Who takes on an agent pair (``pairs``): each agent its share ``rho`` (the default); agents
+parked at their goals the whole of each pair with an agent still travelling (``yield``:
+travelling agents leave those pairs to them); or no one (``obstacles``: only obstacles
+constrain). A pair an agent leaves to the other has no row for it.
 
 Gains: a fixed ``alpha`` (the seed paper's baseline), or ``alpha_i(t)`` per agent and step
 from a policy (:class:`OnlineCBF`, trained by ``marl.mappo`` with ``filter=online-cbf``).
@@ -93,6 +99,7 @@ from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
 BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
+PAIRS = ("shared", "yield", "obstacles")  # who takes on agent pairs (CBFFilter's ``pairs``)
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -259,18 +266,25 @@ def lookahead_rows(offset: torch.Tensor, relative_velocity: torch.Tensor, reach:
         dt, damping: the engine's step and per-step velocity damping.
 
     Returns:
-        ``(A (..., K, 2), b (..., K))``: ``A`` is the unit normal ``n`` of the coasting prediction.
+        ``(A (..., K, 2), b (..., K))``: ``A`` is the unit normal ``n`` of the coasting prediction
+        ``c`` (:func:`coasting_offset`).
     """
     alpha = torch.as_tensor(alpha, dtype=offset.dtype, device=offset.device)
     if alpha.dim():
         alpha = alpha[..., None]
     after = offset + dt * relative_velocity  # dp', which no command of this step changes
-    coasting = after + dt * (1.0 - damping) * relative_velocity  # c: dp'' with no command
+    coasting = coasting_offset(offset, relative_velocity, dt, damping)
     distance = coasting.norm(dim=-1)
     normal = coasting / distance.clamp_min(1e-12)[..., None]
     decay = 1.0 - (alpha * dt).clamp(max=1.0)
     barrier = after.norm(dim=-1) - reach
     return normal, responsibility * (decay * barrier + reach - distance) / (dt * dt)
+
+
+def coasting_offset(offset: torch.Tensor, relative_velocity: torch.Tensor, dt: float, damping: float) -> torch.Tensor:
+    """``c = dp + dt (2 - damping) dv`` ``(..., 2)``: the offset two engine steps on with no command; a
+    command ``u`` of this step (the other side's held at none) makes it ``c + dt^2 u``."""
+    return offset + dt * (2.0 - damping) * relative_velocity
 
 
 def sensing_speed(sensing_radius: float, reach: float, braking: float, dt: float) -> float:
@@ -346,10 +360,16 @@ class CBFFilter:
             0: never.
         share: ``rho`` between agents, the part of each pair's constraint an agent takes on (0.5, the
             default, is half responsibility; 1 treats the other agent as one that will not yield).
+        pairs: which agent pairs constrain whom. ``shared`` (the default): every agent takes ``share``
+            of each pair. ``yield``: an agent parked at its goal (within the game's ``goal_radius``)
+            takes the whole of each pair with an agent still travelling, which leaves that pair to it;
+            other pairs are shared. ``obstacles``: agents leave each other alone and only obstacles
+            constrain them (this keeps no agent apart from another).
     """
 
     def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
-                 slack_weight: float = 1e3, barrier: str = "braking", detour: float = 90.0, share: float = 0.5) -> None:
+                 slack_weight: float = 1e3, barrier: str = "braking", detour: float = 90.0, share: float = 0.5,
+                 pairs: str = "shared") -> None:
         for name, value in (("alpha", alpha), ("margin", margin), ("slack_weight", slack_weight), ("detour", detour),
                             ("share", share)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -368,14 +388,39 @@ class CBFFilter:
             raise TrainingError(f"CBF dynamics must be one of {', '.join(DYNAMICS)}, got {dynamics!r}")
         if barrier not in BARRIERS:
             raise TrainingError(f"CBF barrier must be one of {', '.join(BARRIERS)}, got {barrier!r}")
+        if pairs not in PAIRS:
+            raise TrainingError(f"CBF pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
         self.alpha, self.margin, self.neighbours = float(alpha), float(margin), neighbours
         self.dynamics, self.slack_weight, self.barrier = dynamics, float(slack_weight), barrier
-        self.detour, self.share = float(detour), float(share)
+        self.detour, self.share, self.pairs = float(detour), float(share), pairs
 
     def constraints(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A (B, N, R, 2), b (B, N, R))`` of every agent of a navigation game against its ``k``
-        nearest agents and obstacles within the sensing radius (absent rows: ``b = -inf``); with the
-        braking barrier, the 3 rows of the sensing speed limit follow (``R = k + 3``, else ``R = k``)."""
+        nearest agents and obstacles within the sensing radius (absent rows, and pairs an agent leaves
+        to the other (``pairs``): ``b = -inf``); with the braking barrier, the 3 rows of the sensing
+        speed limit follow (``R = k + 3``, else ``R = k``)."""
+        matrix, bound, _ = self._rows(game, alpha)
+        return matrix, bound
+
+    def _responsibility(self, game: Any, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``(B, N, k)`` ``rho`` of each agent for its ``k`` nearest (``index`` into agents, then
+        obstacles): 1 for obstacles, and for agents as ``pairs`` says (0: left to the other)."""
+        count = game.config.num_agents
+        is_agent = index < count
+        if self.pairs == "obstacles":
+            share = torch.zeros((), dtype=dtype, device=index.device)
+        elif self.pairs == "yield":
+            parked = game.goal_distance() <= game.config.goal_radius  # (B, N)
+            other = parked.gather(1, index.clamp(max=count - 1).flatten(1)).view(index.shape)
+            mine = parked[:, :, None]
+            share = torch.where(mine & ~other, 1.0, torch.where(~mine & other, 0.0, self.share)).to(dtype)
+        else:
+            share = torch.full((), self.share, dtype=dtype, device=index.device)
+        return torch.where(is_agent, share, torch.ones((), dtype=dtype, device=index.device))
+
+    def _rows(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`constraints`, and with the lookahead barrier the coasting offsets ``c`` ``(B, N, k, 2)``
+        of its rows (else ``None``)."""
         config, world = game.config, game.world
         count, obstacles = config.num_agents, config.num_obstacles
         others = count + obstacles  # entities are stored agents, obstacles, goals
@@ -388,17 +433,20 @@ class CBFFilter:
         taken = min(self.neighbours, count - 1 + obstacles)
         if taken == 0:
             shape = (*distance.shape[:2], 1)
-            return offset.new_zeros(*shape, 2), offset.new_full(shape, -math.inf)
+            return offset.new_zeros(*shape, 2), offset.new_full(shape, -math.inf), None
         nearest, index = distance.topk(taken, dim=-1, largest=False)  # (B, N, k)
         pick = index[..., None].expand(-1, -1, -1, 2)
         near_offset = offset.gather(2, pick)
         near_velocity = velocity[:, :count, None] - velocity[:, None].expand(-1, count, -1, -1).gather(2, pick)
         reach = world.sizes[:count][None, :, None] + world.sizes[:others][index] + self.margin
-        responsibility = torch.where(index < count, self.share, 1.0).to(offset.dtype)
+        responsibility = self._responsibility(game, index, offset.dtype)
+        # A pair left to the other side has no row; its rows are computed at rho = 1 and dropped.
+        kept = (nearest <= config.sensing_radius) & (responsibility > 0)
+        responsibility = torch.where(responsibility > 0, responsibility, 1.0)
         if self.dynamics == "double" and self.barrier == "braking":
             matrix, bound = braking_rows(near_offset, near_velocity, reach, responsibility, alpha, config.acceleration,
                                          world.dt, world.damping)
-            bound = torch.where(nearest <= config.sensing_radius, bound, -math.inf)
+            bound = torch.where(kept, bound, -math.inf)
             # What lies beyond the sensing radius is unknown: each agent keeps to the speed from which it can
             # still avoid an agent (closing at twice that speed) or an obstacle first seen at the edge.
             pair = sensing_speed(config.sensing_radius, 2 * config.agent_size + self.margin,
@@ -406,16 +454,16 @@ class CBFFilter:
             still = sensing_speed(config.sensing_radius, config.agent_size + config.obstacle_size + self.margin,
                                   config.acceleration, world.dt)
             limit_rows, limit_bound = speed_rows(velocity[:, :count], min(pair, still), world.dt, world.damping)
-            return torch.cat([matrix, limit_rows], 2), torch.cat([bound, limit_bound], 2)
+            return torch.cat([matrix, limit_rows], 2), torch.cat([bound, limit_bound], 2), None
         if self.dynamics == "double" and self.barrier == "lookahead":
             matrix, bound = lookahead_rows(near_offset, near_velocity, reach, responsibility, alpha, world.dt,
                                            world.damping)
-            return matrix, torch.where(nearest <= config.sensing_radius, bound, -math.inf)
+            coasting = coasting_offset(near_offset, near_velocity, world.dt, world.damping)
+            return matrix, torch.where(kept, bound, -math.inf), coasting
         damping_rate = world.damping / world.dt
         matrix, bound = barrier_rows(near_offset, near_velocity, reach, responsibility, alpha, self.dynamics,
                                      damping_rate)
-        bound = torch.where(nearest <= config.sensing_radius, bound, -math.inf)
-        return matrix, bound
+        return matrix, torch.where(kept, bound, -math.inf), None
 
     def commands(self, game: Any, nominal: torch.Tensor, alpha: torch.Tensor | float | None = None) -> torch.Tensor:
         """Filtered commands ``(B, N, 2)`` for nominal ones ``(B, N, 2)``: forces per unit mass
@@ -461,18 +509,26 @@ class CBFFilter:
         its tightest row; where no move meets every row, the one of least squared violation (the
         slack's choice). The rows are the continuous filter's; the braking barrier's assume braking
         along the normal ``n'`` at ``A``, and the move nearest ``n'`` brakes along it at between
-        ``A / sqrt 2`` and ``A``.
+        ``A / sqrt 2`` and ``A``. With the lookahead barrier a move is checked on the exact gain in
+        distance it makes two steps on, ``(|c + dt^2 u| - |c|) / dt^2 >= b``, in place of the row's
+        ``n . u``, its linearization at ``c``: the tangent half-plane is sufficient but refuses a move
+        that slides along what it touches, and with five moves to check nothing needs linearizing.
         """
         from games.particle import MOVES
 
         if self.dynamics != "double":
             raise TrainingError("discrete moves are forces: filter them with dynamics=double")
         alpha = self.alpha if alpha is None else alpha
-        matrix, bound = self.constraints(game, alpha)  # (B, N, R, 2), (B, N, R)
+        matrix, bound, coasting = self._rows(game, alpha)  # (B, N, R, 2), (B, N, R), (B, N, R, 2) or None
         limit = game.config.acceleration
         forces = torch.tensor(MOVES, dtype=matrix.dtype, device=matrix.device) * limit  # (5, 2)
         present = torch.isfinite(bound)[:, :, None]  # (B, N, 1, R)
-        residual = torch.einsum("bnrd,md->bnmr", matrix, forces) - bound[:, :, None]  # (B, N, 5, R)
+        if coasting is None:
+            residual = torch.einsum("bnrd,md->bnmr", matrix, forces) - bound[:, :, None]  # (B, N, 5, R)
+        else:  # the lookahead row's left side n . u is the linearized gain in distance; a move's exact gain
+            step = game.world.dt ** 2
+            moved = (coasting[:, :, None] + step * forces[:, None]).norm(dim=-1)  # (B, N, 5, R): |c + dt^2 u|
+            residual = (moved - coasting.norm(dim=-1)[:, :, None]) / step - bound[:, :, None]
         residual = torch.where(present, residual, math.inf)
         tolerance = 1e-6 * (1.0 + torch.where(present, bound[:, :, None], 0.0).abs())
         feasible = (residual >= -tolerance).all(-1)  # (B, N, 5)

@@ -318,10 +318,10 @@ def _cbf_filter(args: argparse.Namespace) -> Any:
         if params:
             raise GamelabError(f"--param {next(iter(params))}: filter settings need --filter cbf")
         return None
-    unknown = sorted(set(params) - {"alpha", "margin", "neighbours", "barrier", "detour", "share"})
+    unknown = sorted(set(params) - {"alpha", "margin", "neighbours", "barrier", "detour", "share", "pairs"})
     if unknown:
         raise GamelabError(f"--param {unknown[0]}: the cbf filter's settings are alpha, margin, neighbours, barrier, "
-                           "detour and share")
+                           "detour, share and pairs")
     return CBFFilter(**params)
 
 

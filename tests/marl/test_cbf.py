@@ -122,6 +122,7 @@ def test_the_filter_keeps_goal_seeking_agents_apart():
     ({"barrier": "wall"}, "barrier must be one of braking, hocbf"),
     ({"detour": math.inf}, "detour must be a finite number"),
     ({"share": 0.0}, r"share must be in \(0, 1\]"),
+    ({"pairs": "all"}, "pairs must be one of shared, yield, obstacles"),
 ])
 def test_infeasible_filter_settings_are_refused(settings, message):
     with pytest.raises(TrainingError, match=message):
@@ -282,7 +283,12 @@ def test_filtered_moves_meet_every_row_that_some_move_meets(seed, barrier):
     safe = cbf.filter_moves(game, moves)
     matrix, bound = cbf.constraints(game, 10.0)
     forces = torch.tensor(MOVES, dtype=torch.float64) * game.config.acceleration
-    slack = torch.stack([(matrix * force).sum(-1) - bound for force in forces], 2)  # (B, N, 5, R)
+    if barrier == "lookahead":  # a move's exact gain in distance two steps on, in place of n . u
+        coasting, step = _coasting(game, cbf), game.world.dt ** 2
+        slack = torch.stack([((coasting + step * force).norm(dim=-1) - coasting.norm(dim=-1)) / step - bound
+                             for force in forces], 2)
+    else:
+        slack = torch.stack([(matrix * force).sum(-1) - bound for force in forces], 2)  # (B, N, 5, R)
     meets = (slack >= -1e-6 * (1 + bound.abs().nan_to_num(posinf=0.0))[:, :, None]).all(-1)
     violation = slack.clamp(max=0.0).nan_to_num(neginf=0.0).square().sum(-1)
     along = forces[moves] @ forces.T  # (B, N, 5)
@@ -294,6 +300,81 @@ def test_filtered_moves_meet_every_row_that_some_move_meets(seed, barrier):
     none = ~meets.any(-1)
     assert torch.equal(picked(violation)[none], violation.amin(-1)[none])
     assert bool((safe != moves).any()), "the instances should make the filter act"
+
+
+def _coasting(game, cbf):
+    """``(B, N, k, 2)`` the offset of each agent from its ``k`` nearest two steps on with no command, from the
+    engine's state: the rows' order is the filter's (nearest first)."""
+    count, obstacles = game.config.num_agents, game.config.num_obstacles
+    position = game.world.pos[: count + obstacles].permute(2, 0, 1)  # (B, N + O, 2)
+    velocity = game.world.vel[: count + obstacles].permute(2, 0, 1)
+    offset = position[:, :count, None] - position[:, None]  # (B, N, N + O, 2)
+    distance = offset.norm(dim=-1).masked_fill(torch.eye(count, count + obstacles, dtype=torch.bool), math.inf)
+    index = distance.topk(min(cbf.neighbours, count - 1 + obstacles), dim=-1, largest=False).indices
+    relative = velocity[:, :count, None] - velocity[:, None]
+    dt, damping = game.world.dt, game.world.damping
+    pick = lambda values: values.gather(2, index[..., None].expand(-1, -1, -1, 2))  # noqa: E731
+    return pick(offset) + dt * (2 - damping) * pick(relative)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-0.4, 0.4), st.floats(-0.4, 0.4), st.floats(-2.0, 2.0), st.floats(-2.0, 2.0),
+       st.sampled_from([2.0, 10.0]))
+def test_the_lookahead_move_check_is_the_discrete_barrier_in_the_engine(px, py, vx, vy, alpha):
+    """With the lookahead barrier a move stands against an obstacle exactly when, played in the engine (then no
+    move), it keeps ``h = |dp| - D`` two steps on at least ``(1 - gamma)`` times ``h`` one step on: the check is
+    the discrete barrier condition itself, neither looser nor (as the row's tangent half-plane is) stricter.
+    Where no move meets it, the least violating one stands."""
+    from hypothesis import assume
+
+    def world():
+        game = scenarios.make("navigation", num_envs=5, seed=0, dtype=torch.float64, preset="informarl",
+                              num_agents=1, num_obstacles=1, max_speed=5.0)
+        game.reset(seed=0)
+        places = torch.tensor([[px, py], [0.0, 0.0], [0.9, 0.9]], dtype=torch.float64)[..., None].expand(-1, -1, 5)
+        game.world.reset_entities(torch.ones(5, dtype=torch.bool), places.clone())
+        game.world.vel[0] = torch.tensor([vx, vy], dtype=torch.float64)[:, None]
+        return game
+
+    reach, gamma = 0.1, min(alpha * 0.1, 1.0)
+    assume(math.hypot(px, py) > reach + 0.01)
+    game = world()
+    every = torch.arange(5)[:, None]  # copy m plays move m
+    kept = CBFFilter(alpha=alpha, margin=0.0, barrier="lookahead").filter_moves(game, every)[:, 0] == every[:, 0]
+    game.step({"agent_0": every[:, 0]})
+    first = game.entities()["agent_position"][:, 0].norm(dim=-1)
+    assume(bool((first > reach + 0.01).all()))  # no contact force on the way
+    game.step({"agent_0": torch.zeros(5, dtype=torch.long)})
+    second = game.entities()["agent_position"][:, 0].norm(dim=-1)
+    margin = (second - reach) - (1 - gamma) * (first - reach)  # (5,) the barrier condition, move by move
+    assume(bool((margin.abs() > 1e-6).all()))
+    if bool((margin > 0).any()):
+        assert torch.equal(kept, margin > 0), (kept, margin)
+    else:  # no move meets it: each is replaced by the one of least violation, which stands
+        assert torch.equal(kept, margin == margin.max()), (kept, margin)
+
+
+def test_pairs_decide_who_takes_on_an_agent_pair():
+    """Two agents closing on each other, the first parked at its goal: with ``shared`` each takes half of the
+    pair's row, with ``yield`` the parked one takes all of it and the other none (no row), and with
+    ``obstacles`` neither has a row; the far obstacle's row is the same throughout."""
+    game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, preset="informarl", num_agents=2,
+                          num_obstacles=1)
+    game.reset(seed=0)
+    places = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.8], [0.0, 0.0], [-0.9, -0.9]], dtype=torch.float64)
+    game.world.reset_entities(torch.ones(1, dtype=torch.bool), places[..., None])
+    game.world.vel[1, 0, 0] = -1.5  # the second agent heads at the first
+    rows = {pairs: CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs=pairs).constraints(game, 10.0)[1][0]
+            for pairs in ("shared", "yield", "obstacles")}  # (N, k): nearest first, so the agent's row is row 0
+    shared, yielded, alone = rows["shared"], rows["yield"], rows["obstacles"]
+    assert bool(torch.isfinite(shared[:, 0]).all())
+    torch.testing.assert_close(yielded[0, 0], 2 * shared[0, 0])
+    assert yielded[1, 0] == -math.inf and bool((alone[:, 0] == -math.inf).all())
+    for other in (yielded, alone):
+        torch.testing.assert_close(other[:, 1], shared[:, 1])
+    safe = CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="obstacles").filter_moves(
+        game, torch.tensor([[0, 1]]))
+    assert torch.equal(safe, torch.tensor([[0, 1]])), "with obstacles only, the agents' own moves stand"
 
 
 def test_filtered_moves_batched_equal_one_at_a_time():

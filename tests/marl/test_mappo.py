@@ -151,6 +151,8 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
           "share=2"], "share must be in (0, 1]"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
           "barrier=wall"], "barrier must be one of braking, hocbf, lookahead"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
+          "pairs=all"], "pairs must be one of shared, yield, obstacles"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "sieve"], "invalid choice"),
     ]
     for args, message in cases:
