@@ -37,16 +37,27 @@ Measured, each part on its own when named (all of them by default):
    training among 10 obstacles, 0.52 / 1.63, 0 (penalty 15: agents keep still, S% 0).
 
    The part also plays the trained GNN's moves, and the goal seeker's, through the move filter
-   (``TRANSFER_FILTERS``: the one-step-lookahead barrier at alpha 10 with no margin, with half
-   and with full responsibility between agents). It cuts the GNN's collisions per agent to
-   0.03-0.06 (half) or 0.06-0.39 (full) at N = 3-15, and keeps S% at 99 with 3 agents only: with more,
-   agents turned aside by the filter run out of the 25 steps (S% 84 / 80 / 52 at N = 7 / 10 / 15
-   with half responsibility). On a policy of an earlier run of this recipe, the braking barrier,
-   with its speed limit, costs more S% still (88 / 49 / 41 / 9 at N = 3 / 7 / 10 / 15, against the
-   lookahead's 98 / 83 / 85 / 52). Neither training through the filter (the policy learns with a
-   lookahead filter in its loop, full responsibility; 20 minutes, one thread: S% 99 / 92 / 80 /
-   35) nor letting the filter pick the policy's most likely admissible move instead of the one
-   most along its choice (97 / 90 / 77 / 52) did better.
+   (``TRANSFER_FILTERS``: the one-step-lookahead barrier at alpha 10 with no margin, each move
+   checked on the exact distance it gives two steps on): with half responsibility between agents,
+   with agents parked at their goals taking on their pairs with travelling agents
+   (``pairs="yield"``), and against obstacles only (``pairs="obstacles"``). Against obstacles
+   only, the GNN's collisions per agent fell under InforMARL's at every N in one run (0.21 / 0.57
+   / 0.83 / 1.20 at N = 3 / 7 / 10 / 15), with S% 99 / 96 / 100 / 100; on two policies of
+   earlier runs (one trained on the curriculum below) over two and four evaluation seeds, S%
+   ranged 97-100 / 97-99 / 95-98 / 92-99. The misses traced were agents held behind an obstacle
+   (in one, two obstacles 0.006 apart) that the policy, blind to obstacles, pushes straight at
+   while the filter holds it or turns it aside. Agent pairs cut collisions much further
+   (0.05-0.13 with half responsibility, 0.08-0.39 yielding) at a cost in S% (98 / 88 / 89 / 63
+   and 98 / 91 / 93 / 73): agents turned aside run out of the 25 steps. The row's tangent
+   half-plane in place of the exact distance refuses moves that slide along what an agent
+   touches: on a policy of an earlier run, half responsibility gave S% 98 / 83 / 85 / 52 with
+   the row and 97 / 92 / 86 / 61 with the exact distance. On that policy the braking barrier,
+   with its speed limit, costs more S% still (88 / 49 / 41 / 9, the row). Neither training through
+   the filter (the policy learns with a lookahead filter in its loop, full responsibility; 20
+   minutes, one thread: S% 99 / 92 / 80 / 35) nor letting the filter pick the policy's most likely
+   admissible move instead of the one most along its choice (97 / 90 / 77 / 52) did better, and
+   a curriculum that put each obstacle on an agent's straight path to its goal in half the
+   training episodes (20 minutes) left the policy's obstacle overlaps at 0.23 per agent.
 2. **safety** (Gao, Yang and Prorok, MRS 2023; GCBF+'s rates): on navigation's default
    settings (continuous commands, an arena that keeps the density of 8 agents in
    [-1, 1]^2), the online CBF (a GNN sets each agent's gain; ``filter=online-cbf``)
@@ -61,7 +72,10 @@ Measured, each part on its own when named (all of them by default):
    ``gamma = min(alpha dt, 1)`` is already 1): a hand rule, alpha = 0.5 for agents parked at
    their goal and 10 for the others, has them yield, and measured success 0.9962 and T
    0.2503 at N = 8 against 0.9888 and 0.2538 (N = 16: 0.9969 / 0.2289 against 0.9931 /
-   0.2315). Parked alpha = 5 gave no gain and 2 a third of it. Ten minutes of MAPPO have not
+   0.2315). Parked alpha = 5 gave no gain and 2 a third of it. The same rule as responsibility
+   (``pairs="yield"``: parked agents take on the whole of each pair with a moving one) gave
+   success 0.9975 and T 0.2411 at N = 8, but a safe rate of 0.9975 (N = 16: 0.9912, N = 64:
+   0.9891): a parked agent braking alone cannot always get out of the way. Ten minutes of MAPPO have not
    found such a rule: with ``neighbour_reward = 1`` and (start alpha, initial log std) of
    (5, 0.5), (5, 1) in a smaller arena (``arena_size = 0.7``), and (10, 0) with
    ``reward = "goal"`` in that arena (rollouts of 64 x 50 and of 32 x 25, and with exploration
@@ -97,10 +111,11 @@ from scenarios.navigation import episode_metrics, goal_seeking_policy
 INFORMARL_COLLISIONS = {3: 0.40, 7: 0.74, 10: 0.95, 15: 1.28}  # Nayak et al. 2023, Table 2 (S% = 100 at each)
 TRANSFER_SIZES = (3, 7, 10, 15)
 # The move filters the transfer part also plays (at alpha = 10, gamma = 1, and no margin, since InforMARL counts
-# contact itself): the one-step lookahead with half responsibility between agents, and with each agent taking on
-# the whole of every pair.
+# contact itself), all with the one-step lookahead: half responsibility between agents; agents parked at their
+# goals taking the whole of each pair with a travelling agent (``pairs="yield"``); obstacles only.
 TRANSFER_FILTERS = {"lookahead": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead"),
-                    "lookahead_share1": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", share=1.0)}
+                    "lookahead_yield": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="yield"),
+                    "lookahead_obstacles": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="obstacles")}
 SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
 PARTS = ("transfer", "safety", "unfiltered", "scale")
