@@ -112,9 +112,11 @@ INFORMARL_COLLISIONS = {3: 0.40, 7: 0.74, 10: 0.95, 15: 1.28}  # Nayak et al. 20
 TRANSFER_SIZES = (3, 7, 10, 15)
 # The move filters the transfer part also plays (at alpha = 10, gamma = 1, and no margin, since InforMARL counts
 # contact itself), all with the one-step lookahead: half responsibility between agents; agents parked at their
-# goals taking the whole of each pair with a travelling agent (``pairs="yield"``); obstacles only.
+# goals taking the whole of each pair with a travelling agent (``pairs="yield"``), and with travelling agents
+# leaving each other alone too (``pairs="parked"``); obstacles only.
 TRANSFER_FILTERS = {"lookahead": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead"),
                     "lookahead_yield": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="yield"),
+                    "lookahead_parked": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="parked"),
                     "lookahead_obstacles": CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="obstacles")}
 SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)

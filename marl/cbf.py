@@ -77,8 +77,9 @@ Reinforcement Learning via Shielding", AAAI 2018).
 
 Who takes on an agent pair (``pairs``): each agent its share ``rho`` (the default); agents
 parked at their goals the whole of each pair with an agent still travelling (``yield``:
-travelling agents leave those pairs to them); or no one (``obstacles``: only obstacles
-constrain). A pair an agent leaves to the other has no row for it.
+travelling agents leave those pairs to them; ``parked``: and leave each other alone too); or
+no one (``obstacles``: only obstacles constrain). A pair an agent leaves to the other has no
+row for it.
 
 Gains: a fixed ``alpha`` (the seed paper's baseline), or ``alpha_i(t)`` per agent and step
 from a policy (:class:`OnlineCBF`, trained by ``marl.mappo`` with ``filter=online-cbf``).
@@ -99,7 +100,7 @@ from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
 BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
-PAIRS = ("shared", "yield", "obstacles")  # who takes on agent pairs (CBFFilter's ``pairs``)
+PAIRS = ("shared", "yield", "parked", "obstacles")  # who takes on agent pairs (CBFFilter's ``pairs``)
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -363,8 +364,10 @@ class CBFFilter:
         pairs: which agent pairs constrain whom. ``shared`` (the default): every agent takes ``share``
             of each pair. ``yield``: an agent parked at its goal (within the game's ``goal_radius``)
             takes the whole of each pair with an agent still travelling, which leaves that pair to it;
-            other pairs are shared. ``obstacles``: agents leave each other alone and only obstacles
-            constrain them (this keeps no agent apart from another).
+            other pairs are shared. ``parked``: as ``yield``, but two travelling agents leave each
+            other alone. ``obstacles``: agents leave each other alone and only obstacles constrain
+            them. ``parked`` and ``obstacles`` put reaching the goals first: they do not keep
+            travelling agents apart.
     """
 
     def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
@@ -409,11 +412,13 @@ class CBFFilter:
         is_agent = index < count
         if self.pairs == "obstacles":
             share = torch.zeros((), dtype=dtype, device=index.device)
-        elif self.pairs == "yield":
+        elif self.pairs in ("yield", "parked"):
             parked = game.goal_distance() <= game.config.goal_radius  # (B, N)
             other = parked.gather(1, index.clamp(max=count - 1).flatten(1)).view(index.shape)
             mine = parked[:, :, None]
-            share = torch.where(mine & ~other, 1.0, torch.where(~mine & other, 0.0, self.share)).to(dtype)
+            travelling = 0.0 if self.pairs == "parked" else self.share  # two travelling agents
+            share = torch.where(mine & ~other, 1.0, torch.where(mine, self.share, torch.where(other, 0.0, travelling)))
+            share = share.to(dtype)
         else:
             share = torch.full((), self.share, dtype=dtype, device=index.device)
         return torch.where(is_agent, share, torch.ones((), dtype=dtype, device=index.device))

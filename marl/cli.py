@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                           help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8), "
                                "barrier (braking, hocbf or lookahead), detour (90), share (0.5), "
-                               "pairs (shared, yield or obstacles)")
+                               "pairs (shared, yield, parked or obstacles)")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")

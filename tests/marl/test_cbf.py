@@ -122,7 +122,7 @@ def test_the_filter_keeps_goal_seeking_agents_apart():
     ({"barrier": "wall"}, "barrier must be one of braking, hocbf"),
     ({"detour": math.inf}, "detour must be a finite number"),
     ({"share": 0.0}, r"share must be in \(0, 1\]"),
-    ({"pairs": "all"}, "pairs must be one of shared, yield, obstacles"),
+    ({"pairs": "all"}, "pairs must be one of shared, yield, parked, obstacles"),
 ])
 def test_infeasible_filter_settings_are_refused(settings, message):
     with pytest.raises(TrainingError, match=message):
@@ -354,23 +354,32 @@ def test_the_lookahead_move_check_is_the_discrete_barrier_in_the_engine(px, py, 
         assert torch.equal(kept, margin == margin.max()), (kept, margin)
 
 
-def test_pairs_decide_who_takes_on_an_agent_pair():
-    """Two agents closing on each other, the first parked at its goal: with ``shared`` each takes half of the
-    pair's row, with ``yield`` the parked one takes all of it and the other none (no row), and with
-    ``obstacles`` neither has a row; the far obstacle's row is the same throughout."""
+@pytest.mark.parametrize("parked", [True, False])
+def test_pairs_decide_who_takes_on_an_agent_pair(parked):
+    """Two agents closing on each other. The first parked at its goal: with ``shared`` each takes half of the
+    pair's row, with ``yield`` and ``parked`` the parked one takes all of it and the other none (no row).
+    Both travelling: ``yield`` shares the pair and ``parked`` leaves it. With ``obstacles`` neither has a row;
+    the far obstacle's row is the same throughout."""
     game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, preset="informarl", num_agents=2,
                           num_obstacles=1)
     game.reset(seed=0)
-    places = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.8], [0.0, 0.0], [-0.9, -0.9]], dtype=torch.float64)
+    goal = [0.0, 0.0] if parked else [0.0, -0.5]
+    places = torch.tensor([[0.0, 0.0], [0.3, 0.0], [0.0, 0.8], goal, [-0.9, -0.9]], dtype=torch.float64)
     game.world.reset_entities(torch.ones(1, dtype=torch.bool), places[..., None])
     game.world.vel[1, 0, 0] = -1.5  # the second agent heads at the first
     rows = {pairs: CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs=pairs).constraints(game, 10.0)[1][0]
-            for pairs in ("shared", "yield", "obstacles")}  # (N, k): nearest first, so the agent's row is row 0
-    shared, yielded, alone = rows["shared"], rows["yield"], rows["obstacles"]
-    assert bool(torch.isfinite(shared[:, 0]).all())
-    torch.testing.assert_close(yielded[0, 0], 2 * shared[0, 0])
-    assert yielded[1, 0] == -math.inf and bool((alone[:, 0] == -math.inf).all())
-    for other in (yielded, alone):
+            for pairs in ("shared", "yield", "parked", "obstacles")}  # (N, k): nearest first: the agent's row is 0
+    shared, alone = rows["shared"], rows["obstacles"]
+    assert bool(torch.isfinite(shared[:, 0]).all()) and bool((alone[:, 0] == -math.inf).all())
+    if parked:
+        for other in (rows["yield"], rows["parked"]):
+            torch.testing.assert_close(other[0, 0], 2 * shared[0, 0])
+            assert other[1, 0] == -math.inf
+    else:
+        torch.testing.assert_close(rows["yield"][:, 0], shared[:, 0])
+        assert bool((rows["parked"][:, 0] == -math.inf).all())
+    assert bool(torch.isfinite(shared[:, 1]).all())
+    for other in rows.values():
         torch.testing.assert_close(other[:, 1], shared[:, 1])
     safe = CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="obstacles").filter_moves(
         game, torch.tensor([[0, 1]]))
