@@ -626,5 +626,5 @@ def scripted_cbf_policy(cbf: CBFFilter) -> Any:
     return policy
 
 
-__all__ = ["ALPHA_RANGE", "BARRIERS", "CBFFilter", "OnlineCBF", "barrier_rows", "braking_rows", "force_to_actions",
-           "lookahead_rows", "nominal_forces", "scripted_cbf_policy", "solve_qp"]
+__all__ = ["ALPHA_RANGE", "BARRIERS", "PAIRS", "CBFFilter", "OnlineCBF", "barrier_rows", "braking_rows",
+           "coasting_offset", "force_to_actions", "lookahead_rows", "nominal_forces", "scripted_cbf_policy", "solve_qp"]
