@@ -414,11 +414,12 @@ class CBFFilter:
             share = torch.zeros((), dtype=dtype, device=index.device)
         elif self.pairs in ("yield", "parked"):
             parked = game.goal_distance() <= game.config.goal_radius  # (B, N)
-            other = parked.gather(1, index.clamp(max=count - 1).flatten(1)).view(index.shape)
-            mine = parked[:, :, None]
+            other = parked.gather(1, index.clamp(max=count - 1).flatten(1)).view(index.shape).long()
+            mine = parked[:, :, None].expand_as(index).long()
             travelling = 0.0 if self.pairs == "parked" else self.share  # two travelling agents
-            share = torch.where(mine & ~other, 1.0, torch.where(mine, self.share, torch.where(other, 0.0, travelling)))
-            share = share.to(dtype)
+            # rho by (this agent parked, the other parked)
+            table = torch.tensor([[travelling, 0.0], [1.0, self.share]], dtype=dtype, device=index.device)
+            share = table[mine, other]
         else:
             share = torch.full((), self.share, dtype=dtype, device=index.device)
         return torch.where(is_agent, share, torch.ones((), dtype=dtype, device=index.device))
