@@ -318,10 +318,11 @@ def _cbf_filter(args: argparse.Namespace) -> Any:
         if params:
             raise GamelabError(f"--param {next(iter(params))}: filter settings need --filter cbf")
         return None
-    unknown = sorted(set(params) - {"alpha", "margin", "neighbours", "barrier", "detour", "share", "pairs"})
+    names = ("alpha", "margin", "neighbours", "barrier", "detour", "share", "pairs")  # CBFFilter's, on the command line
+    unknown = sorted(set(params) - set(names))
     if unknown:
-        raise GamelabError(f"--param {unknown[0]}: the cbf filter's settings are alpha, margin, neighbours, barrier, "
-                           "detour, share and pairs")
+        listed = f"{', '.join(names[:-1])} and {names[-1]}"
+        raise GamelabError(f"--param {unknown[0]}: the cbf filter's settings are {listed}")
     return CBFFilter(**params)
 
 
