@@ -13,7 +13,7 @@
     gamelab train mappo --scenario NAME [--model mlp|gnn] [--filter none|online-cbf] [--ippo]
                        [--env-steps N] [--minutes M] [--out DIR] [--resume] [--json]
     gamelab evaluate [CHECKPOINT | --policy scripted|random] [--scenario NAME] [--set KEY=VALUE]
-                       [--filter cbf|online-cbf] [--param alpha=A] [--episodes N] [--gif FILE] [--json]
+                       [--filter cbf|online-cbf] [--param alpha=A] [--sample] [--episodes N] [--gif FILE] [--json]
     gamelab tournament CONFIG.yaml [--db FILE] [--backend local|ray] [--ray-address ADDR]
                        [--report DIR] [--allow-code] [--json]
     gamelab bench NAME [options]
@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8), "
                                "barrier (braking, hocbf or lookahead), detour (90), share (0.5), "
                                "pairs (shared, yield, parked or obstacles)")
+    evaluate.add_argument("--sample", action="store_true",
+                          help="a MAPPO checkpoint's actions drawn from its policy (seeded by --seed) instead of the "
+                               "most likely ones")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -382,12 +382,13 @@ class MAPPO:
             return torch.distributions.Independent(torch.distributions.Normal(outputs, self.log_std.exp()), 1)
         return torch.distributions.Categorical(logits=outputs)
 
-    def sample(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Actions ``(S, N[, A])`` drawn with the learner's generator."""
+    def sample(self, outputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Actions ``(S, N[, A])`` drawn with ``generator`` (by default the learner's)."""
+        generator = self.generator if generator is None else generator
         if self.spec.continuous:
-            noise = torch.randn(outputs.shape, generator=self.generator, device=outputs.device, dtype=outputs.dtype)
+            noise = torch.randn(outputs.shape, generator=generator, device=outputs.device, dtype=outputs.dtype)
             return outputs + noise * self.log_std.detach().exp()
-        uniform = torch.rand(outputs.shape, generator=self.generator, device=outputs.device, dtype=outputs.dtype)
+        uniform = torch.rand(outputs.shape, generator=generator, device=outputs.device, dtype=outputs.dtype)
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0)))
         return (outputs + gumbel).argmax(-1)
 
@@ -507,21 +508,27 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, 
 
 
 class MAPPOPolicy:
-    """A trained MAPPO model as a gamelab policy: greedy actions, through its controller.
+    """A trained MAPPO model as a gamelab policy, through its controller.
 
     ``controller`` is ``None`` (the actions are played), or a callable
     ``controller(game, actions (B, N, A)) -> game actions (B, N[, 5])`` such as the online CBF.
+    The actions are the most likely ones (the mean, or the largest logit), or with ``sample`` drawn
+    from the policy as it was trained, with a generator of its own seeded by ``seed``: a policy
+    trained with PPO is a distribution, and its greedy version can hold still where a draw moves on.
     """
 
-    def __init__(self, learner: MAPPO, controller: Any = None) -> None:
+    def __init__(self, learner: MAPPO, controller: Any = None, sample: bool = False, seed: int = 0) -> None:
         self.learner = learner
         self.controller = controller
+        self.generator = torch.Generator(device=learner.device).manual_seed(seed) if sample else None
 
     @torch.no_grad()
     def __call__(self, game: Any, observations: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         learner = self.learner
         snapshot = {key: value.to(learner.device) for key, value in learner.model.observe(game, observations).items()}
-        actions = learner.played(learner.greedy(learner.model.act(snapshot)))
+        outputs = learner.model.act(snapshot)
+        chosen = learner.greedy(outputs) if self.generator is None else learner.sample(outputs, self.generator)
+        actions = learner.played(chosen)
         if self.controller is not None:
             actions = self.controller(game, actions)
         actions = actions.to(game.device)

@@ -234,8 +234,9 @@ def save_policy(path: str | os.PathLike, learner: MAPPO, game_name: str, game_se
 
 
 def load_policy(saved: dict[str, Any], path: str | os.PathLike, game: Any | None = None,
-                device: torch.device | str = "cpu") -> MAPPOPolicy:
-    """A ``MAPPOPolicy`` from a checkpoint's payload (``checkpoint.load``), checked against ``game`` when given.
+                device: torch.device | str = "cpu", sample: bool = False, seed: int = 0) -> MAPPOPolicy:
+    """A ``MAPPOPolicy`` from a checkpoint's payload (``checkpoint.load``), checked against ``game`` when given;
+    its actions drawn from the policy with ``sample`` (seeded by ``seed``), else the most likely ones.
 
     A ``gnn`` model runs with any number of agents; an ``mlp`` model needs the observation size
     (and, for its critic, the number of agents) it was trained with.
@@ -267,7 +268,7 @@ def load_policy(saved: dict[str, Any], path: str | os.PathLike, game: Any | None
         learner.load_state_dict(saved["learner"], policy_only=True)
     except (KeyError, RuntimeError, TypeError) as error:
         raise checkpoint.CheckpointError(f"{os.fspath(path)}: the checkpoint's model does not fit: {error}") from None
-    return MAPPOPolicy(learner, controller_of(config))
+    return MAPPOPolicy(learner, controller_of(config), sample=sample, seed=seed)
 
 
 __all__ = ["MAPPOResult", "controller_of", "load_policy", "policy_payload", "save_policy", "train"]

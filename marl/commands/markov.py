@@ -282,6 +282,9 @@ def _evaluated_policy(args: argparse.Namespace, device: Any) -> tuple[Any, str, 
     if args.checkpoint is None:
         if args.scenario is None:
             raise GamelabError(f"--policy {args.policy}: name the game with --scenario")
+        if args.sample:
+            raise GamelabError(f"--sample: draws from a trained MAPPO policy; --policy {args.policy} has no distribution "
+                               "to draw from")
         return _load_policy(args.policy, args.scenario, settings), args.scenario, settings, "none"
     saved = checkpoint.load(args.checkpoint)  # its header is checked there
     recorded = saved["game"]
@@ -293,7 +296,7 @@ def _evaluated_policy(args: argparse.Namespace, device: Any) -> tuple[Any, str, 
         from marl.mappo_train import load_policy as load_mappo
 
         game = make_game(scenario, 1, device=device, seed=args.seed, settings=settings)
-        policy = load_mappo(saved, args.checkpoint, game, device)
+        policy = load_mappo(saved, args.checkpoint, game, device, sample=args.sample, seed=args.seed)
         trained_with = policy.learner.config.filter
         if trained_with == "online-cbf" and args.filter not in (None, "online-cbf"):
             raise GamelabError(f"{args.checkpoint} sets CBF gains (trained with --filter online-cbf); it plays only "
@@ -305,6 +308,9 @@ def _evaluated_policy(args: argparse.Namespace, device: Any) -> tuple[Any, str, 
 
     if args.filter == "online-cbf":
         raise GamelabError(f"--filter online-cbf: {args.checkpoint} was not trained with --filter online-cbf")
+    if args.sample:
+        raise GamelabError(f"--sample: {args.checkpoint} holds a deterministic (MADDPG) policy; --sample draws from a "
+                           "MAPPO policy")
     policy = load_policy(args.checkpoint, game_name=scenario, game_settings=settings, device=device, saved=saved)
     return policy, scenario, settings, "none"
 

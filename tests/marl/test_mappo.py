@@ -60,6 +60,36 @@ def test_the_policy_plays_every_copy_as_it_plays_one_alone():
             assert int(alone[agent][0]) == int(together[agent][copy])
 
 
+def test_a_sampling_policy_draws_its_moves_with_the_policy_s_probabilities():
+    # Every copy starts from one state, so each agent's 4,000 draws share one distribution: the
+    # frequencies must match softmax(logits) (the largest deviation of 5 x 3 frequencies from 4,000
+    # draws is about 0.02), and a seed gives the same draws again.
+    config = MAPPOConfig(model="gnn")
+    game = scenarios.make("navigation", num_envs=4000, seed=0, preset="informarl")
+    learner = MAPPO(PolicySpec.of(game, config), config)
+    head = [layer for layer in learner.model.actor_head.modules() if isinstance(layer, torch.nn.Linear)][-1]
+    with torch.no_grad():  # an untrained head is near uniform (gain 0.01): skew it, the state still counting
+        head.weight.mul_(100.0)
+        head.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 0.5, -0.5]))
+    observations, _ = game.reset(seed=0)
+    game.world.position = game.world.position[:1].expand_as(game.world.position).clone()  # the GNN reads the world
+    logits = learner.model.act(learner.model.observe(game, observations))  # (B, N, 5)
+    expected = torch.softmax(logits[0], -1)
+    assert torch.allclose(logits, logits[:1].expand_as(logits), atol=1e-5)
+    assert (expected.max(-1).values - expected.min(-1).values > 0.2).all()
+    drawn = MAPPOPolicy(learner, sample=True, seed=3)(game, observations)
+    for index, agent in enumerate(game.possible_agents):
+        frequency = torch.bincount(drawn[agent], minlength=5).double() / 4000
+        assert (frequency - expected[index].double()).abs().max() < 0.035, (agent, frequency, expected[index])
+    again = MAPPOPolicy(learner, sample=True, seed=3)(game, observations)
+    other = MAPPOPolicy(learner, sample=True, seed=4)(game, observations)
+    greedy = MAPPOPolicy(learner)(game, observations)
+    for index, agent in enumerate(game.possible_agents):
+        assert torch.equal(drawn[agent], again[agent])
+        assert torch.equal(greedy[agent], logits[:, index].argmax(-1))
+    assert any(not torch.equal(drawn[agent], other[agent]) for agent in game.possible_agents)
+
+
 def test_mappo_learns_to_reach_goals():
     """One agent, no obstacles, InforMARL's reward: uniform random play returns about -90 per episode;
     after 96,000 copy-steps of MAPPO the agent reaches its goal in most episodes."""
@@ -112,6 +142,12 @@ def test_train_mappo_gnn_then_evaluate_it_with_more_agents(tmp_path, capsys):
     assert main(["evaluate", str(folder / "policy.pt"), "--filter", "cbf", "--param", "alpha=10", "--episodes", "3",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["filter"] == "cbf"
+    # --sample draws the moves from the policy, the same ones again for the same --seed.
+    sampled = []
+    for _ in range(2):
+        assert main(["evaluate", str(folder / "policy.pt"), "--sample", "--seed", "5", "--episodes", "6", "--json"]) == 0
+        sampled.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert sampled[0]["mean_episode_return"] == sampled[1]["mean_episode_return"]
 
 
 def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys):
@@ -156,6 +192,8 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param", "colour=1"],
          "--param colour: the cbf filter's settings are alpha, margin, neighbours, barrier, detour, share and pairs"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "sieve"], "invalid choice"),
+        (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--sample"],
+         "--sample: draws from a trained MAPPO policy; --policy scripted has no distribution"),
     ]
     for args, message in cases:
         assert _exit_code(args) == 2, args
