@@ -177,6 +177,11 @@ def transfer(minutes: float, mlp_minutes: float, device: torch.device, log: bool
         if model == "gnn":  # the trained moves through the move filter (marl.cbf.CBFFilter.filter_moves)
             for name, cbf in TRANSFER_FILTERS.items():
                 run[f"evaluation_{name}"] = sweep(cbf(policy), f"{model}, {name}")
+            # The moves drawn from the policy (gamelab evaluate --sample) instead of its most likely ones.
+            sampled = MAPPOPolicy(result.learner, sample=True, seed=11)
+            run["evaluation_sampled"] = sweep(sampled, f"{model} sampled")
+            for name, cbf in TRANSFER_FILTERS.items():
+                run[f"evaluation_sampled_{name}"] = sweep(cbf(sampled), f"{model} sampled, {name}")
         out[model] = run
     return out
 

@@ -385,7 +385,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     evaluation = _evaluate_policy(policy, scenario, settings, args.episodes, args.seed, device, args.gif)
     source = args.checkpoint or args.policy
     payload = {"checkpoint": args.checkpoint, "policy": args.policy, "scenario": scenario, "settings": settings,
-               "filter": applied, **evaluation}
+               "filter": applied, "sample": args.sample, **evaluation}
     if args.json:
         print(json.dumps(payload))
     else:

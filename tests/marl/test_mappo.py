@@ -148,6 +148,7 @@ def test_train_mappo_gnn_then_evaluate_it_with_more_agents(tmp_path, capsys):
         assert main(["evaluate", str(folder / "policy.pt"), "--sample", "--seed", "5", "--episodes", "6", "--json"]) == 0
         sampled.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert sampled[0]["mean_episode_return"] == sampled[1]["mean_episode_return"]
+    assert sampled[0]["sample"] is True and evaluated["sample"] is False
 
 
 def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys):
