@@ -100,7 +100,7 @@ from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
 BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
-PAIRS = ("shared", "yield", "parked", "obstacles")  # who takes on agent pairs (CBFFilter's ``pairs``)
+PAIRS = ("shared", "yield", "parked", "obstacles", "parked_only")  # who takes on agent pairs (CBFFilter's ``pairs``)
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -366,8 +366,11 @@ class CBFFilter:
             takes the whole of each pair with an agent still travelling, which leaves that pair to it;
             other pairs are shared. ``parked``: as ``yield``, but two travelling agents leave each
             other alone. ``obstacles``: agents leave each other alone and only obstacles constrain
-            them. ``parked`` and ``obstacles`` put reaching the goals first: they do not keep
-            travelling agents apart.
+            them. ``parked_only``: only agents parked at their goals are filtered; each takes the whole
+            of each pair with a travelling agent, shares pairs with parked ones and keeps clear of
+            obstacles, while travelling agents move as their policy says. ``parked``, ``obstacles``
+            and ``parked_only`` put reaching the goals first: they do not keep travelling agents
+            apart.
     """
 
     def __init__(self, alpha: float = 1.0, margin: float = 0.05, neighbours: int = 8, dynamics: str = "double",
@@ -407,22 +410,32 @@ class CBFFilter:
 
     def _responsibility(self, game: Any, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``(B, N, k)`` ``rho`` of each agent for its ``k`` nearest (``index`` into agents, then
-        obstacles): 1 for obstacles, and for agents as ``pairs`` says (0: left to the other)."""
+        obstacles): for agents as ``pairs`` says (0: left to the other), and 1 for obstacles (with
+        ``parked_only``, 0 for a travelling agent)."""
         count = game.config.num_agents
         is_agent = index < count
+        one = torch.ones((), dtype=dtype, device=index.device)
+        obstacle = one
         if self.pairs == "obstacles":
             share = torch.zeros((), dtype=dtype, device=index.device)
-        elif self.pairs in ("yield", "parked"):
-            parked = game.goal_distance() <= game.config.goal_radius  # (B, N)
+        elif self.pairs in ("yield", "parked", "parked_only"):
+            parked = self._parked(game)  # (B, N)
             other = parked.gather(1, index.clamp(max=count - 1).flatten(1)).view(index.shape).long()
             mine = parked[:, :, None].expand_as(index).long()
-            travelling = 0.0 if self.pairs == "parked" else self.share  # two travelling agents
+            travelling = self.share if self.pairs == "yield" else 0.0  # two travelling agents
             # rho by (this agent parked, the other parked)
             table = torch.tensor([[travelling, 0.0], [1.0, self.share]], dtype=dtype, device=index.device)
             share = table[mine, other]
+            if self.pairs == "parked_only":
+                obstacle = mine.to(dtype)
         else:
             share = torch.full((), self.share, dtype=dtype, device=index.device)
-        return torch.where(is_agent, share, torch.ones((), dtype=dtype, device=index.device))
+        return torch.where(is_agent, share, obstacle)
+
+    @staticmethod
+    def _parked(game: Any) -> torch.Tensor:
+        """``(B, N)`` bool: agents within the game's ``goal_radius`` of their goals."""
+        return game.goal_distance() <= game.config.goal_radius
 
     def _rows(self, game: Any, alpha: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`constraints`, and with the lookahead barrier the coasting offsets ``c`` ``(B, N, k, 2)``
@@ -460,6 +473,8 @@ class CBFFilter:
             still = sensing_speed(config.sensing_radius, config.agent_size + config.obstacle_size + self.margin,
                                   config.acceleration, world.dt)
             limit_rows, limit_bound = speed_rows(velocity[:, :count], min(pair, still), world.dt, world.damping)
+            if self.pairs == "parked_only":  # travelling agents are not filtered at all
+                limit_bound = limit_bound.masked_fill(~self._parked(game)[..., None], -math.inf)
             return torch.cat([matrix, limit_rows], 2), torch.cat([bound, limit_bound], 2), None
         if self.dynamics == "double" and self.barrier == "lookahead":
             matrix, bound = lookahead_rows(near_offset, near_velocity, reach, responsibility, alpha, world.dt,

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                           help="a setting of the cbf filter: alpha (default 1), margin (0.05), neighbours (8), "
                                "barrier (braking, hocbf or lookahead), detour (90), share (0.5), "
-                               "pairs (shared, yield, parked or obstacles)")
+                               "pairs (shared, yield, parked, obstacles or parked_only)")
     evaluate.add_argument("--sample", action="store_true",
                           help="a MAPPO checkpoint's actions drawn from its policy (seeded by --seed) instead of the "
                                "most likely ones")

@@ -122,7 +122,7 @@ def test_the_filter_keeps_goal_seeking_agents_apart():
     ({"barrier": "wall"}, "barrier must be one of braking, hocbf"),
     ({"detour": math.inf}, "detour must be a finite number"),
     ({"share": 0.0}, r"share must be in \(0, 1\]"),
-    ({"pairs": "all"}, "pairs must be one of shared, yield, parked, obstacles"),
+    ({"pairs": "all"}, "pairs must be one of shared, yield, parked, obstacles, parked_only"),
 ])
 def test_infeasible_filter_settings_are_refused(settings, message):
     with pytest.raises(TrainingError, match=message):
@@ -360,7 +360,8 @@ def test_pairs_decide_who_takes_on_an_agent_pair(parked):
     """Two agents closing on each other. The first parked at its goal: with ``shared`` each takes half of the
     pair's row, with ``yield`` and ``parked`` the parked one takes all of it and the other none (no row).
     Both travelling: ``yield`` shares the pair and ``parked`` leaves it. With ``obstacles`` neither has a row;
-    the far obstacle's row is the same throughout."""
+    the far obstacle's row is the same throughout, but with ``parked_only``, which leaves a parked agent the
+    pair as ``parked`` does, a travelling agent has no row at all."""
     game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, preset="informarl", num_agents=2,
                           num_obstacles=1)
     game.reset(seed=0)
@@ -369,22 +370,58 @@ def test_pairs_decide_who_takes_on_an_agent_pair(parked):
     game.world.reset_entities(torch.ones(1, dtype=torch.bool), places[..., None])
     game.world.vel[1, 0, 0] = -1.5  # the second agent heads at the first
     rows = {pairs: CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs=pairs).constraints(game, 10.0)[1][0]
-            for pairs in ("shared", "yield", "parked", "obstacles")}  # (N, k): nearest first: the agent's row is 0
+            for pairs in ("shared", "yield", "parked", "obstacles", "parked_only")}  # (N, k): the agent's row is 0
     shared, alone = rows["shared"], rows["obstacles"]
     assert bool(torch.isfinite(shared[:, 0]).all()) and bool((alone[:, 0] == -math.inf).all())
     if parked:
-        for other in (rows["yield"], rows["parked"]):
+        for other in (rows["yield"], rows["parked"], rows["parked_only"]):
             torch.testing.assert_close(other[0, 0], 2 * shared[0, 0])
             assert other[1, 0] == -math.inf
     else:
         torch.testing.assert_close(rows["yield"][:, 0], shared[:, 0])
         assert bool((rows["parked"][:, 0] == -math.inf).all())
+        assert bool((rows["parked_only"][:, 0] == -math.inf).all())
     assert bool(torch.isfinite(shared[:, 1]).all())
+    only = rows.pop("parked_only")
     for other in rows.values():
         torch.testing.assert_close(other[:, 1], shared[:, 1])
+    if parked:
+        torch.testing.assert_close(only[0, 1], shared[0, 1])
+    assert bool((only[0 if not parked else 1:, 1] == -math.inf).all())
     safe = CBFFilter(alpha=10.0, margin=0.0, barrier="lookahead", pairs="obstacles").filter_moves(
         game, torch.tensor([[0, 1]]))
     assert torch.equal(safe, torch.tensor([[0, 1]])), "with obstacles only, the agents' own moves stand"
+
+
+@pytest.mark.parametrize("barrier", ["braking", "lookahead"])
+def test_with_parked_only_travelling_agents_keep_their_moves_and_parked_ones_meet_their_rows(barrier):
+    """``pairs="parked_only"``: an agent still travelling plays its own move, whatever is near it; one parked at
+    its goal plays a move that meets every row some move meets (as with the other settings)."""
+    from games.particle import MOVES
+
+    game, moves = _moving_informarl_world(6, 64, 5)
+    goals = game.entities()["goal_position"]
+    positions = game.world.pos.clone()
+    parked = torch.rand(64, 6, generator=torch.Generator().manual_seed(5)) < 0.5
+    positions[:6] = torch.where(parked.T[:, None], goals.permute(1, 2, 0), positions[:6])  # park half the agents
+    game.world.pos.copy_(positions)
+    cbf = CBFFilter(alpha=10.0, margin=0.06, barrier=barrier, pairs="parked_only")
+    assert torch.equal(cbf._parked(game), parked)
+    filtered = cbf.filter_moves(game, moves)
+    assert torch.equal(filtered[~parked], moves[~parked])
+    matrix, bound = cbf.constraints(game, 10.0)
+    assert bool((bound[~parked] == -math.inf).all())
+    assert bool(torch.isfinite(bound[parked]).any())
+    if barrier == "braking":  # rows met by the kept move wherever some move meets them all
+        forces = torch.tensor(MOVES, dtype=matrix.dtype) * game.config.acceleration
+        meets = (torch.einsum("bnrd,md->bnmr", matrix, forces) >= bound[:, :, None] - 1e-6).all(-1)  # (B, N, 5)
+        some = meets.any(-1) & parked
+        assert bool(meets.gather(-1, filtered[..., None])[..., 0][some].all())
+    # Continuous commands: a travelling agent's command passes unchanged.
+    nominal = torch.randn(64, 6, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    commands = cbf.commands(game, nominal)
+    torch.testing.assert_close(commands[~parked], nominal[~parked].clamp(-game.config.acceleration,
+                                                                         game.config.acceleration))
 
 
 def test_filtered_moves_batched_equal_one_at_a_time():

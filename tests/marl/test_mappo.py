@@ -189,7 +189,7 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
           "barrier=wall"], "barrier must be one of braking, hocbf, lookahead"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
-          "pairs=all"], "pairs must be one of shared, yield, parked, obstacles"),
+          "pairs=all"], "pairs must be one of shared, yield, parked, obstacles, parked_only"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param", "colour=1"],
          "--param colour: the cbf filter's settings are alpha, margin, neighbours, barrier, detour, share and pairs"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "sieve"], "invalid choice"),
