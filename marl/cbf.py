@@ -100,7 +100,7 @@ from marl.errors import TrainingError
 
 DYNAMICS = ("single", "double")
 BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
-PAIRS = ("shared", "yield", "parked", "obstacles", "parked_only")  # who takes on agent pairs (CBFFilter's ``pairs``)
+PAIRS = ("shared", "yield", "parked", "obstacles", "parked_only")  # CBFFilter's ``pairs``: who keeps clear of what
 # Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
 ALPHA_RANGE = (0.1, 50.0)
 
@@ -414,8 +414,7 @@ class CBFFilter:
         ``parked_only``, 0 for a travelling agent)."""
         count = game.config.num_agents
         is_agent = index < count
-        one = torch.ones((), dtype=dtype, device=index.device)
-        obstacle = one
+        obstacle = torch.ones((), dtype=dtype, device=index.device)
         if self.pairs == "obstacles":
             share = torch.zeros((), dtype=dtype, device=index.device)
         elif self.pairs in ("yield", "parked", "parked_only"):
