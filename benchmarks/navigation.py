@@ -67,11 +67,12 @@ Measured, each part on its own when named (all of them by default):
    agents 0.05-0.07 from their goals in crowds, just outside the radius, and gave S% 100 / 99.9 /
    98.5 / 72.3 unfiltered (drawn moves: 83.8 at N = 15) and 100 / 100 / 98.5 / 73.0 through
    ``parked_only``, with 0.354 / 0.690 / 0.918 / 1.360 collisions. The filter takes 5-10% off the
-   collisions of every policy; whether S% holds at N = 15 depends on the training seed. With ``parked`` and with ``obstacles`` the GNN's collisions per agent fell under
-   InforMARL's at every N in each of the last four runs (latest: 0.19 / 0.55 / 0.76 / 1.11 and 0.21
-   / 0.57 / 0.82 / 1.17 at N = 3 / 7 / 10 / 15), with S% 99 / 96 / 96 / 94 and 99 / 95 / 98 / 93
-   (drawn moves: 99 / 100 / 96 / 98 and 100 / 97 / 95 / 98); over those runs S% ranged over 93-100
-   beyond 3 agents: these filters turn travelling agents aside.
+   collisions of every policy; whether S% holds at N = 15 depends on the training seed.
+   With ``parked`` and with ``obstacles`` the GNN's collisions per agent fell under InforMARL's at
+   every N in each of the last four runs (latest: 0.19 / 0.55 / 0.76 / 1.11 and 0.21 / 0.57 / 0.82
+   / 1.17 at N = 3 / 7 / 10 / 15), with S% 99 / 96 / 96 / 94 and 99 / 95 / 98 / 93 (drawn moves:
+   99 / 100 / 96 / 98 and 100 / 97 / 95 / 98); over those runs S% ranged over 93-100 beyond 3
+   agents: these filters turn travelling agents aside.
    Misses traced with drawn moves against obstacles only (two saved policies, two
    seeds, 1,600 episodes, 22 agents): 10 held next to an obstacle by a two-step cycle (the policy
    alternates two moves, the filter refuses one and sends the agent back, the other leads it in
