@@ -186,8 +186,13 @@ PARTS = ("transfer", "safety", "unfiltered", "scale")
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "navigation.json")
 
 
+def _world(settings: dict, episodes: int, device: torch.device):
+    """The evaluation world: ``episodes`` copies of navigation with ``settings``, drawn from seed 7."""
+    return scenarios.make("navigation", num_envs=episodes, seed=7, device=device, **settings)
+
+
 def _metrics(policy, settings: dict, episodes: int, device: torch.device) -> dict:
-    game = scenarios.make("navigation", num_envs=episodes, seed=7, device=device, **settings)
+    game = _world(settings, episodes, device)
     start = time.perf_counter()
     measured = episode_metrics(policy, game, 11)
     measured.pop("episode_returns")
@@ -200,8 +205,7 @@ def _blocks(policy, settings: dict, device: torch.device) -> dict:
     worst block's S% and collisions per agent."""
     rows = []
     for seed in range(11, 11 + BLOCKS):
-        game = scenarios.make("navigation", num_envs=100, seed=7, device=device, **settings)
-        rows.append(episode_metrics(policy, game, seed))
+        rows.append(episode_metrics(policy, _world(settings, 100, device), seed))
     out: dict = {"blocks": BLOCKS, "episodes": 100 * BLOCKS}
     for key in ("success_rate", "collisions_per_agent", "time_to_goal", "safe_rate", "agent_success_rate"):
         values = torch.tensor([row[key] for row in rows], dtype=torch.float64)
