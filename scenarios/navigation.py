@@ -18,7 +18,10 @@ Reward of agent ``i`` at each step, ``reward="progress"`` (the default): its pro
 towards its goal (the drop in distance) minus ``collision_penalty`` for each agent or
 obstacle it overlaps. ``reward="goal"`` (InforMARL's): ``goal_reward`` while within
 ``goal_radius`` of its goal, minus its distance otherwise, minus ``collision_penalty`` per
-overlap. With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
+overlap. ``reward="arrival"``: minus its distance at each step until it first is within
+``goal_radius`` of its goal, ``goal_reward`` at that step, and nothing after but the
+collision penalty: the return counts what InforMARL's T and GCBF+'s success count (the
+first arrival, and how soon), so an agent home has nothing to lose by making way. With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
 the rewards of the other agents within ``sensing_radius``; with ``shared_reward`` every
 agent receives the sum of all agents' rewards. An
 episode terminates when every agent is within ``goal_radius`` of its goal (unless
@@ -54,7 +57,7 @@ from games.markov import ConfigError, require_bool, require_float, require_int
 from games.particle import ParticleGame, ParticleWorld, steer
 from games.policy import Policy, team_returns
 
-REWARDS = ("progress", "goal")
+REWARDS = ("progress", "goal", "arrival")
 
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
@@ -98,9 +101,11 @@ class NavigationConfig:
     continuous_actions: bool = True
     """``Box(0, 1, (5,))`` actions (the default here) instead of ``Discrete(5)``."""
     reward: str = "progress"
-    """``progress`` (the drop in goal distance) or ``goal`` (InforMARL's); see the module docstring."""
+    """``progress`` (the drop in goal distance), ``goal`` (InforMARL's) or ``arrival`` (the first arrival, soon);
+    see the module docstring."""
     goal_reward: float = 5.0
-    """``reward="goal"``: reward per step while within ``goal_radius`` of the goal."""
+    """``reward="goal"``: reward per step while within ``goal_radius`` of the goal; ``reward="arrival"``: reward
+    at the step an agent first is."""
     shared_reward: bool = False
     """Every agent receives the sum of all agents' rewards."""
     neighbour_reward: float = 0.0
@@ -193,6 +198,7 @@ class Navigation(ParticleGame):
         self.episode_collisions = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._step_collisions = torch.zeros(count, self.num_envs, dtype=torch.long, device=self.device)
         self._reached = torch.zeros(count, self.num_envs, dtype=torch.bool, device=self.device)
+        self._arrived = torch.zeros(count, self.num_envs, dtype=torch.bool, device=self.device)  # this episode, ever
         self._eye = torch.eye(count, dtype=torch.bool, device=self.device)[:, :, None]
 
     # Entity blocks: agents, obstacles, goals.
@@ -237,6 +243,7 @@ class Navigation(ParticleGame):
                 position = torch.where(again[..., None], draws[:, draw] * scale, position)
         self.world.reset_entities(mask, position.permute(1, 2, 0))
         self._goal_distance = torch.where(mask, self.goal_distance_bl(), self._goal_distance)
+        self._arrived = self._arrived & ~mask
         self.episode_collisions = self.episode_collisions.masked_fill(mask, 0)
 
     def _start_gaps(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,6 +313,10 @@ class Navigation(ParticleGame):
         self._reached = distance <= config.goal_radius
         if config.reward == "goal":
             reward = torch.where(self._reached, config.goal_reward, -distance)
+        elif config.reward == "arrival":
+            first = self._reached & ~self._arrived
+            reward = torch.where(self._arrived, 0.0, torch.where(first, config.goal_reward, -distance))
+            self._arrived = self._arrived | self._reached
         else:
             reward = self._goal_distance - distance
         self._goal_distance = distance

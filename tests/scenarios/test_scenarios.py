@@ -208,6 +208,35 @@ def test_navigation_goal_reward_is_shared_and_counts_goals_distances_and_collisi
     assert not terminated["agent_0"].any()
 
 
+def test_navigation_arrival_reward_pays_the_first_arrival_once_per_episode():
+    """``reward="arrival"``: minus the distance until an agent first reaches its goal, ``goal_reward`` at that
+    step, then nothing (no collisions here), whether the agent stays, leaves or comes back; a new episode pays
+    again."""
+    game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, num_agents=2, num_obstacles=0,
+                          reward="arrival", goal_reward=3.0, collision_penalty=0.0, terminate_on_goals=False)
+    still = {a: torch.zeros(1, 5, dtype=torch.float64) for a in game.possible_agents}
+
+    def place(agents: list[list[float]], goals: list[list[float]]) -> None:
+        game.world.position = torch.tensor([agents + goals], dtype=torch.float64)
+        game.world.velocity = torch.zeros_like(game.world.position)
+
+    def rewards() -> list[float]:
+        out = game.step(still)[1]
+        return [float(out[a][0]) for a in game.possible_agents]
+
+    game.reset()
+    place([[0.0, 0.0], [0.5, 0.5]], [[0.0, 0.0], [0.5, -0.5]])
+    assert rewards() == pytest.approx([3.0, -1.0])  # agent 0 arrives; agent 1 is 1 away
+    assert rewards() == pytest.approx([0.0, -1.0])  # staying home pays nothing more
+    place([[0.3, 0.0], [0.5, -0.46]], [[0.0, 0.0], [0.5, -0.5]])  # agent 0 leaves; agent 1 arrives (0.04 away)
+    assert rewards() == pytest.approx([0.0, 3.0])
+    place([[0.0, 0.0], [0.9, 0.9]], [[0.0, 0.0], [0.5, -0.5]])  # agent 0 back home, agent 1 far away again
+    assert rewards() == pytest.approx([0.0, 0.0])
+    game.reset()  # a new episode: arrivals are paid again
+    place([[0.0, 0.0], [0.5, 0.5]], [[0.0, 0.0], [0.5, -0.5]])
+    assert rewards() == pytest.approx([3.0, -1.0])
+
+
 def test_navigation_neighbour_reward_adds_the_rewards_of_the_agents_in_sensing_range():
     games = [scenarios.make("navigation", num_envs=16, seed=2, dtype=torch.float64, neighbour_reward=weight)
              for weight in (0.0, 0.5)]
