@@ -21,7 +21,9 @@ obstacle it overlaps. ``reward="goal"`` (InforMARL's): ``goal_reward`` while wit
 overlap. ``reward="arrival"``: minus its distance at each step until it first is within
 ``goal_radius`` of its goal, ``goal_reward`` at that step, and nothing after but the
 collision penalty: the return counts what InforMARL's T and GCBF+'s success count (the
-first arrival, and how soon), so an agent home has nothing to lose by making way. With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
+first arrival, and how soon), so an agent home has nothing to lose by making way. Both
+count an agent home within ``reward_radius`` of its goal where that is set (the figures
+always use ``goal_radius``). With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
 the rewards of the other agents within ``sensing_radius``; with ``shared_reward`` every
 agent receives the sum of all agents' rewards. An
 episode terminates when every agent is within ``goal_radius`` of its goal (unless
@@ -106,6 +108,10 @@ class NavigationConfig:
     goal_reward: float = 5.0
     """``reward="goal"``: reward per step while within ``goal_radius`` of the goal; ``reward="arrival"``: reward
     at the step an agent first is."""
+    reward_radius: float | None = None
+    """``reward="goal"`` and ``"arrival"``: the distance within which the reward counts an agent home; ``None``:
+    ``goal_radius``. Only the reward reads it (``reached``, termination and the figures of :func:`episode_metrics`
+    keep ``goal_radius``), so a policy trained to aim inside the goal is measured on the task as set."""
     shared_reward: bool = False
     """Every agent receives the sum of all agents' rewards."""
     neighbour_reward: float = 0.0
@@ -149,6 +155,8 @@ class NavigationConfig:
         if self.reward not in REWARDS:
             raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         require_float("goal_reward", self.goal_reward)
+        if self.reward_radius is not None:
+            require_float("reward_radius", self.reward_radius, 0.0, open_minimum=True)
         require_bool("shared_reward", self.shared_reward)
         require_float("neighbour_reward", self.neighbour_reward, 0.0)
         require_bool("terminate_on_goals", self.terminate_on_goals)
@@ -311,12 +319,13 @@ class Navigation(ParticleGame):
         config = self.config
         distance = self.goal_distance_bl()
         self._reached = distance <= config.goal_radius
+        home = self._reached if config.reward_radius is None else distance <= config.reward_radius
         if config.reward == "goal":
-            reward = torch.where(self._reached, config.goal_reward, -distance)
+            reward = torch.where(home, config.goal_reward, -distance)
         elif config.reward == "arrival":
-            first = self._reached & ~self._arrived
+            first = home & ~self._arrived
             reward = torch.where(self._arrived, 0.0, torch.where(first, config.goal_reward, -distance))
-            self._arrived = self._arrived | self._reached
+            self._arrived = self._arrived | home
         else:
             reward = self._goal_distance - distance
         self._goal_distance = distance

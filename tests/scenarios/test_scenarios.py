@@ -208,6 +208,26 @@ def test_navigation_goal_reward_is_shared_and_counts_goals_distances_and_collisi
     assert not terminated["agent_0"].any()
 
 
+def test_navigation_reward_radius_moves_only_the_rewards_home():
+    """``reward_radius`` is where the reward counts an agent home; ``reached`` (and so every figure) keeps
+    ``goal_radius``."""
+    for reward, home, away in (("goal", 5.0, -0.04), ("arrival", 5.0, -0.04)):
+        rewards = {}
+        for radius in (None, 0.03):
+            game = scenarios.make("navigation", num_envs=1, seed=0, dtype=torch.float64, num_agents=1,
+                                  num_obstacles=0, reward=reward, reward_radius=radius, collision_penalty=0.0)
+            game.reset()
+            game.world.position = torch.tensor([[[0.0, 0.0], [0.04, 0.0]]], dtype=torch.float64)  # 0.04 from its goal
+            game.world.velocity = torch.zeros_like(game.world.position)
+            _, out, _, _, infos = game.step({"agent_0": torch.zeros(1, 5, dtype=torch.float64)})
+            rewards[radius] = float(out["agent_0"][0])
+            assert bool(infos["agent_0"]["reached"][0])  # within goal_radius = 0.05 either way
+        assert rewards == pytest.approx({None: home, 0.03: away})
+    assert scenarios.configure("navigation", {"preset": "informarl", "reward_radius": 0.03}).reward_radius == 0.03
+    with pytest.raises(scenarios.ConfigError, match="reward_radius must be > 0"):
+        scenarios.configure("navigation", {"reward_radius": 0.0})
+
+
 def test_navigation_arrival_reward_pays_the_first_arrival_once_per_episode():
     """``reward="arrival"``: minus the distance until an agent first reaches its goal, ``goal_reward`` at that
     step, then nothing (no collisions here), whether the agent stays, leaves or comes back; a new episode pays
