@@ -7,7 +7,8 @@
 Measured, each part on its own when named (all of them by default):
 
 1. **transfer** (InforMARL's table; Nayak et al., ICML 2023): MAPPO with the GNN model
-   trained on ``preset=informarl`` with N = 3 for ``--minutes`` of training, then evaluated
+   trained on ``preset=informarl`` with N = 3 (and the reward counting an agent home within
+   ``TRAIN_REWARD_RADIUS`` = 0.03 of its goal) for ``--minutes`` of training, then evaluated
    with N = 3, 7, 10, 15 over 100 episodes each. The baseline is MAPPO with the MLP model
    on navigation's fixed K-nearest observation (4 agents, 2 obstacles), trained for
    ``--mlp-minutes``. InforMARL reports S% = 100 at every N and collisions per agent of
