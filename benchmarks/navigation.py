@@ -143,6 +143,22 @@ Measured, each part on its own when named (all of them by default):
    ``neighbour_reward = 1``, 10 minutes on one thread (218,000 steps). The gains rose back towards
    the fixed best (medians 7.5 parked, 9.0 / 9.8 / 12.3 moving at N = 8 / 16 / 64), with success
    0.9862 / 0.9906 / 0.9961 against the fixed gain's 0.9888 / 0.9906 / 0.9969.
+   Neither reward of those runs pays for the hand rule: over 200 episodes at N = 8 it lowers the
+   ``goal`` return (99.7 to 94.0: an agent home loses ``goal_reward`` each step it makes way) and
+   leaves the ``progress`` return level (1.064 / 1.066), while ``reward="arrival"`` (the first
+   arrival, and how soon) rises with it (-11.64 to -11.44) and orders parked gains 10 / 2 / 0.5 /
+   0.1 as success and T do. Trained on ``arrival`` with ``neighbour_reward = 1`` (10 minutes on one
+   thread, 180,000-320,000 steps; start alpha, initial log std, learning rate; success / T at N = 8,
+   16, 64 against the fixed gain's 0.9888 / 0.9906 / 0.9969 and 0.2538 / 0.2324 / 0.2138): (10,
+   -0.5, 7e-4, 5 epochs of one minibatch) and the same with a shared reward gave the fixed gain's
+   figures to four places at N = 8 (gains about 10.5 for everyone); with 10 epochs of 4 minibatches,
+   (2.2, 0.4, 7e-4) gave 0.9938 / 0.9962 / 0.9930 and 0.2542 / 0.2338 / 0.2306 (parked agents'
+   mean gain 4.0, moving 7.6); (4.5, 0.4, 7e-4) 0.9900 / 0.9912 / 0.9938; (2.2, 0.4, 2e-3) 0.9888 /
+   0.9950 / 0.9953 and T 0.2627 / 0.2420 / 0.2236 (parked 1.0, moving 3.5); (10, 0.4, 2e-3) 0.9912
+   / 0.9944 / 0.9930 and T 0.2530 / 0.2375 / 0.2312; (5, 0.4, 2e-3) 0.9850 / 0.9931 / 0.9961; (10,
+   0, 7e-4) 0.9900 / 0.9894 / 0.9945. The arrival reward separates parked and moving gains in some
+   runs, but in this budget moving agents' gains stay under 10 and cost T, and no run beat the fixed
+   gain at every N.
 3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
 
