@@ -154,7 +154,7 @@ Measured, each part on its own when named (all of them by default):
    figures to four places at N = 8 (gains about 10.5 for everyone); with 10 epochs of 4 minibatches,
    (2.2, 0.4, 7e-4) gave 0.9938 / 0.9962 / 0.9930 and 0.2542 / 0.2338 / 0.2306 (parked agents'
    mean gain 4.0, moving 7.6); (4.5, 0.4, 7e-4) 0.9900 / 0.9912 / 0.9938; (2.2, 0.4, 2e-3) 0.9888 /
-   0.9950 / 0.9953 and T 0.2627 / 0.2420 / 0.2236 (parked 1.0, moving 3.5); (10, 0.4, 2e-3) 0.9912
+   0.9950 / 0.9953 and T 0.2627 / 0.2420 / 0.2236 (parked 1.1, moving 3.5); (10, 0.4, 2e-3) 0.9912
    / 0.9944 / 0.9930 and T 0.2530 / 0.2375 / 0.2312; (5, 0.4, 2e-3) 0.9850 / 0.9931 / 0.9961; (10,
    0, 7e-4) 0.9900 / 0.9894 / 0.9945. The arrival reward separates parked and moving gains in some
    runs, but in this budget moving agents' gains stay under 10 and cost T, and no run beat the fixed
