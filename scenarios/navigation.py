@@ -51,7 +51,9 @@ step (see ``games/particle.py``) a step holds about ``10 B N (N + O)`` numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -341,6 +343,14 @@ class Navigation(ParticleGame):
         if not self.config.terminate_on_goals:
             return torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         return (self._goal_distance <= self.config.goal_radius).all(dim=0)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """As ``MarkovGame.load_state_dict``; a state saved before navigation kept arrivals (no ``_arrived``)
+        takes the agents then within ``goal_radius`` as the ones that have arrived, so older runs resume."""
+        tensors = state.get("tensors") if isinstance(state, Mapping) else None
+        if isinstance(tensors, Mapping) and "_arrived" not in tensors and "_reached" in tensors:
+            state = {**state, "tensors": {**tensors, "_arrived": tensors["_reached"].clone()}}
+        super().load_state_dict(state)
 
     def entities(self) -> dict[str, torch.Tensor]:
         """The world as decentralized controllers and safety filters read it, batch-first.

@@ -257,6 +257,24 @@ def test_navigation_arrival_reward_pays_the_first_arrival_once_per_episode():
     assert rewards() == pytest.approx([3.0, -1.0])
 
 
+def test_navigation_state_saved_before_arrivals_were_kept_still_loads():
+    """A state without ``_arrived`` (saved by an older navigation) resumes, taking the agents then home as
+    arrived; any other missing tensor is still refused."""
+    game = scenarios.make("navigation", num_envs=4, seed=0, num_agents=3, reward="arrival")
+    game.reset(seed=1)
+    for _ in range(3):
+        game.step({a: torch.rand(4, 5) for a in game.possible_agents})
+    state = game.state_dict()
+    old = {**state, "tensors": {k: v for k, v in state["tensors"].items() if k != "_arrived"}}
+    other = scenarios.make("navigation", num_envs=4, seed=0, num_agents=3, reward="arrival")
+    other.load_state_dict(old)
+    assert torch.equal(other._arrived, state["tensors"]["_reached"])
+    assert torch.equal(other.world.position, game.world.position)
+    broken = {**state, "tensors": {k: v for k, v in state["tensors"].items() if k != "_reached"}}
+    with pytest.raises(scenarios.ConfigError, match="another game or size"):
+        other.load_state_dict(broken)
+
+
 def test_navigation_neighbour_reward_adds_the_rewards_of_the_agents_in_sensing_range():
     games = [scenarios.make("navigation", num_envs=16, seed=2, dtype=torch.float64, neighbour_reward=weight)
              for weight in (0.0, 0.5)]
