@@ -23,9 +23,9 @@ overlap. ``reward="arrival"``: minus its distance at each step until it first is
 collision penalty: the return counts what InforMARL's T and GCBF+'s success count (the
 first arrival, and how soon), so an agent home has nothing to lose by making way. Both
 count an agent home within ``reward_radius`` of its goal where that is set (the figures
-always use ``goal_radius``). With ``neighbour_reward = w`` each agent also receives ``w`` times the sum of
-the rewards of the other agents within ``sensing_radius``; with ``shared_reward`` every
-agent receives the sum of all agents' rewards. An
+always use ``goal_radius``). With ``neighbour_reward = w`` each agent also receives ``w``
+times the sum of the rewards of the other agents within ``sensing_radius``; with
+``shared_reward`` every agent receives the sum of all agents' rewards. An
 episode terminates when every agent is within ``goal_radius`` of its goal (unless
 ``terminate_on_goals`` is off), or is truncated at ``max_cycles``.
 
