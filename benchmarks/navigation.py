@@ -160,7 +160,7 @@ Measured, each part on its own when named (all of them by default):
    fixed gain's success at every N, 0.9950 / 0.9956 / 0.9984, but not its T, 0.2591 / 0.2376 /
    0.2259 (parked 3.4, moving 5.9). The arrival reward separates parked and moving gains, but in
    this budget moving agents' gains stay under 10, where gamma reaches 1, and cost T.
-   Three more recipes on ``arrival`` with ``neighbour_reward = 1`` (10 epochs of 4 minibatches, one
+   More recipes on ``arrival`` with ``neighbour_reward = 1`` (10 epochs of 4 minibatches, one
    thread, two at a time): a start at alpha 30 (gamma 1 for everyone at a zero action), learning rate
    7e-4 and 2e-3, gave success 0.9850 / 0.9919 / 0.9906 (a safe rate of 0.9992 at N = 64) and
    0.9888 / 0.9931 / 0.9953 (T 0.2555 / 0.2310 / 0.2168); a discount of 0.9 for 0.99 (arriving a
@@ -181,9 +181,8 @@ Measured, each part on its own when named (all of them by default):
    Where fixed gains deadlock, as the seed paper's claim asks: with no detour (``detour = 0``)
    the best of the fixed gains 0.5, 1, 2, 5 and 10 (10 again) reaches success 0.9375 / 0.9556 /
    0.9563 and T 0.2776 / 0.2544 / 0.2451, and the hand rule (parked alpha 1) 0.9463 / 0.9625 /
-   0.9695. Online
-   gains trained with no detour, from 2.2 and from 10 (10 minutes), and from 2.2 for 30 minutes,
-   gave 0.9300 / 0.9475 / 0.9383, 0.9375 / 0.9481 / 0.9648 (T 0.2771 / 0.2575 / 0.2426) and
+   0.9695. Online gains trained with no detour, from 2.2 and from 10 (10 minutes), and from 2.2
+   for 30 minutes, gave 0.9300 / 0.9475 / 0.9383, 0.9375 / 0.9481 / 0.9648 (T 0.2771 / 0.2575 / 0.2426) and
    0.9387 / 0.9575 / 0.9563: within 0.01 of the fixed gain, above and below it.
 3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
