@@ -187,6 +187,23 @@ Measured, each part on its own when named (all of them by default):
    0.9695. Online gains trained with no detour, from 2.2 and from 10 (10 minutes), and from 2.2
    for 30 minutes, gave 0.9300 / 0.9475 / 0.9383, 0.9375 / 0.9481 / 0.9648 (T 0.2771 / 0.2575 / 0.2426) and
    0.9387 / 0.9575 / 0.9563: within 0.01 of the fixed gain, above and below it.
+   A shorter GAE horizon (``gae_lambda`` 0.5 for 0.95: a yield shows in the next few TD errors,
+   and each further step adds every neighbour's noise) separates parked and moving gains most.
+   From 2.2 (initial log std 0.4, 10 epochs of 4 minibatches, ``arrival`` with
+   ``neighbour_reward = 1``, 10 minutes on one thread, 205,000-230,000 steps), training seeds 0,
+   1 and 2 gave median gains of 3.3 / 1.6 / 2.5 parked and 13.7 / 6.8 / 7.6 moving, success
+   0.9925 / 0.9950 / 0.9922, 0.9925 / 0.9944 / 0.9961 and 0.9925 / 0.9931 / 0.9953, and T
+   0.2524 / 0.2328 / 0.2285, 0.2558 / 0.2387 / 0.2230 and 0.2556 / 0.2377 / 0.2292: above the
+   fixed gain's success at N = 8 and 16 every time, below it at N = 64, and slower than it (a
+   larger T) everywhere but seed 0 at N = 8. With lambda 0.5 from 10, 30 and 5 every gain rose
+   (medians 35, 25 and 18 parked, 47, 35 and 27 moving), with success 0.9888 / 0.9900 / 0.9938, 0.9850 /
+   0.9956 / 0.9961 and 0.9900 / 0.9931 / 0.9969 and T 0.2537 / 0.2334 / 0.2181, 0.2558 / 0.2319
+   / 0.2208 and 0.2544 / 0.2304 / 0.2165; lambda 0.3 from 2.2, and lambda 0.5 from 2.2 with
+   initial log std 0, gave medians 8.4 / 20 and 2.9 / 6.8 and T 0.2551 / 0.2333 / 0.2227 and
+   0.2559 / 0.2317 / 0.2206. A choice among gains 0.5, 1, 2, 5 and 10 (a categorical policy;
+   a patch for the run, not a setting) did no better: with lambda 0.5 and 0.95 moving agents'
+   likeliest gain was 10 in 53% and 34% of steps, and T 0.2555 / 0.2343 / 0.2289 and 0.2638 /
+   0.2387 / 0.2260. Moving agents' gains under 10, where ``gamma`` is under 1, keep costing T.
 3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
 
