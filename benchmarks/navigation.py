@@ -195,11 +195,13 @@ Measured, each part on its own when named (all of them by default):
    0.9925 / 0.9950 / 0.9922, 0.9925 / 0.9944 / 0.9961 and 0.9925 / 0.9931 / 0.9953, and T
    0.2524 / 0.2328 / 0.2285, 0.2558 / 0.2387 / 0.2230 and 0.2556 / 0.2377 / 0.2292: above the
    fixed gain's success at N = 8 and 16 every time, below it at N = 64, and slower than it (a
-   larger T) everywhere but seed 0 at N = 8. With lambda 0.5 from 10, 30 and 5 every gain rose
-   (medians 35, 25 and 18 parked, 47, 35 and 27 moving), with success 0.9888 / 0.9900 / 0.9938, 0.9850 /
-   0.9956 / 0.9961 and 0.9900 / 0.9931 / 0.9969 and T 0.2537 / 0.2334 / 0.2181, 0.2558 / 0.2319
-   / 0.2208 and 0.2544 / 0.2304 / 0.2165; lambda 0.3 from 2.2, and lambda 0.5 from 2.2 with
-   initial log std 0, gave medians 8.4 / 20 and 2.9 / 6.8 and T 0.2551 / 0.2333 / 0.2227 and
+   larger T) everywhere but seed 0 at N = 8. Alone on both threads (349,000 steps), seed 0 gave
+   medians 1.3 / 6.2, success 0.9962 / 0.9956 / 0.9961 and T 0.2533 / 0.2387 / 0.2364: better
+   than the fixed gain in both at N = 8, slower at 16 and 64. With lambda 0.5 from 10, 30 and 5
+   every gain rose (medians 35, 25 and 18 parked, 47, 35 and 27 moving), with success 0.9888 /
+   0.9900 / 0.9938, 0.9850 / 0.9956 / 0.9961 and 0.9900 / 0.9931 / 0.9969 and T 0.2537 / 0.2334 /
+   0.2181, 0.2558 / 0.2319 / 0.2208 and 0.2544 / 0.2304 / 0.2165; lambda 0.3 from 2.2, and
+   lambda 0.5 from 2.2 with initial log std 0, gave medians 8.4 / 20 and 2.9 / 6.8 and T 0.2551 / 0.2333 / 0.2227 and
    0.2559 / 0.2317 / 0.2206. A choice among gains 0.5, 1, 2, 5 and 10 (a categorical policy;
    a patch for the run, not a setting) did no better: with lambda 0.5 and 0.95 moving agents'
    likeliest gain was 10 in 53% and 34% of steps, and T 0.2555 / 0.2343 / 0.2289 and 0.2638 /
