@@ -197,7 +197,9 @@ Measured, each part on its own when named (all of them by default):
    fixed gain's success at N = 8 and 16 every time, below it at N = 64, and slower than it (a
    larger T) everywhere but seed 0 at N = 8. Alone on both threads (349,000 steps), seed 0 gave
    medians 1.3 / 6.2, success 0.9962 / 0.9956 / 0.9961 and T 0.2533 / 0.2387 / 0.2364: better
-   than the fixed gain in both at N = 8, slower at 16 and 64. With lambda 0.5 from 10, 30 and 5
+   than the fixed gain in both at N = 8, slower at 16 and 64; seed 1 (336,000 steps) gave medians
+   5.1 / 12.5, success 0.9888 / 0.9912 / 0.9945 and T 0.2550 / 0.2357 / 0.2291, slower at every
+   N. With lambda 0.5 from 10, 30 and 5
    every gain rose (medians 35, 25 and 18 parked, 47, 35 and 27 moving), with success 0.9888 /
    0.9900 / 0.9938, 0.9850 / 0.9956 / 0.9961 and 0.9900 / 0.9931 / 0.9969 and T 0.2537 / 0.2334 /
    0.2181, 0.2558 / 0.2319 / 0.2208 and 0.2544 / 0.2304 / 0.2165; lambda 0.3 from 2.2, and
