@@ -161,8 +161,8 @@ Measured, each part on its own when named (all of them by default):
    0.2259 (parked 3.4, moving 5.9). The arrival reward separates parked and moving gains, but in
    this budget moving agents' gains stay under 10, where gamma reaches 1, and cost T.
    More recipes on ``arrival`` with ``neighbour_reward = 1`` (10 epochs of 4 minibatches, one
-   thread, two at a time): a start at alpha 30 (gamma 1 for everyone at a zero action), learning rate
-   7e-4 and 2e-3, gave success 0.9850 / 0.9919 / 0.9906 (a safe rate of 0.9992 at N = 64) and
+   thread, two at a time): a start at alpha 30 (gamma 1 for everyone at a zero action), learning
+   rate 7e-4 and 2e-3, gave success 0.9850 / 0.9919 / 0.9906 (a safe rate of 0.9992 at N = 64) and
    0.9888 / 0.9931 / 0.9953 (T 0.2555 / 0.2310 / 0.2168); a discount of 0.9 for 0.99 (arriving a
    step sooner then earns a tenth of ``goal_reward``, not a hundredth), from 2.2 and 10, gave
    0.9925 / 0.9931 / 0.9945 (T 0.2607 / 0.2397 / 0.2294) and 0.9900 / 0.9938 / 0.9961 (T 0.2579 /
@@ -184,9 +184,9 @@ Measured, each part on its own when named (all of them by default):
    Where fixed gains deadlock, as the seed paper's claim asks: with no detour (``detour = 0``)
    the best of the fixed gains 0.5, 1, 2, 5 and 10 (10 again) reaches success 0.9375 / 0.9556 /
    0.9563 and T 0.2776 / 0.2544 / 0.2451, and the hand rule (parked alpha 1) 0.9463 / 0.9625 /
-   0.9695. Online gains trained with no detour, from 2.2 and from 10 (10 minutes), and from 2.2
-   for 30 minutes, gave 0.9300 / 0.9475 / 0.9383, 0.9375 / 0.9481 / 0.9648 (T 0.2771 / 0.2575 / 0.2426) and
-   0.9387 / 0.9575 / 0.9563: within 0.01 of the fixed gain, above and below it.
+   0.9695. Online gains trained with no detour, from 2.2 and from 10 (10 minutes), and from 2.2 for
+   30 minutes, gave 0.9300 / 0.9475 / 0.9383, 0.9375 / 0.9481 / 0.9648 (T 0.2771 / 0.2575 / 0.2426)
+   and 0.9387 / 0.9575 / 0.9563: within 0.01 of the fixed gain, above and below it.
    A shorter GAE horizon (``gae_lambda`` 0.5 for 0.95: a yield shows in the next few TD errors,
    and each further step adds every neighbour's noise) separates parked and moving gains most.
    From 2.2 (initial log std 0.4, 10 epochs of 4 minibatches, ``arrival`` with
@@ -196,18 +196,18 @@ Measured, each part on its own when named (all of them by default):
    0.2524 / 0.2328 / 0.2285, 0.2558 / 0.2387 / 0.2230 and 0.2556 / 0.2377 / 0.2292: above the
    fixed gain's success at N = 8 and 16 every time, below it at N = 64, and slower than it (a
    larger T) everywhere but seed 0 at N = 8. Alone on both threads (349,000 steps), seed 0 gave
-   medians 1.3 / 6.2, success 0.9962 / 0.9956 / 0.9961 and T 0.2533 / 0.2387 / 0.2364: better
-   than the fixed gain in both at N = 8, slower at 16 and 64; seed 1 (336,000 steps) gave medians
-   5.1 / 12.5, success 0.9888 / 0.9912 / 0.9945 and T 0.2550 / 0.2357 / 0.2291, slower at every
-   N. With lambda 0.5 from 10, 30 and 5
-   every gain rose (medians 35, 25 and 18 parked, 47, 35 and 27 moving), with success 0.9888 /
-   0.9900 / 0.9938, 0.9850 / 0.9956 / 0.9961 and 0.9900 / 0.9931 / 0.9969 and T 0.2537 / 0.2334 /
-   0.2181, 0.2558 / 0.2319 / 0.2208 and 0.2544 / 0.2304 / 0.2165; lambda 0.3 from 2.2, and
-   lambda 0.5 from 2.2 with initial log std 0, gave medians 8.4 / 20 and 2.9 / 6.8 and T 0.2551 / 0.2333 / 0.2227 and
-   0.2559 / 0.2317 / 0.2206. A choice among gains 0.5, 1, 2, 5 and 10 (a categorical policy;
-   a patch for the run, not a setting) did no better: with lambda 0.5 and 0.95 moving agents'
-   likeliest gain was 10 in 53% and 34% of steps, and T 0.2555 / 0.2343 / 0.2289 and 0.2638 /
-   0.2387 / 0.2260. Moving agents' gains under 10, where ``gamma`` is under 1, keep costing T.
+   medians 1.3 / 6.2, success 0.9962 / 0.9956 / 0.9961 and T 0.2533 / 0.2387 / 0.2364: better than
+   the fixed gain in both at N = 8, slower at 16 and 64; seed 1 (336,000 steps) gave medians 5.1 /
+   12.5, success 0.9888 / 0.9912 / 0.9945 and T 0.2550 / 0.2357 / 0.2291, slower at every N. With
+   lambda 0.5 from 10, 30 and 5 every gain rose (medians 35, 25 and 18 parked, 47, 35 and 27
+   moving), with success 0.9888 / 0.9900 / 0.9938, 0.9850 / 0.9956 / 0.9961 and 0.9900 / 0.9931 /
+   0.9969 and T 0.2537 / 0.2334 / 0.2181, 0.2558 / 0.2319 / 0.2208 and 0.2544 / 0.2304 / 0.2165;
+   lambda 0.3 from 2.2, and lambda 0.5 from 2.2 with initial log std 0, gave medians 8.4 / 20 and
+   2.9 / 6.8 and T 0.2551 / 0.2333 / 0.2227 and 0.2559 / 0.2317 / 0.2206. A choice among gains 0.5,
+   1, 2, 5 and 10 (a categorical policy; a patch for the run, not a setting) did no better: with
+   lambda 0.5 and 0.95 moving agents' likeliest gain was 10 in 53% and 34% of steps, and T 0.2555 /
+   0.2343 / 0.2289 and 0.2638 / 0.2387 / 0.2260. Moving agents' gains under 10, where ``gamma``
+   is under 1, keep costing T.
    The part's own recipe (the ``progress`` reward, a start at the best fixed gain, 5 epochs of one
    minibatch), run again on both threads with the present filter (576,000 steps in 10 minutes),
    gave success 0.9875 / 0.9938 / 0.9969 / 0.9980 and T 0.2538 / 0.2311 / 0.2131 / 0.2094 at
