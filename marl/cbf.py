@@ -101,8 +101,9 @@ from marl.errors import TrainingError
 DYNAMICS = ("single", "double")
 BARRIERS = ("braking", "hocbf", "lookahead")  # of the double integrator
 PAIRS = ("shared", "yield", "parked", "obstacles", "parked_only")  # CBFFilter's ``pairs``: who keeps clear of what
-# Bounds of the online gain: alpha = exp(clamp(action, log 0.1, log 50)).
+# Bounds of the online gain (``OnlineCBF``): alpha is clamped to [0.1, 50].
 ALPHA_RANGE = (0.1, 50.0)
+GAINS = ("lognormal", "beta")  # how OnlineCBF reads a policy's action: log alpha, or a fraction of the top gain
 
 
 def _subsets(rows: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -610,19 +611,27 @@ def nominal_forces(game: Any) -> torch.Tensor:
 
 
 class OnlineCBF:
-    """Online gains (Gao, Yang and Prorok 2023): a policy's action per agent sets ``log alpha_i(t)``.
+    """Online gains (Gao, Yang and Prorok 2023): a policy's action per agent sets its gain ``alpha_i(t)``.
 
     ``controller(game, actions (B, N, 1)) -> (B, N, 5)``: the goal-seeking force, filtered
-    with each agent's gain ``alpha = clamp(cbf.alpha exp(action), 0.1, 50)``, so a zero action
-    is the fixed gain ``cbf.alpha``.
+    with each agent's gain. ``gain = "lognormal"``: the action is ``log alpha`` relative to the
+    fixed gain, ``alpha = clamp(cbf.alpha exp(action), 0.1, 50)``, so a zero action is
+    ``cbf.alpha``. ``gain = "beta"``: the action is a fraction in (0, 1) of ``cbf.alpha``,
+    ``alpha = max(cbf.alpha action, 0.1)``.
     """
 
-    def __init__(self, cbf: CBFFilter) -> None:
-        self.cbf = cbf
+    def __init__(self, cbf: CBFFilter, gain: str = "lognormal") -> None:
+        if gain not in GAINS:
+            raise TrainingError(f"the online gain is one of {', '.join(GAINS)}, got {gain!r}")
+        self.cbf, self.gain = cbf, gain
 
     def __call__(self, game: Any, actions: torch.Tensor) -> torch.Tensor:
-        low, high = (math.log(value) for value in ALPHA_RANGE)
-        alpha = (actions[..., 0].to(game.dtype) + math.log(self.cbf.alpha)).clamp(low, high).exp()
+        action = actions[..., 0].to(game.dtype)
+        if self.gain == "beta":
+            alpha = (action * self.cbf.alpha).clamp(ALPHA_RANGE[0], ALPHA_RANGE[1])
+        else:
+            low, high = (math.log(value) for value in ALPHA_RANGE)
+            alpha = (action + math.log(self.cbf.alpha)).clamp(low, high).exp()
         force = self.cbf.commands(game, nominal_forces(game), alpha)
         return force_to_actions(force, game.config.acceleration)
 
@@ -641,5 +650,6 @@ def scripted_cbf_policy(cbf: CBFFilter) -> Any:
     return policy
 
 
-__all__ = ["ALPHA_RANGE", "BARRIERS", "PAIRS", "CBFFilter", "OnlineCBF", "barrier_rows", "braking_rows",
-           "coasting_offset", "force_to_actions", "lookahead_rows", "nominal_forces", "scripted_cbf_policy", "solve_qp"]
+__all__ = ["ALPHA_RANGE", "BARRIERS", "GAINS", "PAIRS", "CBFFilter", "OnlineCBF", "barrier_rows", "braking_rows",
+           "coasting_offset", "force_to_actions", "lookahead_rows", "nominal_forces", "scripted_cbf_policy",
+           "solve_qp"]

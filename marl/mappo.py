@@ -34,7 +34,13 @@ Actions: discrete ones from a categorical over the actor's logits; continuous on
 Gaussian around the actor's output with a learned, state-independent standard deviation,
 clipped to the action box when played. A ``controller`` turns the policy's actions into
 the game's: ``online-cbf`` (``marl.cbf``) reads one number per agent, the log of its
-class-K gain, and plays the nominal goal-seeking command through the safety filter.
+class-K gain, and plays the nominal goal-seeking command through the safety filter. With
+``cbf_gain = "beta"`` that number is instead a fraction of ``cbf_alpha``, drawn from a Beta
+distribution whose two concentrations the actor outputs (Chou, Maturana and Scherer,
+"Improving Stochastic Policy Gradients in Continuous Control with Deep Reinforcement
+Learning using the Beta Distribution", ICML 2017): a Gaussian's draws beyond a bound that
+the game clips all play alike, which biases its gradient near the bound, and the braking
+filter's ``gamma = min(alpha dt, 1)`` is such a bound at ``alpha = 1 / dt``.
 
 NOTE: departures from the MAPPO code, for batched games: episodes cut at ``max_cycles``
 are treated as terminal (as MAPPO does on MPE, ``use_proper_time_limits=False``);
@@ -55,11 +61,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from marl.cbf import BARRIERS
+from marl.cbf import BARRIERS, GAINS
 from marl.errors import TrainingError
 
 MODELS = ("mlp", "gnn")
 FILTERS = ("none", "online-cbf")
+BETA_EDGE = 1e-6  # Beta actions are kept in [BETA_EDGE, 1 - BETA_EDGE], where the log-density is finite
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,11 @@ class MAPPOConfig:
     initial_log_std: float = -0.5
     """Continuous actions: the initial log standard deviation."""
     cbf_alpha: float = 5.0
-    """``online-cbf``: the gain at a zero action, ``alpha = cbf_alpha exp(action)``."""
+    """``online-cbf``: the gain at a zero action (``cbf_gain = "lognormal"``) or the top of the gains (``"beta"``)."""
+    cbf_gain: str = "lognormal"
+    """``online-cbf``: how an action sets an agent's gain. ``lognormal``: a Gaussian action ``a``,
+    ``alpha = cbf_alpha exp(a)``; ``beta``: an action ``u`` in (0, 1) from a Beta distribution,
+    ``alpha = cbf_alpha u`` (with ``cbf_alpha = 1 / dt``, ``u`` is the braking rows' ``gamma``)."""
     cbf_margin: float = 0.05
     """``online-cbf``: distance added to the sum of radii in the barrier."""
     cbf_neighbours: int = 8
@@ -141,6 +152,8 @@ class MAPPOConfig:
             raise TrainingError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.filter not in FILTERS:
             raise TrainingError(f"filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
+        if self.cbf_gain not in GAINS:
+            raise TrainingError(f"cbf_gain must be one of {', '.join(GAINS)}, got {self.cbf_gain!r}")
         if self.cbf_barrier not in BARRIERS:
             raise TrainingError(f"cbf_barrier must be one of {', '.join(BARRIERS)}, got {self.cbf_barrier!r}")
         for name in ("centralized_critic", "value_normalization"):
@@ -222,6 +235,39 @@ class PolicySpec:
         return dataclasses.asdict(self)
 
 
+def uses_beta(spec: PolicySpec, config: MAPPOConfig) -> bool:
+    """Whether the actions come from a Beta distribution (``online-cbf`` with ``cbf_gain = "beta"``)."""
+    return spec.continuous and config.filter == "online-cbf" and config.cbf_gain == "beta"
+
+
+def actor_outputs(spec: PolicySpec, config: MAPPOConfig) -> int:
+    """Actor outputs per agent: ``A`` logits or means, or ``2 A`` for a Beta's two concentrations."""
+    return spec.action_size * (2 if uses_beta(spec, config) else 1)
+
+
+def standard_gamma(shape: torch.Tensor, generator: torch.Generator, tries: int = 8) -> torch.Tensor:
+    """Draws from Gamma(``shape``, 1) for ``shape >= 1``, with ``generator`` (Marsaglia and Tsang 2000).
+
+    Each element proposes ``d v`` with ``d = k - 1/3``, ``v = (1 + x / sqrt(9 d))^3`` and ``x``
+    standard normal, and accepts it when ``log u < x^2 / 2 + d - d v + d log v`` (``u`` uniform).
+    ``tries`` proposals are drawn at once and the first accepted one kept; each is accepted with
+    probability above 0.95 for ``k >= 1``, so all ``tries`` fail with probability under ``0.05^tries``,
+    and such an element keeps ``d`` (the proposal at ``x = 0``).
+    """
+    d = shape - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    size = (tries, *shape.shape)
+    x = torch.randn(size, generator=generator, device=shape.device, dtype=shape.dtype)
+    u = torch.rand(size, generator=generator, device=shape.device, dtype=shape.dtype)
+    v = (1.0 + c * x) ** 3
+    positive = v > 0
+    log_v = torch.log(torch.where(positive, v, torch.ones_like(v)))
+    accepted = positive & (torch.log(u) < 0.5 * x.square() + d - d * v + d * log_v)
+    first = accepted.to(torch.uint8).argmax(0, keepdim=True)  # the first accepted try (0 if none)
+    chosen = torch.gather(v, 0, first)[0]
+    return d * torch.where(accepted.any(0), chosen, torch.ones_like(chosen))
+
+
 def _mlp(sizes: list[int], gain: float = math.sqrt(2)) -> nn.Sequential:
     """ReLU MLP with orthogonal initialization (MAPPO's), the last layer scaled by ``gain``."""
     layers: list[nn.Module] = []
@@ -241,7 +287,7 @@ class MLPActorCritic(nn.Module):
         super().__init__()
         size, hidden = spec.observation_size, list(config.hidden_sizes)
         critic_in = size * (1 + spec.num_agents) if config.centralized_critic else size
-        self.actor = nn.Sequential(nn.LayerNorm(size), _mlp([size, *hidden, spec.action_size], gain=0.01))
+        self.actor = nn.Sequential(nn.LayerNorm(size), _mlp([size, *hidden, actor_outputs(spec, config)], gain=0.01))
         self.critic = nn.Sequential(nn.LayerNorm(critic_in), _mlp([critic_in, *hidden, 1], gain=1.0))
         self.centralized = config.centralized_critic
         self.num_agents = spec.num_agents
@@ -277,7 +323,7 @@ class GraphActorCritic(nn.Module):
         width, hidden = config.gnn_hidden, list(config.hidden_sizes)
         self.actor_encoder = GraphEncoder(width, config.gnn_layers, config.gnn_heads)
         self.critic_encoder = GraphEncoder(width, config.gnn_layers, config.gnn_heads)
-        self.actor_head = _mlp([width + 4, *hidden, spec.action_size], gain=0.01)
+        self.actor_head = _mlp([width + 4, *hidden, actor_outputs(spec, config)], gain=0.01)
         critic_in = 2 * width if config.centralized_critic else width
         self.critic_head = _mlp([critic_in, *hidden, 1], gain=1.0)
         self.centralized = config.centralized_critic
@@ -362,13 +408,14 @@ class MAPPO:
 
     def __init__(self, spec: PolicySpec, config: MAPPOConfig, device: torch.device | str = "cpu") -> None:
         self.spec, self.config, self.device = spec, config, torch.device(device)
+        self.beta = uses_beta(spec, config)
         model_class = GraphActorCritic if config.model == "gnn" else MLPActorCritic
         with torch.random.fork_rng(devices=[]):  # torch's initializers draw from the global generator
             torch.manual_seed(config.seed)
             self.model = model_class(spec, config).to(self.device)
         self.log_std = nn.Parameter(torch.full((spec.action_size,), config.initial_log_std, device=self.device))
         self.value_norm = ValueNorm().to(self.device)
-        parameters = list(self.model.parameters()) + ([self.log_std] if spec.continuous else [])
+        parameters = list(self.model.parameters()) + ([self.log_std] if self._gaussian else [])
         self.optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, eps=1e-5)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.updates = 0
@@ -376,8 +423,16 @@ class MAPPO:
     # ----------------------------------------------------------------------------------
     # Acting
 
+    def concentrations(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A Beta policy's concentrations ``(S, N, A)`` each, ``1 + softplus`` of the outputs (so at least
+        1: the density has one mode, and it reaches 0 or 1 only where a concentration is exactly 1)."""
+        size = self.spec.action_size
+        return 1.0 + nn.functional.softplus(outputs[..., :size]), 1.0 + nn.functional.softplus(outputs[..., size:])
+
     def distribution(self, outputs: torch.Tensor) -> torch.distributions.Distribution:
-        """The action distribution of actor outputs ``(S, N, A)`` (batch shape ``(S, N)``)."""
+        """The action distribution of actor outputs ``(S, N, A)`` (``2 A`` for a Beta; batch shape ``(S, N)``)."""
+        if self.beta:
+            return torch.distributions.Independent(torch.distributions.Beta(*self.concentrations(outputs)), 1)
         if self.spec.continuous:
             return torch.distributions.Independent(torch.distributions.Normal(outputs, self.log_std.exp()), 1)
         return torch.distributions.Categorical(logits=outputs)
@@ -385,6 +440,10 @@ class MAPPO:
     def sample(self, outputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions ``(S, N[, A])`` drawn with ``generator`` (by default the learner's)."""
         generator = self.generator if generator is None else generator
+        if self.beta:  # X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b); kept inside (0, 1) for the log-density
+            a, b = self.concentrations(outputs)
+            x, y = standard_gamma(a, generator), standard_gamma(b, generator)
+            return (x / (x + y)).clamp(BETA_EDGE, 1.0 - BETA_EDGE)
         if self.spec.continuous:
             noise = torch.randn(outputs.shape, generator=generator, device=outputs.device, dtype=outputs.dtype)
             return outputs + noise * self.log_std.detach().exp()
@@ -393,7 +452,10 @@ class MAPPO:
         return (outputs + gumbel).argmax(-1)
 
     def greedy(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The most likely actions: the mean, or the largest logit."""
+        """The deterministic actions: the mean (a Gaussian's or a Beta's), or the largest logit."""
+        if self.beta:
+            a, b = self.concentrations(outputs)
+            return a / (a + b)
         return outputs if self.spec.continuous else outputs.argmax(-1)
 
     def played(self, actions: torch.Tensor) -> torch.Tensor:
@@ -459,7 +521,11 @@ class MAPPO:
     def _actor_parameters(self) -> list[nn.Parameter]:
         names = ("actor",)
         own = [p for name, p in self.model.named_parameters() if name.startswith(names)]
-        return own + ([self.log_std] if self.spec.continuous else [])
+        return own + ([self.log_std] if self._gaussian else [])
+
+    @property
+    def _gaussian(self) -> bool:
+        return self.spec.continuous and not self.beta
 
     def _critic_parameters(self) -> list[nn.Parameter]:
         return [p for name, p in self.model.named_parameters() if name.startswith("critic")]
@@ -535,4 +601,5 @@ class MAPPOPolicy:
         return {agent: actions[:, index] for index, agent in enumerate(game.possible_agents)}
 
 
-__all__ = ["FILTERS", "MAPPO", "MODELS", "MAPPOConfig", "MAPPOPolicy", "PolicySpec", "ValueNorm", "gae"]
+__all__ = ["FILTERS", "MAPPO", "MODELS", "MAPPOConfig", "MAPPOPolicy", "PolicySpec", "ValueNorm",
+           "actor_outputs", "gae", "standard_gamma", "uses_beta"]

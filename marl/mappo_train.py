@@ -59,7 +59,7 @@ def controller_of(config: MAPPOConfig) -> Callable | None:
     from marl.cbf import CBFFilter, OnlineCBF
 
     return OnlineCBF(CBFFilter(alpha=config.cbf_alpha, margin=config.cbf_margin, neighbours=config.cbf_neighbours,
-                               barrier=config.cbf_barrier, detour=config.cbf_detour))
+                               barrier=config.cbf_barrier, detour=config.cbf_detour), config.cbf_gain)
 
 
 def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",

@@ -114,6 +114,30 @@ def test_the_filter_keeps_goal_seeking_agents_apart():
     assert filtered["finish_rate"] > 0.9
 
 
+def test_online_gains_map_actions_to_the_fixed_gain_filters():
+    """A ``beta`` action u plays the filter at gain ``u alpha`` and a ``lognormal`` action a at ``alpha exp(a)``:
+    u = 1 and a = 0 are the fixed gain alpha, and u = 1/2 is a = log(1/2), agent by agent."""
+    from marl.cbf import OnlineCBF, force_to_actions, nominal_forces
+
+    game = scenarios.make("navigation", num_envs=6, seed=0, num_agents=8)
+    observations, _ = game.reset(seed=3)
+    policy = scripted_cbf_policy(CBFFilter(alpha=10.0))
+    for _ in range(12):  # into the crowd, where the filter has rows to meet
+        observations = game.step(policy(game, observations))[0]
+    shape = (6, 8, 1)
+    fixed = torch.stack(list(policy(game, observations).values()), 1)
+    beta, lognormal = OnlineCBF(CBFFilter(alpha=10.0), "beta"), OnlineCBF(CBFFilter(alpha=10.0))
+    torch.testing.assert_close(beta(game, torch.ones(shape)), fixed)
+    torch.testing.assert_close(lognormal(game, torch.zeros(shape)), fixed)
+    fractions = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.1
+    torch.testing.assert_close(beta(game, fractions), lognormal(game, fractions.log()))
+    half = force_to_actions(CBFFilter(alpha=5.0).commands(game, nominal_forces(game)), game.config.acceleration)
+    torch.testing.assert_close(beta(game, torch.full(shape, 0.5)), half)
+    assert not torch.allclose(half, fixed)  # gain 5 is not gain 10 here
+    with pytest.raises(TrainingError, match="the online gain is one of lognormal, beta"):
+        OnlineCBF(CBFFilter(), "gaussian")
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"margin": -0.1}, "margin must be >= 0"),
     ({"neighbours": 0}, r"neighbours \(k\) must be an integer in 1..16"),

@@ -7,12 +7,50 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import torch
 
 import scenarios
+from marl import checkpoint
 from marl.cli import main
-from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae
-from marl.mappo_train import train
+from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae, standard_gamma
+from marl.mappo_train import load_policy, train
+
+
+def test_the_gamma_sampler_draws_gamma_variates():
+    """Marsaglia and Tsang's sampler (which the Beta policy draws with, for a seeded generator) against
+    scipy's Gamma(k, 1) distribution function by a Kolmogorov-Smirnov test, at k = 1 (the Beta policy's
+    smallest concentration) and above."""
+    from scipy import stats
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in (1.0, 1.7, 6.0, 40.0):
+        draws = standard_gamma(torch.full((20_000,), shape, dtype=torch.float64), generator)
+        assert stats.kstest(draws.numpy(), stats.gamma(shape).cdf).pvalue > 1e-3, shape
+
+
+def test_a_beta_gain_policy_draws_from_its_beta_and_plays_its_mean():
+    """``cbf_gain = "beta"``: two outputs per action, concentrations ``1 + softplus``; draws follow that
+    Beta (scipy's distribution function, per agent), stay inside (0, 1), have finite log-densities, and
+    repeat for a seed; the played action is the Beta's mean; the Gaussian's log std is not trained."""
+    from scipy import stats
+
+    config = MAPPOConfig(model="gnn", filter="online-cbf", cbf_gain="beta", cbf_alpha=10.0)
+    game = scenarios.make("navigation", num_envs=2, seed=0, num_agents=3)
+    learner = MAPPO(PolicySpec.of(game, config), config)
+    assert learner.model.actor_head[-1].out_features == 2
+    assert all(parameter is not learner.log_std for group in learner.optimizer.param_groups
+               for parameter in group["params"])
+    outputs = torch.tensor([[0.5, -1.0], [3.0, 0.0], [-4.0, 2.0]]).expand(20_000, 3, 2)  # (S, N, 2A)
+    draws = learner.sample(outputs, torch.Generator().manual_seed(1))
+    assert draws.shape == (20_000, 3, 1) and 0.0 < float(draws.min()) and float(draws.max()) < 1.0
+    torch.testing.assert_close(draws, learner.sample(outputs, torch.Generator().manual_seed(1)))
+    assert torch.isfinite(learner.distribution(outputs).log_prob(draws)).all()
+    a, b = learner.concentrations(outputs[0])
+    for agent in range(3):
+        cdf = stats.beta(float(a[agent, 0]), float(b[agent, 0])).cdf
+        assert stats.kstest(draws[:, agent, 0].numpy(), cdf).pvalue > 1e-3, agent
+    torch.testing.assert_close(learner.greedy(outputs[:1])[0], a / (a + b))
 
 
 def test_gae_equals_the_formula_worked_by_hand():
@@ -151,12 +189,15 @@ def test_train_mappo_gnn_then_evaluate_it_with_more_agents(tmp_path, capsys):
     assert sampled[0]["sample"] is True and evaluated["sample"] is False
 
 
-def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys):
+@pytest.mark.parametrize("gain", ["lognormal", "beta"])
+def test_online_cbf_checkpoints_play_through_their_filter(tmp_path, capsys, gain):
     folder = tmp_path / "run"
-    assert _train_cli(folder, "--model", "gnn", "--filter", "online-cbf", "--set", "num_agents=4") == 0
+    assert _train_cli(folder, "--model", "gnn", "--filter", "online-cbf", "--set", "num_agents=4", "--param",
+                      f"cbf_gain={gain}") == 0
     capsys.readouterr()
     assert main(["evaluate", str(folder / "policy.pt"), "--set", "num_agents=12", "--episodes", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["filter"] == "online-cbf"
+    assert load_policy(checkpoint.load(str(folder / "policy.pt")), "policy.pt").controller.gain == gain
     assert main(["evaluate", str(folder / "policy.pt"), "--filter", "cbf"]) == 2
     assert "plays only through its filter" in capsys.readouterr().err
 
@@ -178,6 +219,8 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
         (["train", "mappo", "--scenario", "spread", "--model", "gnn", "--out", str(tmp_path / "other")],
          "need a world with graph observations"),
         (["train", "mappo", "--scenario", "navigation", "--out", str(folder)], "already holds a run"),
+        (["train", "mappo", "--scenario", "navigation", "--model", "gnn", "--filter", "online-cbf", "--param",
+          "cbf_gain=gaussian", "--out", str(tmp_path / "other")], "cbf_gain must be one of lognormal, beta"),
         (["evaluate", str(folder / "policy.pt"), "--set", "num_agents=5"], "runs with the 2 agents"),
         (["evaluate", str(folder / "policy.pt"), "--set", "max_neighbours=2"], "another observation layout"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
