@@ -208,6 +208,21 @@ Measured, each part on its own when named (all of them by default):
    lambda 0.5 and 0.95 moving agents' likeliest gain was 10 in 53% and 34% of steps, and T 0.2555 /
    0.2343 / 0.2289 and 0.2638 / 0.2387 / 0.2260. Moving agents' gains under 10, where ``gamma``
    is under 1, keep costing T.
+   A Beta policy on the gain (``cbf_gain = "beta"`` with ``cbf_alpha = 10``: the action is a
+   fraction of 10, so it is ``gamma`` itself, and no draw lands past the point where gains all play
+   alike) starts at a mean fraction of 0.5 (alpha 5). On ``arrival`` with ``neighbour_reward = 1``,
+   lambda 0.5 (and 0.95), 10 epochs of 4 minibatches, 10 minutes on one thread (211,000-214,000
+   steps): with the entropy bonus, which pulls a Beta toward the uniform, median gains 4.7 / 5.1
+   (5.8 / 7.1) parked / moving, success 0.9875 / 0.9925 / 0.9961 (0.9888 / 0.9894 / 0.9984) and T
+   0.2548 / 0.2299 / 0.2155 (0.2573 / 0.2380 / 0.2174); with none, at learning rates 7e-4 and 2e-3,
+   medians 6.1 / 6.5 and 5.7 / 6.9, success 0.9888 / 0.9925 / 0.9969 and 0.9900 / 0.9919 / 0.9969
+   and T 0.2546 / 0.2323 / 0.2163 and 0.2527 / 0.2320 / 0.2168: the second above the fixed gain in
+   both at N = 8 and 16 and slower at 64. That one alone on both threads (330,000 steps): medians
+   4.5 / 6.3, success 0.9925 / 0.9938 / 0.9938 and T 0.2552 / 0.2326 / 0.2203. On the part's own
+   ``progress`` reward (5 epochs of one minibatch, learning rate 2e-3, no entropy bonus, both
+   threads, 563,000 steps) the gains rose together to a median of 8.5 with no parked / moving split,
+   success 0.9900 / 0.9919 / 0.9961 and T 0.2524 / 0.2305 / 0.2171: again above the fixed gain in
+   both at N = 8 and 16, and slower at 64. The Beta's gains barely leave their start in this budget.
    The part's own recipe (the ``progress`` reward, a start at the best fixed gain, 5 epochs of one
    minibatch), run again on both threads with the present filter (576,000 steps in 10 minutes),
    gave success 0.9875 / 0.9938 / 0.9969 / 0.9980 and T 0.2538 / 0.2311 / 0.2131 / 0.2094 at
