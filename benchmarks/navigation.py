@@ -117,7 +117,9 @@ Measured, each part on its own when named (all of them by default):
    (chosen by success rate at N = 8; the online gains start from it) and the unfiltered
    goal-seeking policy, at
    N = 8, 16, 64, 256. The goal: safe rate 1 and success rate >= 0.95 at every N, and the
-   online gains above the best fixed gain in success rate and T. Part **unfiltered** trains
+   online gains above the best fixed gain in success rate and T. Since the two differ by less
+   than one set of episodes swings, both also play ``SAFETY_BLOCKS`` sets, and the part reports
+   the paired differences in success and T with their standard errors. Part **unfiltered** trains
    the other baseline, the GNN policy with no filter, on the same task and budget.
 
    NOTE: there is room above the best fixed gain (alpha = 10, where the braking rows'
@@ -230,11 +232,15 @@ Measured, each part on its own when named (all of them by default):
    episodes above are within the noise. Played at the Beta's mode rather than its mean, the four
    Beta policies moved by as much in either direction.
    The part's own recipe (the ``progress`` reward, a start at the best fixed gain, 5 epochs of one
-   minibatch), run again on both threads with the present filter (576,000 steps in 10 minutes),
-   gave success 0.9875 / 0.9938 / 0.9969 / 0.9980 and T 0.2538 / 0.2311 / 0.2131 / 0.2094 at
-   N = 8 / 16 / 64 / 256, against the fixed gain's 0.9888 / 0.9906 / 0.9969 / 0.9971 and 0.2538 /
-   0.2324 / 0.2138 / 0.2082: above it in both at N = 16 only, one agent in 800 short of it at
-   N = 8, level in success and 0.0007 quicker at N = 64, and 0.0012 slower at N = 256.
+   minibatch), run on both threads with the present filter, gave success 0.9875 / 0.9938 / 0.9969 /
+   0.9980 and T 0.2538 / 0.2311 / 0.2131 / 0.2094 at N = 8 / 16 / 64 / 256 after 576,000 steps, and
+   0.9888 / 0.9931 / 0.9961 / 0.9976 and 0.2537 / 0.2313 / 0.2149 / 0.2082 after 512,000 in a later
+   run, against the fixed gain's 0.9888 / 0.9906 / 0.9969 / 0.9971 and 0.2538 / 0.2324 / 0.2138 /
+   0.2082. On that later run's paired blocks (5 sets of episodes at each N), online minus fixed is
+   +0.0000 +- 0.0000 / +0.0009 +- 0.0005 / -0.0005 +- 0.0006 / -0.0004 +- 0.0006 in success and
+   -0.0001 +- 0.0001 / -0.0002 +- 0.0002 / +0.0007 +- 0.0003 / +0.0006 +- 0.0003 in T: the gains
+   stay near the start (10, where ``gamma`` is 1), level with the fixed gain at N = 8 and 16, and a
+   little slower at 64 and 256.
 3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
 
@@ -278,6 +284,9 @@ BLOCKS = 10
 # when 15 agents crowd their graphs, just outside the radius (see the NOTE).
 TRAIN_REWARD_RADIUS = 0.03
 SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
+# Online and fixed gains differ by less than one block of episodes swings, so the safety part also plays both on
+# SAFETY_BLOCKS blocks (reset seeds 11, 12, ...; the first is the block above) and reports the paired differences.
+SAFETY_BLOCKS = 5
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
 PARTS = ("transfer", "safety", "unfiltered", "scale")
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "navigation.json")
@@ -310,6 +319,27 @@ def _blocks(policy, settings: dict, device: torch.device) -> dict:
         out[f"{key}_standard_error"] = round(float(values.std() / len(rows) ** 0.5), 4)
     out["worst_block_success_rate"] = min(row["success_rate"] for row in rows)
     out["worst_block_collisions_per_agent"] = round(max(row["collisions_per_agent"] for row in rows), 4)
+    return out
+
+
+def _paired(policy, baseline, settings: dict, episodes: int, device: torch.device) -> dict:
+    """``policy`` and ``baseline`` on the same ``SAFETY_BLOCKS`` blocks of ``episodes`` episodes: each one's mean
+    success rate (GCBF+'s) and T over the blocks, the mean paired difference (``policy`` minus ``baseline``) with
+    its standard error over the blocks, and each one's lowest safe rate in any block."""
+    rows = {"policy": [], "baseline": []}
+    for seed in range(11, 11 + SAFETY_BLOCKS):
+        for name, played in (("policy", policy), ("baseline", baseline)):
+            rows[name].append(episode_metrics(played, _world(settings, episodes, device), seed))
+    out: dict = {"blocks": SAFETY_BLOCKS, "episodes": episodes * SAFETY_BLOCKS}
+    for key in ("agent_success_rate", "time_to_goal"):
+        ours, theirs = (torch.tensor([row[key] for row in rows[name]], dtype=torch.float64)
+                        for name in ("policy", "baseline"))
+        difference = ours - theirs
+        out[key] = {"policy": round(float(ours.mean()), 4), "baseline": round(float(theirs.mean()), 4),
+                    "difference": round(float(difference.mean()), 4),
+                    "standard_error": round(float(difference.std() / len(difference) ** 0.5), 4)}
+    for name in ("policy", "baseline"):
+        out[f"{name}_lowest_safe_rate"] = min(row["safe_rate"] for row in rows[name])
     return out
 
 
@@ -411,6 +441,15 @@ def safety(minutes: float, device: torch.device, log: bool) -> dict:
             for name, row in rows[count].items():
                 print(f"N={count:>3} {name:>10}: safe {row['safe_rate']:.3f} success {row['agent_success_rate']:.3f} "
                       f"finish {row['finish_rate']:.3f} T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
+        paired = _paired(online, scripted_cbf_policy(CBFFilter(alpha=best)), settings, episodes, device)
+        rows[count]["online_minus_fixed"] = paired
+        if log:
+            print(f"N={count:>3} online - fixed over {paired['episodes']} episodes: "
+                  + "  ".join(f"{label} {paired[key]['policy']:.4f} - {paired[key]['baseline']:.4f} = "
+                              f"{paired[key]['difference']:+.4f} +- {paired[key]['standard_error']:.4f}"
+                              for label, key in (("success", "agent_success_rate"), ("T", "time_to_goal")))
+                  + f"  lowest safe rate {paired['policy_lowest_safe_rate']:.3f} / "
+                    f"{paired['baseline_lowest_safe_rate']:.3f}", file=sys.stderr, flush=True)
     out["evaluation"] = rows
     return out
 
