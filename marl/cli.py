@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "pairs (shared, yield, parked, obstacles or parked_only)")
     evaluate.add_argument("--sample", action="store_true",
                           help="a MAPPO checkpoint's actions drawn from its policy (seeded by --seed) instead of the "
-                               "most likely ones")
+                               "deterministic ones (the most likely move, or the mean)")
     evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes to play (default 100)")
     evaluate.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes (default 1)")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -578,7 +578,7 @@ class MAPPOPolicy:
 
     ``controller`` is ``None`` (the actions are played), or a callable
     ``controller(game, actions (B, N, A)) -> game actions (B, N[, 5])`` such as the online CBF.
-    The actions are the most likely ones (the mean, or the largest logit), or with ``sample`` drawn
+    The actions are the deterministic ones (the mean, or the largest logit), or with ``sample`` drawn
     from the policy as it was trained, with a generator of its own seeded by ``seed``: a policy
     trained with PPO is a distribution, and its greedy version can hold still where a draw moves on.
     """

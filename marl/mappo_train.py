@@ -236,7 +236,7 @@ def save_policy(path: str | os.PathLike, learner: MAPPO, game_name: str, game_se
 def load_policy(saved: dict[str, Any], path: str | os.PathLike, game: Any | None = None,
                 device: torch.device | str = "cpu", sample: bool = False, seed: int = 0) -> MAPPOPolicy:
     """A ``MAPPOPolicy`` from a checkpoint's payload (``checkpoint.load``), checked against ``game`` when given;
-    its actions drawn from the policy with ``sample`` (seeded by ``seed``), else the most likely ones.
+    its actions drawn from the policy with ``sample`` (seeded by ``seed``), else the deterministic ones.
 
     A ``gnn`` model runs with any number of agents; an ``mlp`` model needs the observation size
     (and, for its critic, the number of agents) it was trained with.
