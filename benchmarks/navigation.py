@@ -302,21 +302,33 @@ def _world(settings: dict, episodes: int, device: torch.device):
     return scenarios.make("navigation", num_envs=episodes, seed=7, device=device, **settings)
 
 
+def _block_rows(policy, settings: dict, episodes: int, blocks: int, device: torch.device) -> list[dict]:
+    """``episode_metrics`` of ``policy`` on ``blocks`` sets of ``episodes`` episodes (reset seeds 11, 12, ...),
+    each with the ``seconds`` it took."""
+    rows = []
+    for seed in range(11, 11 + blocks):
+        game = _world(settings, episodes, device)
+        start = time.perf_counter()
+        measured = episode_metrics(policy, game, seed)
+        measured["seconds"] = time.perf_counter() - start
+        rows.append(measured)
+    return rows
+
+
+def _rounded(measured: dict) -> dict:
+    """One set's figures as stored: to 4 places, without the per-episode returns."""
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in measured.items()
+            if key != "episode_returns"}
+
+
 def _metrics(policy, settings: dict, episodes: int, device: torch.device) -> dict:
-    game = _world(settings, episodes, device)
-    start = time.perf_counter()
-    measured = episode_metrics(policy, game, 11)
-    measured.pop("episode_returns")
-    measured["seconds"] = time.perf_counter() - start
-    return {key: round(value, 4) if isinstance(value, float) else value for key, value in measured.items()}
+    return _rounded(_block_rows(policy, settings, episodes, 1, device)[0])
 
 
 def _blocks(policy, settings: dict, device: torch.device) -> dict:
     """``BLOCKS`` blocks of 100 episodes: the mean of each figure over blocks, its standard error, and the
     worst block's S% and collisions per agent."""
-    rows = []
-    for seed in range(11, 11 + BLOCKS):
-        rows.append(episode_metrics(policy, _world(settings, 100, device), seed))
+    rows = _block_rows(policy, settings, 100, BLOCKS, device)
     out: dict = {"blocks": BLOCKS, "episodes": 100 * BLOCKS}
     for key in ("success_rate", "collisions_per_agent", "time_to_goal", "safe_rate", "agent_success_rate"):
         values = torch.tensor([row[key] for row in rows], dtype=torch.float64)
@@ -327,15 +339,12 @@ def _blocks(policy, settings: dict, device: torch.device) -> dict:
     return out
 
 
-def _paired(policy, baseline, settings: dict, episodes: int, device: torch.device) -> dict:
-    """``policy`` and ``baseline`` on the same ``SAFETY_BLOCKS`` blocks of ``episodes`` episodes: each one's mean
-    success rate (GCBF+'s) and T over the blocks, the mean paired difference (``policy`` minus ``baseline``) with
-    its standard error over the blocks, and each one's lowest safe rate in any block."""
-    rows = {"policy": [], "baseline": []}
-    for seed in range(11, 11 + SAFETY_BLOCKS):
-        for name, played in (("policy", policy), ("baseline", baseline)):
-            rows[name].append(episode_metrics(played, _world(settings, episodes, device), seed))
-    out: dict = {"blocks": SAFETY_BLOCKS, "episodes": episodes * SAFETY_BLOCKS}
+def _paired(policy_rows: list[dict], baseline_rows: list[dict]) -> dict:
+    """Two policies' ``_block_rows`` on the same sets of episodes: each one's mean success rate (GCBF+'s) and T
+    over the sets, the mean paired difference (policy minus baseline) with its standard error over the sets,
+    and each one's lowest safe rate in any set."""
+    rows = {"policy": policy_rows, "baseline": baseline_rows}
+    out: dict = {"blocks": len(policy_rows), "episodes": sum(row["episodes"] for row in policy_rows)}
     for key in ("agent_success_rate", "time_to_goal"):
         ours, theirs = (torch.tensor([row[key] for row in rows[name]], dtype=torch.float64)
                         for name in ("policy", "baseline"))
@@ -434,19 +443,22 @@ def safety(minutes: float, device: torch.device, log: bool) -> dict:
     result, run = _train(config, {"num_agents": 8}, minutes, device, "online CBF", log)
     online = MAPPOPolicy(result.learner, controller_of(config))
     out["online_training"] = run
+    fixed = scripted_cbf_policy(CBFFilter(alpha=best))
     rows = {}
     for count, episodes in SAFETY_SIZES.items():
         settings = {"num_agents": count}
-        rows[count] = {
-            "online_cbf": _metrics(online, settings, episodes, device),
-            "fixed_cbf": _metrics(scripted_cbf_policy(CBFFilter(alpha=best)), settings, episodes, device),
+        online_rows = _block_rows(online, settings, episodes, SAFETY_BLOCKS, device)
+        fixed_rows = _block_rows(fixed, settings, episodes, SAFETY_BLOCKS, device)
+        rows[count] = {  # the first set of episodes, and the goal seeker on it
+            "online_cbf": _rounded(online_rows[0]),
+            "fixed_cbf": _rounded(fixed_rows[0]),
             "unfiltered": _metrics(goal_seeking_policy, settings, episodes, device),
         }
         if log:
             for name, row in rows[count].items():
                 print(f"N={count:>3} {name:>10}: safe {row['safe_rate']:.3f} success {row['agent_success_rate']:.3f} "
                       f"finish {row['finish_rate']:.3f} T {row['time_to_goal']:.3f}", file=sys.stderr, flush=True)
-        paired = _paired(online, scripted_cbf_policy(CBFFilter(alpha=best)), settings, episodes, device)
+        paired = _paired(online_rows, fixed_rows)
         rows[count]["online_minus_fixed"] = paired
         if log:
             print(f"N={count:>3} online - fixed over {paired['episodes']} episodes: "
