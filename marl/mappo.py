@@ -10,7 +10,9 @@ iteration:
    values and the rewards, as ``(T, B, ...)`` tensors.
 2. Advantages by GAE(``gamma``, ``gae_lambda``) on the critic's values, de-normalized by
    the running value normalizer; returns = advantages + values; the normalizer then takes
-   in the returns.
+   in the returns. With ``group_size = K > 1`` the copies play in groups of ``K`` from the
+   same start states, and an agent's advantage is instead its return minus the mean of the
+   same agent's returns in the other ``K - 1`` copies of its group (:func:`group_advantages`).
 3. ``epochs`` passes over the ``T B`` copy-steps (every agent of a copy-step together, so a
    GNN sees whole graphs) in ``minibatches`` minibatches. Loss per agent-step: the clipped
    surrogate ``-min(r A, clip(r, 1 - c, 1 + c) A)`` with ``r`` the probability ratio and
@@ -139,10 +141,16 @@ class MAPPOConfig:
     """Log training statistics after about this many copy-steps."""
     eval_episodes: int = 100
     """Episodes of the final evaluation."""
+    group_size: int = 1
+    """K: copies ``K g`` to ``K g + K - 1`` play the same episodes (one start state per group, each copy its own
+    action draws), and an agent's advantage is its return (the GAE return, ``gae_lambda`` included) minus the
+    mean of its returns in the other ``K - 1`` copies: a leave-one-out baseline that removes what the start
+    state decides, which the critic leaves in (:func:`group_advantages`). 1: GAE's advantages. Copies of a
+    group must end their episodes together (navigation: ``terminate_on_goals=false``)."""
 
     def __post_init__(self) -> None:
         for name in ("env_steps", "num_envs", "rollout_length", "epochs", "minibatches", "gnn_hidden", "gnn_layers",
-                     "gnn_heads", "cbf_neighbours", "log_every", "eval_episodes"):
+                     "gnn_heads", "cbf_neighbours", "log_every", "eval_episodes", "group_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainingError(f"{name} must be a positive integer, got {value!r}")
@@ -171,6 +179,8 @@ class MAPPOConfig:
         for name in ("learning_rate", "clip", "huber_delta", "max_grad_norm", "cbf_alpha"):
             if getattr(self, name) <= 0:
                 raise TrainingError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.num_envs % self.group_size:
+            raise TrainingError(f"num_envs ({self.num_envs}) must be a multiple of group_size ({self.group_size})")
         hidden = tuple(self.hidden_sizes) if isinstance(self.hidden_sizes, (list, tuple)) else None
         if not hidden or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
             raise TrainingError(f"hidden_sizes must be a non-empty list of positive integers, got {self.hidden_sizes!r}")
@@ -573,6 +583,26 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, last_values: torch.Tensor, 
     return advantages
 
 
+def group_advantages(returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Leave-one-out advantages within groups of copies that play the same episodes.
+
+    Kool, van Hoof and Welling, "Buy 4 REINFORCE Samples, Get a Baseline for Free!" (ICLR 2019
+    workshop); the group baseline of GRPO (Shao et al., "DeepSeekMath", 2024). The other copies'
+    returns do not depend on this copy's actions, so the baseline leaves the gradient unbiased.
+
+    Args:
+        returns: ``(T, B, N)`` returns of every agent, copies ``K g .. K g + K - 1`` a group.
+        group_size: ``K >= 2``.
+
+    Returns:
+        ``(T, B, N)``: each return minus the mean of the same agent's returns in its group's other copies.
+    """
+    steps, copies, count = returns.shape
+    grouped = returns.view(steps, copies // group_size, group_size, count)
+    others = (grouped.sum(2, keepdim=True) - grouped) / (group_size - 1)
+    return (grouped - others).view(steps, copies, count)
+
+
 class MAPPOPolicy:
     """A trained MAPPO model as a gamelab policy, through its controller.
 
@@ -602,4 +632,4 @@ class MAPPOPolicy:
 
 
 __all__ = ["FILTERS", "MAPPO", "MODELS", "MAPPOConfig", "MAPPOPolicy", "PolicySpec", "ValueNorm",
-           "actor_outputs", "gae", "standard_gamma", "uses_beta"]
+           "actor_outputs", "gae", "group_advantages", "standard_gamma", "uses_beta"]

@@ -5,7 +5,8 @@ The run reads top to bottom (``train``):
 1. build the learner (``marl.mappo.MAPPO``) and the controller (``online-cbf``: ``marl.cbf``);
 2. reset the game's ``B`` copies, or restore everything from a checkpoint;
 3. loop: a rollout of ``rollout_length`` steps in every copy into ``(T, B, ...)`` storage
-   allocated up front, GAE, then the PPO epochs (``MAPPO.update``);
+   allocated up front, GAE (and with ``group_size`` above 1, the groups' leave-one-out
+   advantages), then the PPO epochs (``MAPPO.update``);
 4. after about every ``log_every`` copy-steps, log the mean return per agent of the episodes
    that finished to TensorBoard and the caller;
 5. every ``checkpoint_minutes`` and at the end (Ctrl-C included), write ``checkpoint.pt``
@@ -31,7 +32,7 @@ import torch
 from games.errors import GamelabError
 from marl import checkpoint
 from marl.errors import TrainingError
-from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae
+from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae, group_advantages
 from marl.plots import summary_writer
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -81,6 +82,9 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
     device = torch.device(device)
     if game.num_envs != config.num_envs:
         raise TrainingError(f"the game has {game.num_envs} copies but config.num_envs is {config.num_envs}")
+    if config.group_size > 1 and getattr(getattr(game, "config", None), "terminate_on_goals", False):
+        raise TrainingError(f"group_size {config.group_size} needs episodes of one length in every copy of a group, "
+                            "but this game ends an episode once every agent is home; set terminate_on_goals=false")
     spec = PolicySpec.of(game, config)
     settings = dict(game_settings or {})
     learner = MAPPO(spec, config, device)
@@ -111,7 +115,8 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
             raise checkpoint.CheckpointError(f"{path}: the checkpoint does not fit this run: {error}") from None
         observations = {agent: value.to(game.device) for agent, value in run["game_state"]["observed"].items()}
     else:
-        observations, _ = game.reset(seed=config.seed)
+        streams = {"streams": torch.arange(copies) // config.group_size} if config.group_size > 1 else None
+        observations, _ = game.reset(seed=config.seed, options=streams)
 
     writer = summary_writer(run_dir, env_steps if resume else None)
     start = time.perf_counter()
@@ -182,6 +187,14 @@ def train(game: Any, config: MAPPOConfig, *, device: torch.device | str = "cpu",
                               else critic_values)
             advantages = gae(rewards, stacked_values, last_value, done, config.gamma, config.gae_lambda)
             targets = advantages + stacked_values
+            if config.group_size > 1:
+                grouped = done.view(length, copies // config.group_size, config.group_size)
+                if bool((grouped != grouped[..., :1]).any()):
+                    raise TrainingError(
+                        f"group_size {config.group_size}: copies of a group ended their episodes at different steps, "
+                        "so they no longer play the same episodes; give every episode one length (navigation: "
+                        "terminate_on_goals=false)")
+                advantages = group_advantages(targets, config.group_size)
             # 3. PPO epochs over the T B copy-steps.
             flat = {key: torch.cat(value) for key, value in snapshots.items()}
             losses = learner.update(flat, torch.cat(actions), torch.cat(log_probs), critic_values.flatten(0, 1),

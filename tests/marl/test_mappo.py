@@ -8,12 +8,14 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import scenarios
 from marl import checkpoint
 from marl.cli import main
-from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae, standard_gamma
+from marl.mappo import MAPPO, MAPPOConfig, MAPPOPolicy, PolicySpec, gae, group_advantages, standard_gamma
 from marl.mappo_train import load_policy, train
 
 
@@ -83,6 +85,47 @@ def test_gae_of_a_batch_equals_each_copy_alone():
         torch.testing.assert_close(alone[:, 0], together[:, copy])
 
 
+def test_group_advantages_subtract_the_mean_of_the_other_copies_of_the_group():
+    """Returns 1, 2, 6 in a group of three: baselines (2 + 6) / 2 = 4, (1 + 6) / 2 = 3.5 and 1.5."""
+    returns = torch.tensor([1.0, 2.0, 6.0, 5.0, 5.0, -1.0])[None, :, None]  # (T = 1, B = 6, N = 1): two groups
+    torch.testing.assert_close(group_advantages(returns, 3)[0, :, 0],
+                               torch.tensor([1 - 4.0, 2 - 3.5, 6 - 1.5, 5 - 2.0, 5 - 2.0, -1 - 5.0]))
+
+
+@given(st.integers(2, 5), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2**31 - 1))
+@settings(max_examples=30, deadline=None)
+def test_group_advantages_are_each_agent_s_own_leave_one_out_and_sum_to_zero_in_a_group(size, groups, count, seed):
+    generator = torch.Generator().manual_seed(seed)
+    returns = torch.randn(3, size * groups, count, generator=generator, dtype=torch.float64)
+    advantages = group_advantages(returns, size)
+    torch.testing.assert_close(advantages.view(3, groups, size, count).sum(2), torch.zeros(3, groups, count,
+                                                                                          dtype=torch.float64))
+    for copy in range(size * groups):  # one copy at a time, against the others of its group
+        first = copy - copy % size
+        others = [other for other in range(first, first + size) if other != copy]
+        torch.testing.assert_close(advantages[:, copy], returns[:, copy] - returns[:, others].mean(1))
+
+
+def test_copies_of_a_group_start_alike_and_draw_their_own_actions():
+    settings = {"num_agents": 3, "reward": "arrival", "terminate_on_goals": False}
+    config = MAPPOConfig(num_envs=6, rollout_length=5, epochs=1, env_steps=30, log_every=10**9, group_size=3)
+    game = scenarios.make("navigation", num_envs=6, seed=0, **settings)
+    seen = []
+    original = game.step
+
+    def step(actions):
+        seen.append(game.world.pos.clone())  # (E, 2, B) before each step
+        return original(actions)
+
+    game.step = step
+    train(game, config)
+    start, later = seen[0], seen[-1]
+    for group in (slice(0, 3), slice(3, 6)):
+        assert torch.equal(start[..., group], start[..., group][..., :1].expand_as(start[..., group]))
+    assert not torch.equal(start[..., 0], start[..., 3])  # groups start apart
+    assert not torch.equal(later[:3, :, 0], later[:3, :, 1])  # the copies of a group move on their own draws
+
+
 def test_the_policy_plays_every_copy_as_it_plays_one_alone():
     config = MAPPOConfig(model="gnn")
     game = scenarios.make("navigation", num_envs=4, seed=0, preset="informarl")
@@ -142,9 +185,11 @@ def test_mappo_learns_to_reach_goals():
     assert measured["mean_episode_return"] > 0.0
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    settings = {"preset": "informarl", "num_obstacles": 1}
-    config = MAPPOConfig(model="gnn", num_envs=8, rollout_length=10, epochs=2, env_steps=240, log_every=10**9)
+@pytest.mark.parametrize("group_size", [1, 4])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, group_size):
+    settings = {"preset": "informarl", "num_obstacles": 1}  # InforMARL's episodes all last 25 steps
+    config = MAPPOConfig(model="gnn", num_envs=8, rollout_length=10, epochs=2, env_steps=240, log_every=10**9,
+                         group_size=group_size)
     straight = train(scenarios.make("navigation", num_envs=8, seed=0, **settings), config, game_name="navigation",
                      game_settings=settings).learner
     first = MAPPOConfig.from_dict({**config.__dict__, "env_steps": 160})
@@ -221,6 +266,10 @@ def test_bad_input_exits_2_and_leaves_the_run_folder_as_it_was(tmp_path, capsys)
         (["train", "mappo", "--scenario", "navigation", "--out", str(folder)], "already holds a run"),
         (["train", "mappo", "--scenario", "navigation", "--model", "gnn", "--filter", "online-cbf", "--param",
           "cbf_gain=gaussian", "--out", str(tmp_path / "other")], "cbf_gain must be one of lognormal, beta"),
+        (["train", "mappo", "--scenario", "navigation", "--param", "group_size=3", "--num-envs", "16", "--out",
+          str(tmp_path / "other")], "num_envs (16) must be a multiple of group_size (3)"),
+        (["train", "mappo", "--scenario", "navigation", "--param", "group_size=4", "--num-envs", "16", "--out",
+          str(tmp_path / "other")], "set terminate_on_goals=false"),
         (["evaluate", str(folder / "policy.pt"), "--set", "num_agents=5"], "runs with the 2 agents"),
         (["evaluate", str(folder / "policy.pt"), "--set", "max_neighbours=2"], "another observation layout"),
         (["evaluate", "--policy", "scripted", "--scenario", "navigation", "--filter", "cbf", "--param",
