@@ -1,6 +1,7 @@
 """Decentralized GNN controllers and online CBFs on navigation: transfer, safety and scale.
 
-    python -m benchmarks.navigation [transfer] [safety] [unfiltered] [scale] [--minutes 20] [--safety-minutes 10]
+    python -m benchmarks.navigation [transfer] [safety] [unfiltered] [parked-gain] [scale] [--minutes 20]
+                                    [--safety-minutes 10]
                                     [--device cpu] [--json]
     gamelab bench navigation [...]
 
@@ -267,18 +268,27 @@ Measured, each part on its own when named (all of them by default):
    worth learning in this budget. Fitting the GNN actor to the hand rule by regression takes about
    300 Adam steps; a 10-minute run of 5 epochs of one minibatch takes about 500 in all, each on a
    signal of about 1% of its noise (above).
-   Why, measured on the same reward (episodes of full length) with moving agents at 10 and the
-   parked agents' gain set by hand (1,000 shared episodes, discounted return per agent minus the
-   fixed gain's): parked alpha 7, 5, 3.5, 2, 1, 0.5 and 0.2 give -0.08 +- 0.06, +0.03 +- 0.06, +0.14
-   +- 0.07, +0.26 +- 0.08, +0.29 +- 0.10, +0.53 +- 0.08 and +0.59 +- 0.08. The return is flat, or
-   dips, from 10 down to 5, so a policy gradient from the fixed gain points away from the rule: with
-   log-normal draws of standard deviation 0.6 around it and a twin baseline (600 episodes), the
-   score-function gradient in the parked gain's log is +4.4 +- 2.2 per episode at 10. From 2 it
-   points the right way, -1.4 +- 1.9, but with a standard deviation of 45 per episode it takes about
-   1,000 episodes (100,000 copy-steps) for one standard error and about 9,400 (940,000 copy-steps)
-   for three: three to five times what 10 minutes give, for one number and the best baseline, before
-   the moving agents' much stronger signal through the shared network is counted.
-3. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
+   Why (part **parked-gain** below, no training; the same reward, episodes of full length, moving
+   agents at 10 and the parked agents' gain set by hand; 1,000 shared episodes, discounted return
+   per agent minus the fixed gain's): parked alpha 7, 5, 3.5, 2, 1, 0.5 and 0.2 give -0.08 +- 0.06,
+   +0.03 +- 0.06, +0.14 +- 0.07, +0.26 +- 0.08, +0.29 +- 0.10, +0.53 +- 0.08 and +0.59 +- 0.08. The
+   return is flat, or dips, from 10 down to 5, so a policy gradient from the fixed gain points away
+   from the rule: with log-normal draws of standard deviation 0.6 and a twin baseline (600
+   episodes), the score-function gradient in the parked gain's log is +4.4 +- 2.2 per episode at 10.
+   From 2 it points the right way, -1.3 +- 1.8, but with a standard deviation of 45 per episode it
+   takes about 1,200 episodes (120,000 copy-steps) for one standard error and about 10,900 (1.1
+   million copy-steps) for three: three to six times what 10 minutes give (180,000-340,000), for one
+   number and the best baseline, before the moving agents' much stronger signal through the shared
+   network is counted.
+3. **parked-gain**: what a policy gradient on the online gains has to find (no training). On
+   the ``arrival`` reward with ``neighbour_reward = 1`` and episodes of full length, moving
+   agents at the best fixed gain (10) and parked agents at a gain set by hand: the discounted
+   return per agent against the parked gain (``PARKED_GAINS``, ``PARKED_EPISODES`` shared
+   episodes, paired differences from 10); and the score-function gradient of the return in the
+   parked agents' log-gain, with log-normal draws (standard deviation ``PARKED_SIGMA``) around
+   each of ``GRADIENT_AT``, over ``GRADIENT_STARTS`` start states played twice, each play with
+   its own draws and the other as its baseline, with the episodes its sign needs.
+4. **scale**: decentralized steps per second with N = 1024 agents in one world: the graph,
    the GNN actor and the CBF filter, timed apart and together (warm-up excluded).
 
 Results go to ``benchmarks/results/navigation.json`` (each part's entry replaced when run).
@@ -295,7 +305,7 @@ import time
 import torch
 
 import scenarios
-from marl.cbf import CBFFilter, nominal_forces, scripted_cbf_policy
+from marl.cbf import CBFFilter, force_to_actions, nominal_forces, scripted_cbf_policy
 from marl.mappo import MAPPOConfig, MAPPOPolicy
 from marl.mappo_train import controller_of, train
 from scenarios.navigation import episode_metrics, goal_seeking_policy
@@ -325,7 +335,14 @@ SAFETY_SIZES = {8: 100, 16: 100, 64: 20, 256: 8}  # N: evaluation episodes
 # SAFETY_BLOCKS blocks (reset seeds 11, 12, ...; the first is the block above) and reports the paired differences.
 SAFETY_BLOCKS = 5
 ALPHA_GRID = (1.0, 2.0, 5.0, 10.0, 20.0)
-PARTS = ("transfer", "safety", "unfiltered", "scale")
+PARTS = ("transfer", "safety", "unfiltered", "parked-gain", "scale")
+# The parked-gain part: gains of parked agents (moving ones at 10), shared episodes, and where the gradient is taken.
+PARKED_GAINS = (7.0, 5.0, 3.5, 2.0, 1.0, 0.5, 0.2)
+PARKED_EPISODES = 1000
+PARKED_SIGMA = 0.6  # the online gains' exploration at MAPPO's initial log std (-0.5)
+GRADIENT_AT = (10.0, 2.0)
+GRADIENT_STARTS = 300
+PARKED_SETTINGS = {"num_agents": 8, "reward": "arrival", "neighbour_reward": 1.0, "terminate_on_goals": False}
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "navigation.json")
 
 
@@ -517,6 +534,74 @@ def unfiltered(minutes: float, device: torch.device, log: bool) -> dict:
     return run
 
 
+def _parked_gain_episodes(game, parked_alpha: float, sigma: float, generator: torch.Generator | None,
+                          gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One episode in every copy of ``game`` (reset already) with moving agents at gain 10 and parked ones at
+    ``parked_alpha exp(sigma eps)``, ``eps`` standard normal per agent and step.
+
+    Returns ``(T, B, N)`` discounted returns to go, and ``(T, B, N)`` the score of each step's draw in the
+    parked log-gain's offset (``eps / sigma`` for parked agents, else 0; zeros when ``sigma`` is 0)."""
+    cbf = CBFFilter(alpha=10.0)
+    rewards, scores = [], []
+    for _ in range(game.max_steps):
+        parked = game.goal_distance() <= game.config.goal_radius  # (B, N)
+        if sigma > 0:
+            noise = torch.randn(parked.shape, generator=generator, device=parked.device, dtype=game.dtype)
+            alpha = torch.where(parked, parked_alpha * torch.exp(sigma * noise), 10.0)
+            scores.append(torch.where(parked, noise / sigma, 0.0))
+        else:
+            alpha = torch.where(parked, parked_alpha, 10.0).to(game.dtype)
+            scores.append(torch.zeros_like(alpha))
+        safe = force_to_actions(cbf.commands(game, nominal_forces(game), alpha), game.config.acceleration)
+        _, reward, _, _, _ = game.step({agent: safe[:, index] for index, agent in enumerate(game.possible_agents)})
+        rewards.append(torch.stack([reward[agent] for agent in game.possible_agents], 1).to(torch.float64))
+    stacked = torch.stack(rewards)
+    returns = torch.zeros_like(stacked)
+    running = torch.zeros_like(stacked[0])
+    for step in range(stacked.shape[0] - 1, -1, -1):
+        running = stacked[step] + gamma * running
+        returns[step] = running
+    return returns, torch.stack(scores).to(torch.float64)
+
+
+def parked_gain(device: torch.device, log: bool, gamma: float = 0.99) -> dict:
+    out: dict = {"settings": PARKED_SETTINGS, "gamma": gamma, "returns": {}, "gradients": {}}
+
+    def start_returns(parked_alpha: float) -> torch.Tensor:
+        game = _world(PARKED_SETTINGS, PARKED_EPISODES, device)
+        game.reset(seed=31)
+        return _parked_gain_episodes(game, parked_alpha, 0.0, None, gamma)[0][0].mean(1)  # (B,) per agent
+
+    fixed = start_returns(10.0)
+    for alpha in PARKED_GAINS:
+        difference = start_returns(alpha) - fixed
+        row = {"return_minus_fixed": round(float(difference.mean()), 4),
+               "standard_error": round(float(difference.std() / PARKED_EPISODES ** 0.5), 4)}
+        out["returns"][alpha] = row
+        if log:
+            print(f"parked alpha {alpha:>4}: discounted return per agent minus alpha 10's "
+                  f"{row['return_minus_fixed']:+.4f} +- {row['standard_error']:.4f}", file=sys.stderr, flush=True)
+    starts = GRADIENT_STARTS
+    for alpha in GRADIENT_AT:
+        game = _world(PARKED_SETTINGS, 2 * starts, device)
+        game.reset(seed=21, options={"streams": torch.arange(starts).repeat(2)})  # copy c and c + starts: one start
+        generator = torch.Generator(device=device).manual_seed(5)
+        returns, scores = _parked_gain_episodes(game, alpha, PARKED_SIGMA, generator, gamma)
+        twins = torch.cat([returns[:, starts:], returns[:, :starts]], 1)
+        per_episode = (scores * (returns - twins)).sum((0, 2))  # (2 starts,) the estimate from each episode
+        mean, deviation = float(per_episode.mean()), float(per_episode.std())
+        row = {"gradient_per_episode": round(mean, 2), "standard_error": round(deviation / (2 * starts) ** 0.5, 2),
+               "standard_deviation": round(deviation, 1), "episodes_for_one_standard_error": round((deviation / mean) ** 2),
+               "episodes_for_three": round(9 * (deviation / mean) ** 2)}
+        out["gradients"][alpha] = row
+        if log:
+            print(f"gradient in the parked log-gain at {alpha:>4}: {mean:+.2f} +- {row['standard_error']:.2f} per "
+                  f"episode (standard deviation {deviation:.1f}); episodes for its sign at one standard error: "
+                  f"{row['episodes_for_one_standard_error']:,}, at three: {row['episodes_for_three']:,}",
+                  file=sys.stderr, flush=True)
+    return out
+
+
 def scale(device: torch.device, repeats: int = 5) -> dict:
     from marl.gnn import navigation_graph
     from marl.mappo import MAPPO, PolicySpec
@@ -585,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
             results["safety"] = safety(args.safety_minutes, device, not args.json)
         elif part == "unfiltered":
             results["safety_unfiltered_gnn"] = unfiltered(args.safety_minutes, device, not args.json)
+        elif part == "parked-gain":
+            results["parked_gain"] = parked_gain(device, not args.json)
         else:
             results[f"scale_{device.type}"] = scale(device)
             if not args.json:
