@@ -309,7 +309,7 @@ import torch
 
 import scenarios
 from marl.cbf import CBFFilter, force_to_actions, nominal_forces, scripted_cbf_policy
-from marl.mappo import MAPPOConfig, MAPPOPolicy
+from marl.mappo import MAPPOConfig, MAPPOPolicy, gae
 from marl.mappo_train import controller_of, train
 from scenarios.navigation import episode_metrics, goal_seeking_policy
 
@@ -558,12 +558,10 @@ def _parked_gain_episodes(game, parked_alpha: float, sigma: float, generator: to
         safe = force_to_actions(cbf.commands(game, nominal_forces(game), alpha), game.config.acceleration)
         _, reward, _, _, _ = game.step({agent: safe[:, index] for index, agent in enumerate(game.possible_agents)})
         rewards.append(torch.stack([reward[agent] for agent in game.possible_agents], 1).to(torch.float64))
-    stacked = torch.stack(rewards)
-    returns = torch.zeros_like(stacked)
-    running = torch.zeros_like(stacked[0])
-    for step in range(stacked.shape[0] - 1, -1, -1):
-        running = stacked[step] + gamma * running
-        returns[step] = running
+    stacked = torch.stack(rewards)  # (T, B, N); the episode fills the T steps, so nothing follows the last
+    zeros = torch.zeros_like(stacked)
+    ongoing = torch.zeros(stacked.shape[:2], dtype=torch.bool, device=stacked.device)
+    returns = gae(stacked, zeros, zeros[0], ongoing, gamma, 1.0)  # with values 0 and lambda 1: returns to go
     return returns, torch.stack(scores).to(torch.float64)
 
 
